@@ -17,4 +17,8 @@ macro_rules! syscall {
         }
     }};
 }
+#[allow(unused_imports)] // for `crate::sys::syscall!` in ring.rs
 pub(crate) use syscall;
+
+pub mod daemon;
+pub mod signal;

@@ -1,0 +1,137 @@
+//! Process-level calls for becoming a daemon: fork, setsid, redirecting
+//! stdio, the locked pid file, and `poll(2)` for the main loop.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+pub enum Forked {
+    Parent,
+    Child,
+}
+
+/// fork(2). Call only while the process has a single thread: the child
+/// gets just the calling thread and locks held elsewhere would stay held.
+pub fn fork() -> io::Result<Forked> {
+    // SAFETY: the caller guarantees the process is single-threaded, so the
+    // child's copy of the address space is consistent.
+    let pid = syscall!(fork())?;
+    Ok(if pid == 0 {
+        Forked::Child
+    } else {
+        Forked::Parent
+    })
+}
+
+pub fn setsid() -> io::Result<()> {
+    // SAFETY: no arguments; fails only if already a group leader.
+    syscall!(setsid()).map(|_| ())
+}
+
+/// Exit without running destructors or atexit handlers: for the
+/// intermediate processes of a double fork.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+/// Points stdin, stdout and stderr at /dev/null.
+pub fn stdio_to_devnull() -> io::Result<()> {
+    let null = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    for fd in 0..=2 {
+        // SAFETY: both descriptors are valid; dup2 replaces fd atomically.
+        syscall!(dup2(null.as_raw_fd(), fd))?;
+    }
+    Ok(())
+}
+
+/// A pipe whose ends are close-on-exec: the daemon reports readiness to
+/// the process that launched it through it.
+pub fn pipe() -> io::Result<(File, File)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: fds has room for the two descriptors pipe2 writes.
+    syscall!(pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC))?;
+    // SAFETY: pipe2 returned two fresh descriptors that we now own.
+    let (r, w) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    Ok((r, w))
+}
+
+/// Reads everything until EOF (used by the launching parent).
+pub fn read_all(mut f: File) -> String {
+    let mut s = String::new();
+    let _ = f.read_to_string(&mut s);
+    s
+}
+
+/// A pid file held with an exclusive `flock` for the daemon's lifetime, so
+/// a second instance is refused instead of fighting over the same doors.
+pub struct PidFile {
+    file: File,
+    path: PathBuf,
+}
+
+impl PidFile {
+    pub fn create(path: &Path) -> io::Result<PidFile> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(path)?;
+        // SAFETY: valid descriptor owned by `file`.
+        if let Err(e) = syscall!(flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB)) {
+            if e.kind() == io::ErrorKind::WouldBlock {
+                let mut other = String::new();
+                let _ = file.read_to_string(&mut other);
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "{} is locked: another tportknockd is running (pid {})",
+                        path.display(),
+                        other.trim()
+                    ),
+                ));
+            }
+            return Err(e);
+        }
+        file.set_len(0)?;
+        writeln!(file, "{}", std::process::id())?;
+        file.sync_all()?;
+        Ok(PidFile {
+            file,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Removes the file while still holding the lock.
+    pub fn remove(self) {
+        let _ = std::fs::remove_file(&self.path);
+        drop(self.file);
+    }
+}
+
+/// poll(2) over `fds`; returns the number ready (0 on timeout, and on EINTR).
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
+    // SAFETY: the slice is valid for its length for the duration of the call.
+    match syscall!(poll(
+        fds.as_mut_ptr(),
+        fds.len() as libc::nfds_t,
+        timeout_ms
+    )) {
+        Ok(n) => Ok(n as usize),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// Effective user id (for the config ownership check and error messages).
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
