@@ -1,5 +1,25 @@
 //! knock.conf: the original tportknockd `<EVENT>` … `</EVENT>` language.
-//! (Parser: issue 2, filled in by the config work.)
+//!
+//! ```text
+//! <SSH>
+//!  sequence      = udp:1234 tcp:543 tcp:543:i tcp:123:frap
+//!  timeout       = 10
+//!  start_command = /usr/sbin/iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT
+//!  stop_command  = /usr/sbin/iptables -D INPUT -s %IP% -p tcp --dport 22 -j ACCEPT
+//!  command_delay = 30
+//! </SSH>
+//! ```
+//!
+//! The file is read by root and its commands run as root, so the parser
+//! trusts nothing: every problem is collected as `FILE:LINE: message`, echoed
+//! text is clipped and escaped, and no input can make it panic.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Read;
+use std::net::IpAddr;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
 
 use crate::knock::Step;
 
@@ -32,28 +52,1227 @@ pub struct LoadError {
     pub messages: Vec<String>,
 }
 
-impl std::fmt::Display for LoadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.messages.join("\n"))
     }
 }
 
 impl std::error::Error for LoadError {}
 
+/// Longest `timeout`: a sequence spread over more than a day is no knock.
+pub const MAX_TIMEOUT: u32 = 86_400;
+/// Longest `command_delay`: 31 days.
+pub const MAX_COMMAND_DELAY: u32 = 31 * 86_400;
+/// Longest non-comment line; far above any sane command, far below what
+/// would make echoing or storing it a burden.
+pub const MAX_LINE: usize = 64 * 1024;
+/// Longest event name; names end up in every log line about the event.
+pub const MAX_NAME: usize = 64;
+/// Largest file `load` reads.
+pub const MAX_FILE: u64 = 16 * 1024 * 1024;
+/// `tcp:65535:fsrpau` is 16 bytes; anything much longer is not a frame and
+/// is not handed to `Step::from_str`, whose message would echo all of it.
+const MAX_FRAME_TEXT: usize = 32;
+/// How much of a piece of text a message echoes.
+const MAX_ECHO: usize = 60;
+/// Bad frames reported per `sequence` line before the rest are only counted.
+const MAX_FRAME_ERRORS: usize = 8;
+
+/// Replaces every `%IP%` in `command` by the knocker's address. The address
+/// is printed with `Display`, so it only holds digits, hex letters, `.` and
+/// `:`, nothing a shell would interpret.
+pub fn expand(command: &str, ip: IpAddr) -> String {
+    command.replace("%IP%", &ip.to_string())
+}
+
 /// Parses a file's bytes; `file` names it in messages. Does not look at
 /// ownership or permissions (the client uses this to read sequences).
+///
+/// This is the format entry point: only knock.conf is understood today; a
+/// reader for other formats plugs in here.
 pub fn parse(text: &[u8], file: &str) -> Result<Config, LoadError> {
-    let _ = text;
-    Err(LoadError {
-        messages: vec![format!("{file}: parser not yet written")],
-    })
+    parse_knock_conf(text, file)
 }
 
 /// Reads and parses `path` for the daemon: refuses a file that group or
 /// others can write, or owned by someone other than root or the running user.
-pub fn load(path: &std::path::Path) -> Result<Config, LoadError> {
-    let bytes = std::fs::read(path).map_err(|e| LoadError {
-        messages: vec![format!("{}: {e}", path.display())],
-    })?;
-    parse(&bytes, &path.display().to_string())
+pub fn load(path: &Path) -> Result<Config, LoadError> {
+    let name = path.display().to_string();
+    let fail = |msg: String| LoadError {
+        messages: vec![format!("{name}: {msg}")],
+    };
+    // O_NONBLOCK: opening a FIFO must not hang the daemon; it is refused below.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| fail(format!("cannot open: {e}")))?;
+    // Checks the opened file itself, so a rename after the check changes nothing.
+    let meta = file
+        .metadata()
+        .map_err(|e| fail(format!("cannot stat: {e}")))?;
+    if !meta.is_file() {
+        return Err(fail("not a regular file".into()));
+    }
+    let refusals = ownership_problems(&meta, crate::sys::daemon::euid(), &name);
+    if !refusals.is_empty() {
+        return Err(LoadError { messages: refusals });
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(format!("cannot read: {e}")))?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(fail(format!(
+            "larger than {} MiB; that is no knock.conf",
+            MAX_FILE >> 20
+        )));
+    }
+    parse(&bytes, &name)
+}
+
+/// Why a config with these owner and mode bits must not be trusted.
+fn ownership_problems(meta: &std::fs::Metadata, euid: u32, name: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        problems.push(format!(
+            "{name}: refusing to load: group or others can write it (mode {mode:04o}), \
+             and its commands run with tportknockd's rights (usually root); \
+             fix: chmod go-w {name}"
+        ));
+    }
+    let uid = meta.uid();
+    if uid != 0 && uid != euid {
+        problems.push(format!(
+            "{name}: refusing to load: it is owned by uid {uid}, not by root or by \
+             uid {euid} who runs tportknockd, and its commands run with tportknockd's \
+             rights (usually root); fix: chown root {name}"
+        ));
+    }
+    problems
+}
+
+/// The keys of a block, in the order messages list them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Sequence,
+    Timeout,
+    StartCommand,
+    StopCommand,
+    CommandDelay,
+}
+
+impl Key {
+    const ALL: [Key; 5] = [
+        Key::Sequence,
+        Key::Timeout,
+        Key::StartCommand,
+        Key::StopCommand,
+        Key::CommandDelay,
+    ];
+    const KNOWN: &'static str = "sequence, timeout, start_command, stop_command, command_delay";
+
+    fn name(self) -> &'static str {
+        match self {
+            Key::Sequence => "sequence",
+            Key::Timeout => "timeout",
+            Key::StartCommand => "start_command",
+            Key::StopCommand => "stop_command",
+            Key::CommandDelay => "command_delay",
+        }
+    }
+
+    fn from_name(text: &str) -> Option<Key> {
+        Key::ALL
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(text))
+    }
+}
+
+/// Collects `FILE:LINE: message`s.
+struct Diag<'a> {
+    file: &'a str,
+    messages: Vec<String>,
+}
+
+impl Diag<'_> {
+    fn at(&mut self, line: usize, msg: impl fmt::Display) {
+        self.messages.push(format!("{}:{line}: {msg}", self.file));
+    }
+}
+
+/// Escapes `text` and cuts it to `MAX_ECHO` characters, for messages.
+fn clip(text: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == MAX_ECHO {
+            out.push('…');
+            break;
+        }
+        out.extend(c.escape_debug());
+    }
+    out
+}
+
+/// A block being read.
+struct Block {
+    name: String,
+    line: usize,
+    /// Bad name or duplicate: checked, but never becomes an event.
+    discard: bool,
+    /// A line of it could not be understood at all (not text, no `=`,
+    /// unknown key), so "missing key" complaints could be wrong: skip them.
+    damaged: bool,
+    /// Line where each key (indexed like `Key::ALL`) first appeared, even if
+    /// its value was bad.
+    seen: [Option<usize>; 5],
+    sequence: Option<Vec<Step>>,
+    timeout: Option<u32>,
+    start_command: Option<String>,
+    stop_command: Option<String>,
+    command_delay: Option<u32>,
+}
+
+impl Block {
+    fn new(name: &str, line: usize, discard: bool) -> Block {
+        Block {
+            name: name.to_string(),
+            line,
+            discard,
+            damaged: false,
+            seen: [None; 5],
+            sequence: None,
+            timeout: None,
+            start_command: None,
+            stop_command: None,
+            command_delay: None,
+        }
+    }
+
+    fn seen(&self, key: Key) -> Option<usize> {
+        Key::ALL
+            .iter()
+            .position(|k| *k == key)
+            .and_then(|i| self.seen.get(i).copied().flatten())
+    }
+
+    fn mark_seen(&mut self, key: Key, line: usize) {
+        if let Some(slot) = Key::ALL
+            .iter()
+            .position(|k| *k == key)
+            .and_then(|i| self.seen.get_mut(i))
+        {
+            *slot = Some(line);
+        }
+    }
+
+    /// Reads one `key = value` line.
+    fn key_value(&mut self, line: &str, n: usize, diag: &mut Diag<'_>) {
+        let Some((key_text, value)) = line.split_once('=') else {
+            self.damaged = true;
+            diag.at(n, format!("expected 'key = value', got '{}'", clip(line)));
+            return;
+        };
+        let (key_text, value) = (key_text.trim(), value.trim());
+        let Some(key) = Key::from_name(key_text) else {
+            self.damaged = true;
+            diag.at(
+                n,
+                format!(
+                    "unknown key '{}' (known keys: {})",
+                    clip(key_text),
+                    Key::KNOWN
+                ),
+            );
+            return;
+        };
+        if let Some(first) = self.seen(key) {
+            diag.at(
+                n,
+                format!(
+                    "{} given twice in <{}> (first at line {first})",
+                    key.name(),
+                    clip(&self.name)
+                ),
+            );
+            return;
+        }
+        self.mark_seen(key, n);
+        if value.is_empty() {
+            diag.at(n, format!("{} has no value", key.name()));
+            return;
+        }
+        match key {
+            Key::Sequence => self.sequence = parse_sequence(value, n, diag),
+            Key::Timeout => {
+                self.timeout = parse_seconds(key, value, MAX_TIMEOUT, "one day", n, diag)
+            }
+            Key::CommandDelay => {
+                self.command_delay =
+                    parse_seconds(key, value, MAX_COMMAND_DELAY, "31 days", n, diag)
+            }
+            Key::StartCommand => self.start_command = Some(value.to_string()),
+            Key::StopCommand => self.stop_command = Some(value.to_string()),
+        }
+    }
+
+    /// Checks the block as a whole at its closing tag; an event if all is well.
+    fn finish(self, diag: &mut Diag<'_>) -> Option<Event> {
+        if !self.damaged {
+            for key in [Key::Sequence, Key::Timeout, Key::StartCommand] {
+                if self.seen(key).is_none() {
+                    diag.at(
+                        self.line,
+                        format!(
+                            "event <{}> has no {}; sequence, timeout and start_command are required",
+                            clip(&self.name),
+                            key.name()
+                        ),
+                    );
+                }
+            }
+            match (self.seen(Key::StopCommand), self.seen(Key::CommandDelay)) {
+                (Some(stop), None) => diag.at(
+                    stop,
+                    "stop_command needs command_delay (the seconds to wait before running it)",
+                ),
+                (None, Some(delay)) => diag.at(
+                    delay,
+                    "command_delay without stop_command: there is nothing to run after the delay",
+                ),
+                _ => {}
+            }
+        }
+        if self.discard {
+            return None;
+        }
+        let stop_given =
+            self.seen(Key::StopCommand).is_some() || self.seen(Key::CommandDelay).is_some();
+        let stop_pair = match (self.stop_command, self.command_delay) {
+            (Some(stop), Some(delay)) => (Some(stop), Some(delay)),
+            (None, None) if !stop_given => (None, None),
+            _ => return None,
+        };
+        Some(Event {
+            name: self.name,
+            line: self.line,
+            sequence: self.sequence?,
+            timeout: self.timeout?,
+            start_command: self.start_command?,
+            stop_command: stop_pair.0,
+            command_delay: stop_pair.1,
+        })
+    }
+}
+
+fn parse_sequence(value: &str, n: usize, diag: &mut Diag<'_>) -> Option<Vec<Step>> {
+    let mut steps = Vec::new();
+    let mut bad = 0usize;
+    for frame in value.split_whitespace() {
+        let problem = if frame.len() > MAX_FRAME_TEXT {
+            format!(
+                "frame '{}' is too long to be protocol:port[:flags]",
+                clip(frame)
+            )
+        } else {
+            match frame.parse::<Step>() {
+                Ok(step) => {
+                    steps.push(step);
+                    continue;
+                }
+                Err(e) => e.to_string(),
+            }
+        };
+        bad += 1;
+        if bad <= MAX_FRAME_ERRORS {
+            diag.at(n, format!("sequence: {problem}"));
+        }
+    }
+    if bad > MAX_FRAME_ERRORS {
+        diag.at(
+            n,
+            format!(
+                "sequence: {} more bad frames on this line not shown",
+                bad - MAX_FRAME_ERRORS
+            ),
+        );
+    }
+    (bad == 0).then_some(steps)
+}
+
+fn parse_seconds(
+    key: Key,
+    value: &str,
+    max: u32,
+    max_words: &str,
+    n: usize,
+    diag: &mut Diag<'_>,
+) -> Option<u32> {
+    if value.bytes().all(|b| b.is_ascii_digit()) {
+        if let Ok(secs) = value.parse::<u32>() {
+            if (1..=max).contains(&secs) {
+                return Some(secs);
+            }
+        }
+    }
+    diag.at(
+        n,
+        format!(
+            "{} must be whole seconds from 1 to {max} ({max_words}), not '{}'",
+            key.name(),
+            clip(value)
+        ),
+    );
+    None
+}
+
+/// The name between `<`/`</` and `>`, plus what is wrong with the tag (a
+/// missing `>`, text after it). The name is a best guess even then, so that a
+/// typo in a tag does not also garble the lines around it.
+fn tag_name<'a>(rest: &'a str, whole: &str) -> (&'a str, Option<String>) {
+    let Some((name, after)) = rest.split_once('>') else {
+        return (
+            rest.trim_end(),
+            Some(format!("tag '{}' lacks its closing '>'", clip(whole))),
+        );
+    };
+    if !after.trim().is_empty() {
+        let msg = format!(
+            "unexpected text '{}' after tag; a tag stands alone on its line",
+            clip(after.trim())
+        );
+        return (name, Some(msg));
+    }
+    (name, None)
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("event name is empty".into());
+    }
+    if name.len() > MAX_NAME {
+        return Err(format!(
+            "event name is {} bytes long; at most {MAX_NAME} allowed",
+            name.len()
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return Err(format!(
+            "event name '{}' may only contain letters, digits, '_', '-' and '.'",
+            clip(name)
+        ));
+    }
+    Ok(())
+}
+
+/// The knock.conf reader behind `parse`.
+fn parse_knock_conf(text: &[u8], file: &str) -> Result<Config, LoadError> {
+    // Windows editors like to start files with a byte order mark.
+    let text = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(text);
+    let mut diag = Diag {
+        file,
+        messages: Vec::new(),
+    };
+    let mut events = Vec::new();
+    // Lower-cased name → (name, line): `SSH` and `ssh` would be confused in
+    // logs and by the client.
+    let mut names: HashMap<String, (String, usize)> = HashMap::new();
+    let mut open: Option<Block> = None;
+    let mut any_block = false;
+
+    for (idx, raw) in text.split(|&b| b == b'\n').enumerate() {
+        let n = idx + 1;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        // Comments are skipped before any other check: whatever bytes they
+        // hold (an old Latin-1 remark, a long ruler) do no harm.
+        match raw.iter().find(|b| !matches!(b, b' ' | b'\t')) {
+            None | Some(b'#') => continue,
+            Some(_) => {}
+        }
+        let problem = if raw.len() > MAX_LINE {
+            Some(format!(
+                "line is {} bytes long; at most {MAX_LINE} allowed",
+                raw.len()
+            ))
+        } else {
+            match std::str::from_utf8(raw) {
+                Err(e) => Some(format!(
+                    "line is not text (invalid UTF-8 at byte {})",
+                    e.valid_up_to() + 1
+                )),
+                Ok(line) => line
+                    .chars()
+                    .find(|c| c.is_control() && *c != '\t')
+                    .map(|c| {
+                        format!(
+                            "line contains control character U+{:04X}; only text and tabs are allowed",
+                            u32::from(c)
+                        )
+                    }),
+            }
+        };
+        if let Some(problem) = problem {
+            diag.at(n, problem);
+            if let Some(block) = open.as_mut() {
+                block.damaged = true;
+            }
+            continue;
+        }
+        // Checked above; this cannot fail, but must not panic either.
+        let Ok(line) = std::str::from_utf8(raw) else {
+            continue;
+        };
+        let line = line.trim();
+
+        if let Some(rest) = line.strip_prefix("</") {
+            let (name, problem) = tag_name(rest, line);
+            if let Some(msg) = problem {
+                diag.at(n, msg);
+            }
+            match open.take() {
+                None => diag.at(
+                    n,
+                    format!("closing tag </{}> without an opening tag", clip(name)),
+                ),
+                Some(block) => {
+                    if name != block.name {
+                        diag.at(
+                            n,
+                            format!(
+                                "closing tag </{}> does not match <{}> opened at line {}",
+                                clip(name),
+                                clip(&block.name),
+                                block.line
+                            ),
+                        );
+                    }
+                    // Closed either way: the likeliest mistake is a typo.
+                    events.extend(block.finish(&mut diag));
+                }
+            }
+        } else if let Some(rest) = line.strip_prefix('<') {
+            any_block = true;
+            let (name, problem) = tag_name(rest, line);
+            let problem = problem.or_else(|| check_name(name).err());
+            let mut discard = problem.is_some();
+            if let Some(msg) = problem {
+                diag.at(n, msg);
+            }
+            if let Some(block) = open.take() {
+                diag.at(
+                    n,
+                    format!(
+                        "<{}> opened inside <{}> (line {}): blocks do not nest; close it with </{}> first",
+                        clip(name),
+                        clip(&block.name),
+                        block.line,
+                        clip(&block.name)
+                    ),
+                );
+                events.extend(block.finish(&mut diag));
+            }
+            if !discard {
+                let folded = name.to_ascii_lowercase();
+                if let Some((first, first_line)) = names.get(&folded) {
+                    diag.at(
+                        n,
+                        format!(
+                            "event name '{}' already used by <{}> at line {first_line}",
+                            clip(name),
+                            clip(first)
+                        ),
+                    );
+                    discard = true;
+                } else {
+                    names.insert(folded, (name.to_string(), n));
+                }
+            }
+            open = Some(Block::new(name, n, discard));
+        } else if let Some(block) = open.as_mut() {
+            block.key_value(line, n, &mut diag);
+        } else {
+            diag.at(
+                n,
+                format!("'{}' is outside any <NAME> … </NAME> block", clip(line)),
+            );
+        }
+    }
+    if let Some(block) = open {
+        diag.at(
+            block.line,
+            format!(
+                "<{}> is never closed (missing </{}>)",
+                clip(&block.name),
+                clip(&block.name)
+            ),
+        );
+    }
+    if !any_block {
+        diag.messages.push(format!(
+            "{file}: no event defined; expected at least one <NAME> … </NAME> block"
+        ));
+    }
+    if diag.messages.is_empty() {
+        Ok(Config { events })
+    } else {
+        Err(LoadError {
+            messages: diag.messages,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::knock::{flags, FlagSpec, Proto};
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
+
+    const SSH: &str = "<SSH>
+ sequence      = udp:1234 tcp:543 tcp:543:i tcp:123:frap tcp:434:x tcp:2345:n
+ timeout       = 10
+ start_command = /usr/sbin/iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT
+ stop_command  = /usr/sbin/iptables -D INPUT -s %IP% -p tcp --dport 22 -j ACCEPT
+ command_delay = 30
+</SSH>
+";
+
+    fn ok(text: &str) -> Config {
+        match parse(text.as_bytes(), "k.conf") {
+            Ok(c) => c,
+            Err(e) => panic!("unexpected errors:\n{e}"),
+        }
+    }
+
+    fn errors(text: impl AsRef<[u8]>) -> Vec<String> {
+        match parse(text.as_ref(), "k.conf") {
+            Ok(c) => panic!("parsed, expected errors: {c:?}"),
+            Err(e) => e.messages,
+        }
+    }
+
+    /// A block with everything required, plus `extra` lines.
+    fn block(name: &str, extra: &str) -> String {
+        format!("<{name}>\nsequence = tcp:1:s tcp:2:f\ntimeout = 5\nstart_command = run %IP%\n{extra}</{name}>\n")
+    }
+
+    fn steps(text: &str) -> Vec<Step> {
+        text.split_whitespace()
+            .map(|s| s.parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn parses_the_original_ssh_event() {
+        let c = ok(SSH);
+        assert_eq!(
+            c.events,
+            vec![Event {
+                name: "SSH".into(),
+                line: 1,
+                sequence: vec![
+                    Step {
+                        proto: Proto::Udp,
+                        port: 1234,
+                        flags: FlagSpec::Any
+                    },
+                    Step {
+                        proto: Proto::Tcp,
+                        port: 543,
+                        flags: FlagSpec::Exact(0)
+                    },
+                    Step {
+                        proto: Proto::Tcp,
+                        port: 543,
+                        flags: FlagSpec::Any
+                    },
+                    Step {
+                        proto: Proto::Tcp,
+                        port: 123,
+                        flags: FlagSpec::Exact(flags::FIN | flags::RST | flags::ACK | flags::PSH)
+                    },
+                    Step {
+                        proto: Proto::Tcp,
+                        port: 434,
+                        flags: FlagSpec::Exact(flags::CLASSIC)
+                    },
+                    Step {
+                        proto: Proto::Tcp,
+                        port: 2345,
+                        flags: FlagSpec::Exact(0)
+                    },
+                ],
+                timeout: 10,
+                start_command: "/usr/sbin/iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT"
+                    .into(),
+                stop_command: Some(
+                    "/usr/sbin/iptables -D INPUT -s %IP% -p tcp --dport 22 -j ACCEPT".into()
+                ),
+                command_delay: Some(30),
+            }]
+        );
+    }
+
+    #[test]
+    fn parses_the_example_file() {
+        let c = match parse(
+            include_bytes!("../knock.conf.example"),
+            "knock.conf.example",
+        ) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let names: Vec<&str> = c.events.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["SSH", "SSH-nft", "OpenVPN", "SSH2"]);
+        let ssh = &c.events[0];
+        assert_eq!(ssh.sequence, ok(SSH).events[0].sequence);
+        assert_eq!((ssh.timeout, ssh.command_delay), (10, Some(30)));
+
+        let nft = &c.events[1];
+        assert_eq!(nft.sequence, steps("tcp:7001:fu udp:8002 tcp:9003:sr"));
+        assert_eq!(
+            nft.start_command,
+            "/usr/sbin/nft add element inet filter knocked { %IP% timeout 30s }"
+        );
+        assert_eq!(
+            (nft.stop_command.as_deref(), nft.command_delay),
+            (None, None)
+        );
+
+        let vpn = &c.events[2];
+        assert_eq!(
+            vpn.sequence,
+            steps("tcp:12430:a tcp:2711:i tcp:123:i tcp:8375:n tcp:1155:n")
+        );
+        assert_eq!(vpn.timeout, 10);
+        assert_eq!(
+            vpn.start_command,
+            "/bin/openvpn --remote %IP% --config /opt/openvpn/client.conf"
+        );
+        assert_eq!(vpn.stop_command, None);
+
+        let ssh2 = &c.events[3];
+        assert_eq!(
+            ssh2.sequence,
+            steps("tcp:110:x tcp:110:up tcp:110:up tcp:110:n tcp:110:i")
+        );
+        assert_eq!(ssh2.sequence[1], ssh2.sequence[2]);
+        assert_eq!((ssh2.timeout, ssh2.command_delay), (10, Some(30)));
+        assert!(ssh2
+            .stop_command
+            .as_deref()
+            .unwrap()
+            .contains("-D INPUT -s %IP%"));
+    }
+
+    #[test]
+    fn several_events_in_order_with_lines() {
+        let text = format!("# head\n\n{}{}", block("a", ""), block("B_2.x-y", ""));
+        let c = ok(&text);
+        let got: Vec<(&str, usize)> = c.events.iter().map(|e| (e.name.as_str(), e.line)).collect();
+        assert_eq!(got, [("a", 3), ("B_2.x-y", 8)]);
+    }
+
+    #[test]
+    fn comments_blank_lines_and_hash_in_values() {
+        let text = "\n  # comment\n\t#\tindented comment\n<E>\n   \n # inside\n\
+                    sequence = tcp:1:s\ntimeout=7\n\
+                    start_command = echo '#1' %IP% # not a comment\n</E>\n# tail";
+        let e = &ok(text).events[0];
+        assert_eq!(e.start_command, "echo '#1' %IP% # not a comment");
+        assert_eq!(e.timeout, 7);
+    }
+
+    #[test]
+    fn keys_are_case_insensitive_and_values_trimmed() {
+        let text = "<E>\n\tSEQUENCE\t=\t tcp:1:s \t\nTimeOut = 3\nStart_Command =  a = b  \n\
+                    STOP_COMMAND = c\ncommand_DELAY = 2678400\n</E>\n";
+        let e = &ok(text).events[0];
+        assert_eq!(e.start_command, "a = b");
+        assert_eq!(e.stop_command.as_deref(), Some("c"));
+        assert_eq!(e.command_delay, Some(MAX_COMMAND_DELAY));
+    }
+
+    #[test]
+    fn crlf_no_trailing_newline_and_bom() {
+        let text = SSH.replace('\n', "\r\n");
+        assert_eq!(ok(&text), ok(SSH));
+        let trimmed = SSH.trim_end();
+        assert!(!trimmed.ends_with('\n'));
+        assert_eq!(ok(trimmed), ok(SSH));
+        let bom = format!("\u{feff}{SSH}");
+        assert_eq!(ok(&bom), ok(SSH));
+    }
+
+    #[test]
+    fn empty_and_comment_only_files_have_no_event() {
+        for text in ["", "\n\n", "# only\n  # comments\n"] {
+            assert_eq!(
+                errors(text),
+                ["k.conf: no event defined; expected at least one <NAME> … </NAME> block"]
+            );
+        }
+    }
+
+    #[test]
+    fn text_outside_blocks() {
+        let text = format!("timeout = 5\n{}stray\n", block("E", ""));
+        assert_eq!(
+            errors(text),
+            [
+                "k.conf:1: 'timeout = 5' is outside any <NAME> … </NAME> block",
+                "k.conf:7: 'stray' is outside any <NAME> … </NAME> block",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_the_known_ones() {
+        assert_eq!(
+            errors(block("E", "colour = red\n")),
+            ["k.conf:5: unknown key 'colour' (known keys: sequence, timeout, start_command, stop_command, command_delay)"]
+        );
+    }
+
+    #[test]
+    fn line_without_equals() {
+        assert_eq!(
+            errors(block("E", "stop_command /bin/true\n")),
+            ["k.conf:5: expected 'key = value', got 'stop_command /bin/true'"]
+        );
+    }
+
+    #[test]
+    fn key_given_twice() {
+        assert_eq!(
+            errors(block("E", "TIMEOUT = 9\n")),
+            ["k.conf:5: timeout given twice in <E> (first at line 3)"]
+        );
+    }
+
+    #[test]
+    fn empty_values() {
+        assert_eq!(
+            errors("<E>\nsequence =\ntimeout = \nstart_command =\t\n</E>\n"),
+            [
+                "k.conf:2: sequence has no value",
+                "k.conf:3: timeout has no value",
+                "k.conf:4: start_command has no value",
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_required_keys() {
+        assert_eq!(
+            errors("<E>\nstop_command = x\ncommand_delay = 1\n</E>\n"),
+            [
+                "k.conf:1: event <E> has no sequence; sequence, timeout and start_command are required",
+                "k.conf:1: event <E> has no timeout; sequence, timeout and start_command are required",
+                "k.conf:1: event <E> has no start_command; sequence, timeout and start_command are required",
+            ]
+        );
+    }
+
+    #[test]
+    fn stop_and_delay_go_together() {
+        assert_eq!(
+            errors(block("E", "stop_command = x %IP%\n")),
+            ["k.conf:5: stop_command needs command_delay (the seconds to wait before running it)"]
+        );
+        assert_eq!(
+            errors(block("E", "command_delay = 30\n")),
+            ["k.conf:5: command_delay without stop_command: there is nothing to run after the delay"]
+        );
+    }
+
+    #[test]
+    fn seconds_bounds() {
+        for (value, good) in [
+            ("1", true),
+            ("86400", true),
+            ("0", false),
+            ("86401", false),
+            ("-1", false),
+            ("+5", false),
+            ("10s", false),
+            ("1.5", false),
+            ("99999999999999999999", false),
+        ] {
+            let text =
+                format!("<E>\nsequence = udp:9\ntimeout = {value}\nstart_command = x\n</E>\n");
+            if good {
+                assert_eq!(ok(&text).events[0].timeout.to_string(), value);
+            } else {
+                assert_eq!(
+                    errors(&text),
+                    [format!("k.conf:3: timeout must be whole seconds from 1 to 86400 (one day), not '{value}'")]
+                );
+            }
+        }
+        assert_eq!(
+            errors(block("E", "stop_command = x\ncommand_delay = 2678401\n")),
+            ["k.conf:6: command_delay must be whole seconds from 1 to 2678400 (31 days), not '2678401'"]
+        );
+        assert_eq!(
+            errors(block("E", "stop_command = x\ncommand_delay = 0\n")),
+            ["k.conf:6: command_delay must be whole seconds from 1 to 2678400 (31 days), not '0'"]
+        );
+    }
+
+    #[test]
+    fn bad_frames_use_step_messages() {
+        let text = "<E>\nsequence = tcp:1:s icmp:4 tcp:0 udp:5:s tcp:7:q\ntimeout = 5\nstart_command = x\n</E>\n";
+        let want: Vec<String> = ["icmp:4", "tcp:0", "udp:5:s", "tcp:7:q"]
+            .iter()
+            .map(|f| format!("k.conf:2: sequence: {}", f.parse::<Step>().unwrap_err()))
+            .collect();
+        assert_eq!(errors(text), want);
+        assert_eq!(
+            want[0],
+            "k.conf:2: sequence: frame 'icmp:4': protocol must be tcp or udp, not 'icmp'"
+        );
+    }
+
+    #[test]
+    fn long_frames_and_many_bad_frames_are_clipped() {
+        let long = "tcp:".to_string() + &"9".repeat(10_000);
+        let text = format!("<E>\nsequence = {long}\ntimeout = 5\nstart_command = x\n</E>\n");
+        assert_eq!(
+            errors(&text),
+            [format!(
+                "k.conf:2: sequence: frame '{}…' is too long to be protocol:port[:flags]",
+                &long[..60]
+            )]
+        );
+        let many = vec!["bad"; 20].join(" ");
+        let text = format!("<E>\nsequence = {many}\ntimeout = 5\nstart_command = x\n</E>\n");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 9);
+        assert!(errs[..8]
+            .iter()
+            .all(|e| e.starts_with("k.conf:2: sequence: frame 'bad'")));
+        assert_eq!(
+            errs[8],
+            "k.conf:2: sequence: 12 more bad frames on this line not shown"
+        );
+    }
+
+    #[test]
+    fn tag_errors() {
+        assert_eq!(
+            errors("<SSH>\nsequence = udp:9\ntimeout = 5\nstart_command = x\n</ssh>\n"),
+            ["k.conf:5: closing tag </ssh> does not match <SSH> opened at line 1"]
+        );
+        assert_eq!(
+            errors(format!("{}</E>\n", block("E", ""))),
+            ["k.conf:6: closing tag </E> without an opening tag"]
+        );
+        assert_eq!(
+            errors(block("E", "").replace("</E>", "</E")),
+            ["k.conf:5: tag '</E' lacks its closing '>'"]
+        );
+        assert_eq!(
+            errors(block("E", "").replace("<E>\n", "<E> # door\n")),
+            ["k.conf:1: unexpected text '# door' after tag; a tag stands alone on its line"]
+        );
+        assert_eq!(errors(block("", "")), ["k.conf:1: event name is empty"]);
+        assert_eq!(
+            errors(block("a b", "")),
+            ["k.conf:1: event name 'a b' may only contain letters, digits, '_', '-' and '.'"]
+        );
+        let long = "N".repeat(65);
+        assert_eq!(
+            errors(block(&long, "")),
+            ["k.conf:1: event name is 65 bytes long; at most 64 allowed"]
+        );
+        assert!(ok(&block(&"N".repeat(64), "")).events.len() == 1);
+    }
+
+    #[test]
+    fn nested_blocks() {
+        let text = "<A>\nsequence = udp:9\ntimeout = 5\nstart_command = x\n<B>\nsequence = udp:8\ntimeout = 5\nstart_command = y\n</B>\n</A>\n";
+        assert_eq!(
+            errors(text),
+            [
+                "k.conf:5: <B> opened inside <A> (line 1): blocks do not nest; close it with </A> first",
+                "k.conf:10: closing tag </A> without an opening tag",
+            ]
+        );
+    }
+
+    #[test]
+    fn unterminated_block_names_its_opening_line() {
+        let text = format!("{}<Late>\nsequence = udp:9\n", block("E", ""));
+        assert_eq!(
+            errors(text),
+            ["k.conf:6: <Late> is never closed (missing </Late>)"]
+        );
+    }
+
+    #[test]
+    fn duplicate_names() {
+        let text = format!(
+            "{}{}{}",
+            block("SSH", ""),
+            block("ssh", ""),
+            block("SSH", "")
+        );
+        assert_eq!(
+            errors(text),
+            [
+                "k.conf:6: event name 'ssh' already used by <SSH> at line 1",
+                "k.conf:11: event name 'SSH' already used by <SSH> at line 1",
+            ]
+        );
+    }
+
+    #[test]
+    fn every_error_is_reported() {
+        let text = "junk\n<A>\nsequence = tcp:0\ntimeout = 0\nstart_command = x\nfoo = 1\n</A>\n\
+                    <A>\nsequence = udp:1\ntimeout = 1\nstart_command = x\n</B>\n<C>\n";
+        let errs = errors(text);
+        assert_eq!(
+            errs,
+            [
+                "k.conf:1: 'junk' is outside any <NAME> … </NAME> block",
+                "k.conf:3: sequence: frame 'tcp:0': port must be a number from 1 to 65535, not '0'",
+                "k.conf:4: timeout must be whole seconds from 1 to 86400 (one day), not '0'",
+                "k.conf:6: unknown key 'foo' (known keys: sequence, timeout, start_command, stop_command, command_delay)",
+                "k.conf:8: event name 'A' already used by <A> at line 2",
+                "k.conf:12: closing tag </B> does not match <A> opened at line 8",
+                "k.conf:13: <C> is never closed (missing </C>)",
+            ]
+        );
+    }
+
+    #[test]
+    fn binary_junk_and_control_characters() {
+        let mut text = block("E", "").into_bytes();
+        text.splice(0..0, b"\xff\xfe\x00garbage\n".iter().copied());
+        assert_eq!(
+            errors(&text),
+            ["k.conf:1: line is not text (invalid UTF-8 at byte 1)"]
+        );
+
+        let text = block("E", "stop_command = rm\0 -rf\ncommand_delay = 3\n");
+        assert_eq!(
+            errors(text),
+            ["k.conf:5: line contains control character U+0000; only text and tabs are allowed"]
+        );
+
+        // Inside a block an unreadable line might have been any key, so it
+        // does not also produce "missing key" noise.
+        let text = b"<E>\nsequence = udp:1\n\xc3\x28start_command = x\ntimeout = 1\n</E>\n";
+        assert_eq!(
+            errors(text),
+            ["k.conf:3: line is not text (invalid UTF-8 at byte 1)"]
+        );
+
+        // Latin-1 in a comment is harmless.
+        let mut text = b"# caf\xe9\n".to_vec();
+        text.extend_from_slice(SSH.as_bytes());
+        assert_eq!(parse(&text, "k.conf").unwrap().events.len(), 1);
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        // xorshift: deterministic junk, including every byte value.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for round in 0..200 {
+            let len = (round * 37) % 3000;
+            let mut bytes = Vec::with_capacity(len);
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                bytes.push(x as u8);
+            }
+            // Mix in config tokens so the parser gets past the first checks.
+            let mut text = SSH.as_bytes()[..(round * 7) % SSH.len()].to_vec();
+            text.extend_from_slice(&bytes);
+            if let Err(e) = parse(&text, "k.conf") {
+                assert!(!e.messages.is_empty());
+                assert!(e
+                    .messages
+                    .iter()
+                    .all(|m| m.starts_with("k.conf:") && m.len() < 400));
+            }
+        }
+    }
+
+    #[test]
+    fn huge_lines_are_refused_without_echo() {
+        let mib = "A".repeat(1 << 20);
+        let text = format!("{mib}\n{}", block("E", &format!("start_command = {mib}\n")));
+        let errs = errors(text);
+        assert_eq!(
+            errs,
+            [
+                "k.conf:1: line is 1048576 bytes long; at most 65536 allowed",
+                "k.conf:6: line is 1048592 bytes long; at most 65536 allowed",
+            ]
+        );
+        // A huge comment is just a comment; a long command under the cap is fine.
+        let cmd = "x".repeat(60_000);
+        let text = format!("#{mib}\n{}", SSH.replace("/usr/sbin/iptables -A", &cmd));
+        assert!(ok(&text).events[0].start_command.starts_with(&cmd));
+        // Unknown keys and stray text are echoed clipped.
+        let errs = errors(format!("{mib:.1000}\n{SSH}"));
+        assert_eq!(
+            errs,
+            [format!(
+                "k.conf:1: '{}…' is outside any <NAME> … </NAME> block",
+                "A".repeat(60)
+            )]
+        );
+    }
+
+    #[test]
+    fn expand_replaces_every_ip() {
+        let v4 = IpAddr::V4(Ipv4Addr::new(10, 199, 0, 2));
+        let v6 = IpAddr::V6("fd00:199::2".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(
+            expand("iptables -A INPUT -s %IP% -j ACCEPT # %IP%", v4),
+            "iptables -A INPUT -s 10.199.0.2 -j ACCEPT # 10.199.0.2"
+        );
+        assert_eq!(expand("%IP%%IP%", v6), "fd00:199::2fd00:199::2");
+        assert_eq!(expand("no address %ip% %IP", v4), "no address %ip% %IP");
+    }
+
+    // ---- load: ownership and permissions ----
+
+    /// A directory removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(tag: &str) -> Scratch {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "tportknockd-config-{}-{}-{tag}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::SeqCst)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+
+        fn file(&self, name: &str, text: &str, mode: u32) -> PathBuf {
+            let path = self.0.join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            path
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn load_accepts_a_private_file() {
+        let dir = Scratch::new("ok");
+        for mode in [0o600, 0o644, 0o400] {
+            let path = dir.file("knock.conf", SSH, mode);
+            assert_eq!(load(&path).unwrap(), ok(SSH));
+        }
+    }
+
+    #[test]
+    fn load_refuses_writable_by_group_or_others() {
+        let dir = Scratch::new("mode");
+        for mode in [0o666, 0o620, 0o602] {
+            let path = dir.file("knock.conf", SSH, mode);
+            let name = path.display().to_string();
+            assert_eq!(
+                load(&path).unwrap_err().messages,
+                [format!(
+                    "{name}: refusing to load: group or others can write it (mode {mode:04o}), \
+                     and its commands run with tportknockd's rights (usually root); \
+                     fix: chmod go-w {name}"
+                )]
+            );
+        }
+    }
+
+    #[test]
+    fn load_refuses_a_file_owned_by_someone_else() {
+        let euid = crate::sys::daemon::euid();
+        assert_eq!(
+            euid, 0,
+            "chown needs root: run `sudo cargo test --lib config`"
+        );
+        let dir = Scratch::new("owner");
+        let path = dir.file("knock.conf", SSH, 0o644);
+        std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+        let name = path.display().to_string();
+        let want = format!(
+            "{name}: refusing to load: it is owned by uid 65534, not by root or by uid 0 \
+             who runs tportknockd, and its commands run with tportknockd's rights \
+             (usually root); fix: chown root {name}"
+        );
+        assert_eq!(load(&path).unwrap_err().messages, [want.clone()]);
+        // Both problems at once are both reported.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o664)).unwrap();
+        let msgs = load(&path).unwrap_err().messages;
+        assert_eq!(msgs.len(), 2);
+        assert!(msgs[0].contains("chmod go-w"));
+        assert_eq!(msgs[1], want);
+    }
+
+    #[test]
+    fn ownership_rule_allows_root_and_the_running_user() {
+        let dir = Scratch::new("rule");
+        let path = dir.file("knock.conf", SSH, 0o600);
+        std::os::unix::fs::chown(&path, Some(1000), None).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        // Owned by 1000: fine for a daemon running as uid 1000, not for root.
+        assert!(ownership_problems(&meta, 1000, "f").is_empty());
+        assert_eq!(ownership_problems(&meta, 0, "f").len(), 1);
+        std::os::unix::fs::chown(&path, Some(0), None).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert!(ownership_problems(&meta, 1000, "f").is_empty());
+    }
+
+    #[test]
+    fn load_reports_parse_errors_and_odd_files() {
+        let dir = Scratch::new("odd");
+        let path = dir.file("bad.conf", "<E>\n", 0o600);
+        let name = path.display().to_string();
+        assert_eq!(
+            load(&path).unwrap_err().messages,
+            [format!("{name}:1: <E> is never closed (missing </E>)")]
+        );
+
+        let missing = dir.0.join("absent.conf");
+        let msg = &load(&missing).unwrap_err().messages[0];
+        assert!(
+            msg.starts_with(&format!("{}: cannot open: ", missing.display())),
+            "{msg}"
+        );
+
+        let msg = &load(&dir.0).unwrap_err().messages[0];
+        assert_eq!(*msg, format!("{}: not a regular file", dir.0.display()));
+
+        // A FIFO must be refused, not waited on.
+        let fifo = dir.0.join("fifo");
+        let status = std::process::Command::new("mkfifo")
+            .arg("-m")
+            .arg("600")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let msg = &load(&fifo).unwrap_err().messages[0];
+        assert_eq!(*msg, format!("{}: not a regular file", fifo.display()));
+    }
 }
