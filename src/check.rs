@@ -1,1 +1,568 @@
-//! (stub: to be written)
+//! `tportknockd -C FILE`: load a config as the daemon would, show what each
+//! event does in words, and warn about legal but risky choices.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::config::{self, Config, Event};
+use crate::knock::{flags, FlagSpec, Proto, Step};
+
+/// Checks `path`; the report goes to `out`, errors to `err`. Returns the
+/// exit status: 0 for a usable file (warnings or not), 1 otherwise.
+pub fn run(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let file = path.display().to_string();
+    // Write errors (a closed pipe) cannot change the verdict: ignore them.
+    match config::load(path) {
+        Err(e) => {
+            for msg in &e.messages {
+                let _ = writeln!(err, "error: {msg}");
+            }
+            let n = e.messages.len();
+            let _ = writeln!(err, "{file}: invalid, {}", plural(n, "error"));
+            1
+        }
+        Ok(config) => {
+            for event in &config.events {
+                let _ = describe(event, out);
+            }
+            let warnings = warnings(&config, &file);
+            for w in &warnings {
+                let _ = writeln!(out, "warning: {w}");
+            }
+            let _ = writeln!(
+                out,
+                "{file}: {}, 0 errors, {}",
+                plural(config.events.len(), "event"),
+                plural(warnings.len(), "warning")
+            );
+            0
+        }
+    }
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+fn describe(event: &Event, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(out, "event {} (line {})", event.name, event.line)?;
+    writeln!(
+        out,
+        "  sequence: {} within {} s",
+        plural(event.sequence.len(), "frame"),
+        event.timeout
+    )?;
+    for (i, step) in event.sequence.iter().enumerate() {
+        writeln!(out, "    {}. {}", i + 1, step.describe())?;
+    }
+    writeln!(out, "  start: {}", event.start_command)?;
+    match (&event.stop_command, event.command_delay) {
+        (Some(stop), Some(delay)) => writeln!(out, "  stop after {delay} s: {stop}"),
+        _ => writeln!(out, "  stop: none"),
+    }
+}
+
+/// Well-known services whose ordinary traffic would hit a knock port.
+const TCP_SERVICES: &[(u16, &str)] = &[
+    (20, "ftp-data"),
+    (21, "ftp"),
+    (22, "ssh"),
+    (23, "telnet"),
+    (25, "smtp"),
+    (53, "dns"),
+    (80, "http"),
+    (110, "pop3"),
+    (111, "rpcbind"),
+    (123, "ntp"),
+    (135, "msrpc"),
+    (139, "netbios"),
+    (143, "imap"),
+    (389, "ldap"),
+    (443, "https"),
+    (445, "smb"),
+    (465, "smtps"),
+    (587, "submission"),
+    (636, "ldaps"),
+    (853, "dns-over-tls"),
+    (993, "imaps"),
+    (995, "pop3s"),
+    (1433, "mssql"),
+    (1521, "oracle"),
+    (2049, "nfs"),
+    (3306, "mysql"),
+    (3389, "rdp"),
+    (5432, "postgresql"),
+    (5900, "vnc"),
+    (6379, "redis"),
+    (8080, "http-alt"),
+    (8443, "https-alt"),
+    (27017, "mongodb"),
+];
+
+const UDP_SERVICES: &[(u16, &str)] = &[
+    (53, "dns"),
+    (67, "dhcp"),
+    (68, "dhcp"),
+    (69, "tftp"),
+    (123, "ntp"),
+    (137, "netbios-ns"),
+    (138, "netbios-dgm"),
+    (161, "snmp"),
+    (162, "snmptrap"),
+    (443, "quic"),
+    (500, "ike"),
+    (514, "syslog"),
+    (1900, "ssdp"),
+    (4500, "ipsec-nat-t"),
+    (5353, "mdns"),
+    (5355, "llmnr"),
+];
+
+/// Linux's default `ip_local_port_range`: replies to this host's own
+/// outgoing connections arrive on these ports.
+const EPHEMERAL: std::ops::RangeInclusive<u16> = 32768..=60999;
+
+/// Flag sets that established or closing TCP connections send all the time.
+const CONNECTION_FLAGS: [u8; 6] = [
+    flags::ACK,
+    flags::PSH | flags::ACK,
+    flags::FIN | flags::ACK,
+    flags::FIN | flags::PSH | flags::ACK,
+    flags::RST,
+    flags::RST | flags::ACK,
+];
+
+/// Why ordinary traffic would produce `step`; empty if it would not.
+fn ordinary_traffic(step: &Step) -> Vec<String> {
+    let mut why = Vec::new();
+    let services = match step.proto {
+        Proto::Tcp => TCP_SERVICES,
+        Proto::Udp => UDP_SERVICES,
+    };
+    if let Some((_, service)) = services.iter().find(|(port, _)| *port == step.port) {
+        why.push(format!(
+            "{}/{} is a common service port ({service})",
+            step.proto, step.port
+        ));
+    }
+    // Could a reply to one of this host's own connections match?
+    let reply_like = match (step.proto, step.flags) {
+        (Proto::Udp, _) => true,
+        (Proto::Tcp, FlagSpec::Any) => {
+            why.push("any TCP segment to that port matches".into());
+            true
+        }
+        (Proto::Tcp, FlagSpec::Exact(bits)) => {
+            if CONNECTION_FLAGS.contains(&bits) {
+                why.push(
+                    "established and closing TCP connections send those flags all the time".into(),
+                );
+            }
+            bits & (flags::ACK | flags::RST) != 0
+        }
+    };
+    if EPHEMERAL.contains(&step.port) && reply_like {
+        why.push(format!(
+            "replies to this host's own connections arrive on ports {}-{}",
+            EPHEMERAL.start(),
+            EPHEMERAL.end()
+        ));
+    }
+    why
+}
+
+/// Does `a` accept every frame `b` accepts?
+fn covers(a: &Step, b: &Step) -> bool {
+    a.proto == b.proto
+        && a.port == b.port
+        && (a.proto == Proto::Udp || a.flags == FlagSpec::Any || a.flags == b.flags)
+}
+
+/// Legal but risky choices, each as `FILE:LINE: message` (the line of the
+/// event's opening tag).
+pub fn warnings(config: &Config, file: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, event) in config.events.iter().enumerate() {
+        let at = |msg: String| format!("{file}:{}: event {} {msg}", event.line, event.name);
+        if let Some(first) = event.sequence.first() {
+            let why = ordinary_traffic(first);
+            if !why.is_empty() {
+                out.push(at(format!(
+                    "starts with {}, which ordinary traffic can hit: {}; such traffic costs \
+                     the daemon CPU and memory and starts or derails knock attempts",
+                    first.describe(),
+                    why.join("; ")
+                )));
+            }
+        }
+        if event.sequence.len() == 1 {
+            out.push(at(
+                "has a one-frame sequence: a port scan can hit it by chance and anyone who \
+                 sees one packet can replay it"
+                    .into(),
+            ));
+        }
+        let start_has_ip = event.start_command.contains("%IP%");
+        if !start_has_ip {
+            out.push(at(
+                "has a start_command without %IP%: it does the same whoever knocks \
+                 (does it open the door for everyone?)"
+                    .into(),
+            ));
+        }
+        if let Some(stop) = &event.stop_command {
+            if start_has_ip && !stop.contains("%IP%") {
+                out.push(at(
+                    "has a stop_command without %IP% although start_command uses it: \
+                     it cannot undo what start_command did for that address"
+                        .into(),
+                ));
+            }
+        }
+        for (j, other) in config.events.iter().enumerate() {
+            if i == j || event.sequence.len() > other.sequence.len() {
+                continue;
+            }
+            if event.sequence == other.sequence {
+                if i < j {
+                    out.push(at(format!(
+                        "has the same sequence as event {} (line {}): one knock runs both",
+                        other.name, other.line
+                    )));
+                }
+            } else if event
+                .sequence
+                .iter()
+                .zip(&other.sequence)
+                .all(|(a, b)| covers(a, b))
+            {
+                out.push(at(format!(
+                    "is completed by every knock of event {} (line {}): its sequence is a \
+                     prefix of that one's",
+                    other.name, other.line
+                )));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
+
+    /// A directory removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(tag: &str) -> Scratch {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "tportknockd-check-{}-{}-{tag}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::SeqCst)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+
+        fn file(&self, text: &[u8], mode: u32) -> PathBuf {
+            let path = self.0.join("knock.conf");
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            path
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Runs the checker on `text` saved with `mode`: (status, out, err, file name).
+    fn check(text: &[u8], mode: u32) -> (i32, String, String, String) {
+        let dir = Scratch::new("run");
+        let path = dir.file(text, mode);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let status = run(&path, &mut out, &mut err);
+        (
+            status,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+            path.display().to_string(),
+        )
+    }
+
+    fn config(text: &str) -> Config {
+        match config::parse(text.as_bytes(), "k.conf") {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// One event per sequence, named A, B, …, with an %IP% start command.
+    fn events(sequences: &[&str]) -> Config {
+        let mut text = String::new();
+        for (i, seq) in sequences.iter().enumerate() {
+            let name = char::from(b'A' + i as u8);
+            text += &format!(
+                "<{name}>\nsequence = {seq}\ntimeout = 5\nstart_command = open %IP%\n</{name}>\n"
+            );
+        }
+        config(&text)
+    }
+
+    fn warn(sequences: &[&str]) -> Vec<String> {
+        warnings(&events(sequences), "k.conf")
+    }
+
+    #[test]
+    fn reports_a_clean_file_in_words() {
+        let text =
+            "# door\n<SSH>\n sequence = udp:1234 tcp:543 tcp:543:i tcp:123:frap tcp:434:x\n \
+                    timeout = 10\n start_command = open %IP%\n stop_command = close %IP%\n \
+                    command_delay = 30\n</SSH>\n<Web>\nsequence = tcp:7001:fu udp:8002\n\
+                    timeout = 1\nstart_command = web %IP%\n</Web>\n";
+        let (status, out, err, name) = check(text.as_bytes(), 0o600);
+        assert_eq!(status, 0);
+        assert_eq!(err, "");
+        assert_eq!(
+            out,
+            format!(
+                "event SSH (line 2)
+  sequence: 5 frames within 10 s
+    1. udp/1234
+    2. tcp/543 with no flags
+    3. tcp/543 with any flags
+    4. tcp/123 with exactly FIN RST PSH ACK
+    5. tcp/434 with exactly FIN SYN RST PSH ACK URG
+  start: open %IP%
+  stop after 30 s: close %IP%
+event Web (line 9)
+  sequence: 2 frames within 1 s
+    1. tcp/7001 with exactly FIN URG
+    2. udp/8002
+  start: web %IP%
+  stop: none
+{name}: 2 events, 0 errors, 0 warnings
+"
+            )
+        );
+    }
+
+    #[test]
+    fn checks_the_example_file() {
+        let (status, out, err, name) = check(include_bytes!("../knock.conf.example"), 0o600);
+        assert_eq!(status, 0, "{err}");
+        assert_eq!(err, "");
+        let events: Vec<&str> = out.lines().filter(|l| l.starts_with("event ")).collect();
+        assert_eq!(events.len(), 4, "{out}");
+        assert!(events[0].starts_with("event SSH (line "));
+        let warnings: Vec<&str> = out.lines().filter(|l| l.starts_with("warning: ")).collect();
+        assert_eq!(warnings.len(), 2, "{out}");
+        assert!(warnings[0].contains(
+            "event OpenVPN starts with tcp/12430 with exactly ACK, which ordinary traffic can hit"
+        ));
+        assert!(warnings[1].contains(
+            "event SSH2 starts with tcp/110 with exactly FIN SYN RST PSH ACK URG, which ordinary \
+             traffic can hit: tcp/110 is a common service port (pop3)"
+        ));
+        assert!(out.ends_with(&format!("{name}: 4 events, 0 errors, 2 warnings\n")));
+    }
+
+    #[test]
+    fn invalid_file_prints_every_error_and_fails() {
+        let text = b"junk\n<A>\nsequence = tcp:0\n</A>\n<B>\n";
+        let (status, out, err, name) = check(text, 0o600);
+        assert_eq!(status, 1);
+        assert_eq!(out, "");
+        assert_eq!(
+            err,
+            format!(
+                "error: {name}:1: 'junk' is outside any <NAME> … </NAME> block
+error: {name}:3: sequence: frame 'tcp:0': port must be a number from 1 to 65535, not '0'
+error: {name}:2: event <A> has no timeout; sequence, timeout and start_command are required
+error: {name}:2: event <A> has no start_command; sequence, timeout and start_command are required
+error: {name}:5: <B> is never closed (missing </B>)
+{name}: invalid, 5 errors
+"
+            )
+        );
+    }
+
+    #[test]
+    fn refuses_a_writable_file_and_says_how_to_fix_it() {
+        let text = include_bytes!("../knock.conf.example");
+        let (status, out, err, name) = check(text, 0o666);
+        assert_eq!(status, 1);
+        assert_eq!(out, "");
+        assert!(
+            err.starts_with(&format!("error: {name}: refusing to load: ")),
+            "{err}"
+        );
+        assert!(err.contains(&format!("fix: chmod go-w {name}\n")), "{err}");
+        assert!(
+            err.ends_with(&format!("{name}: invalid, 1 error\n")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_file_fails() {
+        let dir = Scratch::new("missing");
+        let path = dir.0.join("nope.conf");
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(run(&path, &mut out, &mut err), 1);
+        let err = String::from_utf8(err).unwrap();
+        assert!(
+            err.starts_with(&format!("error: {}: cannot open: ", path.display())),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn first_frames_from_ordinary_traffic() {
+        let tail = "such traffic costs the daemon CPU and memory and starts or derails knock \
+                    attempts";
+        for (seq, why) in [
+            (
+                "tcp:12430:a tcp:2:f",
+                "tcp/12430 with exactly ACK, which ordinary traffic can hit: established and \
+                 closing TCP connections send those flags all the time",
+            ),
+            (
+                "tcp:9999:pa tcp:2:f",
+                "tcp/9999 with exactly PSH ACK, which ordinary traffic can hit: established \
+                 and closing TCP connections send those flags all the time",
+            ),
+            (
+                "tcp:9999:i tcp:2:f",
+                "tcp/9999 with any flags, which ordinary traffic can hit: any TCP segment to \
+                 that port matches",
+            ),
+            (
+                "tcp:22:s tcp:2:f",
+                "tcp/22 with exactly SYN, which ordinary traffic can hit: tcp/22 is a common \
+                 service port (ssh)",
+            ),
+            (
+                "tcp:443:fu tcp:2:f",
+                "tcp/443 with exactly FIN URG, which ordinary traffic can hit: tcp/443 is a \
+                 common service port (https)",
+            ),
+            (
+                "udp:53 tcp:2:f",
+                "udp/53, which ordinary traffic can hit: udp/53 is a common service port (dns)",
+            ),
+            (
+                "udp:40000 tcp:2:f",
+                "udp/40000, which ordinary traffic can hit: replies to this host's own \
+                 connections arrive on ports 32768-60999",
+            ),
+            (
+                "tcp:40000:sa tcp:2:f",
+                "tcp/40000 with exactly SYN ACK, which ordinary traffic can hit: replies to \
+                 this host's own connections arrive on ports 32768-60999",
+            ),
+            (
+                "tcp:8080:i tcp:2:f",
+                "tcp/8080 with any flags, which ordinary traffic can hit: tcp/8080 is a common \
+                 service port (http-alt); any TCP segment to that port matches",
+            ),
+        ] {
+            assert_eq!(
+                warn(&[seq]),
+                [format!("k.conf:1: event A starts with {why}; {tail}")],
+                "{seq}"
+            );
+        }
+        // Rare flags on an uncommon port, a SYN to an ephemeral port (never a
+        // reply), and risky frames after the first are all fine.
+        for seq in [
+            "tcp:7001:fu udp:8002",
+            "tcp:40000:s tcp:2:f",
+            "udp:1234 tcp:22:a tcp:80:i udp:53",
+            "tcp:2:n tcp:1:x",
+        ] {
+            assert_eq!(warn(&[seq]), Vec::<String>::new(), "{seq}");
+        }
+    }
+
+    #[test]
+    fn prefixes_and_equal_sequences() {
+        assert_eq!(
+            warn(&["tcp:1:s tcp:2:f tcp:3:u", "tcp:1:s tcp:2:f"]),
+            [
+                "k.conf:6: event B is completed by every knock of event A (line 1): its sequence \
+              is a prefix of that one's"
+            ]
+        );
+        assert_eq!(
+            warn(&["tcp:1:s tcp:2:f", "udp:9 tcp:3:u", "tcp:1:s tcp:2:f"]),
+            ["k.conf:1: event A has the same sequence as event C (line 11): one knock runs both"]
+        );
+        // `i` accepts the exact flags of the other event's frame.
+        assert_eq!(
+            warn(&["tcp:1:s tcp:2:i", "tcp:1:s tcp:2:f tcp:5:u"]),
+            [
+                "k.conf:1: event A is completed by every knock of event B (line 6): its sequence \
+              is a prefix of that one's"
+            ]
+        );
+        // Same ports, different flags, or a shared tail: no warning.
+        assert!(warn(&["tcp:1:s tcp:2:f", "tcp:1:s tcp:2:u tcp:3:f"]).is_empty());
+        assert!(warn(&["tcp:1:s tcp:2:f", "tcp:5:s tcp:1:s tcp:2:f"]).is_empty());
+    }
+
+    #[test]
+    fn one_frame_sequence() {
+        assert_eq!(
+            warn(&["tcp:7001:fu"]),
+            [
+                "k.conf:1: event A has a one-frame sequence: a port scan can hit it by chance and \
+              anyone who sees one packet can replay it"
+            ]
+        );
+    }
+
+    #[test]
+    fn commands_without_the_address() {
+        let text = "<A>\nsequence = tcp:1:s tcp:2:f\ntimeout = 5\nstart_command = open all\n</A>\n\
+                    <B>\nsequence = tcp:3:s tcp:4:f\ntimeout = 5\nstart_command = open %IP%\n\
+                    stop_command = close all\ncommand_delay = 3\n</B>\n\
+                    <C>\nsequence = tcp:5:s tcp:6:f\ntimeout = 5\nstart_command = on\n\
+                    stop_command = off\ncommand_delay = 3\n</C>\n";
+        assert_eq!(
+            warnings(&config(text), "k.conf"),
+            [
+                "k.conf:1: event A has a start_command without %IP%: it does the same whoever \
+                 knocks (does it open the door for everyone?)",
+                "k.conf:6: event B has a stop_command without %IP% although start_command uses \
+                 it: it cannot undo what start_command did for that address",
+                "k.conf:13: event C has a start_command without %IP%: it does the same whoever \
+                 knocks (does it open the door for everyone?)",
+            ]
+        );
+    }
+
+    #[test]
+    fn warnings_do_not_change_the_status() {
+        let text = b"<A>\nsequence = tcp:22:s\ntimeout = 5\nstart_command = open\n</A>\n";
+        let (status, out, err, name) = check(text, 0o644);
+        assert_eq!((status, err.as_str()), (0, ""));
+        assert_eq!(
+            out.lines().filter(|l| l.starts_with("warning: ")).count(),
+            3,
+            "{out}"
+        );
+        assert!(out.ends_with(&format!("{name}: 1 event, 0 errors, 3 warnings\n")));
+    }
+}

@@ -1220,7 +1220,10 @@ mod tests {
              who runs tportknockd, and its commands run with tportknockd's rights \
              (usually root); fix: chown root {name}"
         );
-        assert_eq!(load(&path).unwrap_err().messages, [want.clone()]);
+        assert_eq!(
+            load(&path).unwrap_err().messages,
+            std::slice::from_ref(&want)
+        );
         // Both problems at once are both reported.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o664)).unwrap();
         let msgs = load(&path).unwrap_err().messages;
