@@ -167,7 +167,8 @@ fn ordinary_traffic(step: &Step) -> Vec<String> {
     };
     if EPHEMERAL.contains(&step.port) && reply_like {
         why.push(format!(
-            "replies to this host's own connections arrive on ports {}-{}",
+            "replies to this host's own connections arrive on ports {}-{} (Linux's default \
+             ephemeral range)",
             EPHEMERAL.start(),
             EPHEMERAL.end()
         ));
@@ -465,12 +466,12 @@ error: {name}:5: <B> is never closed (missing </B>)
             (
                 "udp:40000 tcp:2:f",
                 "udp/40000, which ordinary traffic can hit: replies to this host's own \
-                 connections arrive on ports 32768-60999",
+                 connections arrive on ports 32768-60999 (Linux's default ephemeral range)",
             ),
             (
                 "tcp:40000:sa tcp:2:f",
                 "tcp/40000 with exactly SYN ACK, which ordinary traffic can hit: replies to \
-                 this host's own connections arrive on ports 32768-60999",
+                 this host's own connections arrive on ports 32768-60999 (Linux's default ephemeral range)",
             ),
             (
                 "tcp:8080:i tcp:2:f",
@@ -564,5 +565,62 @@ error: {name}:5: <B> is never closed (missing </B>)
             "{out}"
         );
         assert!(out.ends_with(&format!("{name}: 1 event, 0 errors, 3 warnings\n")));
+    }
+
+    // The fixtures under tests/check_cli_fixtures/ are for end-to-end tests
+    // of `tportknockd -C`; these keep their README honest.
+
+    #[test]
+    fn fixture_valid() {
+        let (status, out, err, name) = check(
+            include_bytes!("../tests/check_cli_fixtures/valid.conf"),
+            0o600,
+        );
+        assert_eq!((status, err.as_str()), (0, ""));
+        assert!(out.starts_with("event SSH (line 2)\n"), "{out}");
+        assert!(out.ends_with(&format!("{name}: 2 events, 0 errors, 0 warnings\n")));
+    }
+
+    #[test]
+    fn fixture_warnings() {
+        let (status, out, err, name) = check(
+            include_bytes!("../tests/check_cli_fixtures/warnings.conf"),
+            0o600,
+        );
+        assert_eq!((status, err.as_str()), (0, ""));
+        let warnings: Vec<&str> = out.lines().filter(|l| l.starts_with("warning: ")).collect();
+        let want = [
+            format!("warning: {name}:2: event Web starts with tcp/80 with exactly SYN"),
+            format!("warning: {name}:2: event Web has a stop_command without %IP%"),
+            format!("warning: {name}:9: event Short has a one-frame sequence"),
+            format!("warning: {name}:9: event Short is completed by every knock of event Longer (line 14)"),
+        ];
+        assert_eq!(warnings.len(), want.len(), "{out}");
+        for (got, want) in warnings.iter().zip(&want) {
+            assert!(got.starts_with(want.as_str()), "{got}\n{want}");
+        }
+        assert!(out.ends_with(&format!("{name}: 3 events, 0 errors, 4 warnings\n")));
+    }
+
+    #[test]
+    fn fixture_invalid() {
+        let (status, out, err, name) = check(
+            include_bytes!("../tests/check_cli_fixtures/invalid.conf"),
+            0o600,
+        );
+        assert_eq!((status, out.as_str()), (1, ""));
+        assert_eq!(
+            err,
+            format!(
+                "error: {name}:2: sequence: frame 'tcp:0': port must be a number from 1 to 65535, not '0'
+error: {name}:2: sequence: frame 'tcp:5:q': unknown flag 'q' (known: f s r p a u, or one of x n i)
+error: {name}:3: timeout must be whole seconds from 1 to 86400 (one day), not '0'
+error: {name}:6: line is not text (invalid UTF-8 at byte 1)
+error: {name}:8: event name 'SSH' already used by <SSH> at line 1
+error: {name}:13: 'oops = 1' is outside any <NAME> … </NAME> block
+{name}: invalid, 6 errors
+"
+            )
+        );
     }
 }

@@ -821,6 +821,17 @@ mod tests {
     }
 
     #[test]
+    fn stray_text_alone_is_two_errors() {
+        assert_eq!(
+            errors("junk\n"),
+            [
+                "k.conf:1: 'junk' is outside any <NAME> … </NAME> block",
+                "k.conf: no event defined; expected at least one <NAME> … </NAME> block",
+            ]
+        );
+    }
+
+    #[test]
     fn text_outside_blocks() {
         let text = format!("timeout = 5\n{}stray\n", block("E", ""));
         assert_eq!(
@@ -1234,6 +1245,11 @@ mod tests {
 
     #[test]
     fn ownership_rule_allows_root_and_the_running_user() {
+        let euid = crate::sys::daemon::euid();
+        assert_eq!(
+            euid, 0,
+            "chown needs root: run `sudo cargo test --lib config`"
+        );
         let dir = Scratch::new("rule");
         let path = dir.file("knock.conf", SSH, 0o600);
         std::os::unix::fs::chown(&path, Some(1000), None).unwrap();
