@@ -225,7 +225,7 @@ struct Block {
     /// A line of it could not be understood at all (not text, no `=`,
     /// unknown key), so "missing key" complaints could be wrong: skip them.
     damaged: bool,
-    /// Line where each key (indexed like `Key::ALL`) first appeared, even if
+    /// Line where each key (indexed by `Key as usize`) first appeared, even if
     /// its value was bad.
     seen: [Option<usize>; 5],
     sequence: Option<Vec<Step>>,
@@ -252,18 +252,11 @@ impl Block {
     }
 
     fn seen(&self, key: Key) -> Option<usize> {
-        Key::ALL
-            .iter()
-            .position(|k| *k == key)
-            .and_then(|i| self.seen.get(i).copied().flatten())
+        self.seen.get(key as usize).copied().flatten()
     }
 
     fn mark_seen(&mut self, key: Key, line: usize) {
-        if let Some(slot) = Key::ALL
-            .iter()
-            .position(|k| *k == key)
-            .and_then(|i| self.seen.get_mut(i))
-        {
+        if let Some(slot) = self.seen.get_mut(key as usize) {
             *slot = Some(line);
         }
     }
@@ -470,6 +463,31 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A line as text, or why it is not usable text.
+fn text_line(raw: &[u8]) -> Result<&str, String> {
+    if raw.len() > MAX_LINE {
+        return Err(format!(
+            "line is {} bytes long; at most {MAX_LINE} allowed",
+            raw.len()
+        ));
+    }
+    let line = std::str::from_utf8(raw).map_err(|e| {
+        format!(
+            "line is not text (invalid UTF-8 at byte {})",
+            e.valid_up_to() + 1
+        )
+    })?;
+    // NUL could never reach exec, and escapes or carriage returns in the
+    // middle of a line would garble the logs that echo commands.
+    if let Some(c) = line.chars().find(|c| c.is_control() && *c != '\t') {
+        return Err(format!(
+            "line contains control character U+{:04X}; only text and tabs are allowed",
+            u32::from(c)
+        ));
+    }
+    Ok(line)
+}
+
 /// The knock.conf reader behind `parse`.
 fn parse_knock_conf(text: &[u8], file: &str) -> Result<Config, LoadError> {
     // Windows editors like to start files with a byte order mark.
@@ -494,38 +512,15 @@ fn parse_knock_conf(text: &[u8], file: &str) -> Result<Config, LoadError> {
             None | Some(b'#') => continue,
             Some(_) => {}
         }
-        let problem = if raw.len() > MAX_LINE {
-            Some(format!(
-                "line is {} bytes long; at most {MAX_LINE} allowed",
-                raw.len()
-            ))
-        } else {
-            match std::str::from_utf8(raw) {
-                Err(e) => Some(format!(
-                    "line is not text (invalid UTF-8 at byte {})",
-                    e.valid_up_to() + 1
-                )),
-                Ok(line) => line
-                    .chars()
-                    .find(|c| c.is_control() && *c != '\t')
-                    .map(|c| {
-                        format!(
-                            "line contains control character U+{:04X}; only text and tabs are allowed",
-                            u32::from(c)
-                        )
-                    }),
+        let line = match text_line(raw) {
+            Ok(line) => line,
+            Err(problem) => {
+                diag.at(n, problem);
+                if let Some(block) = open.as_mut() {
+                    block.damaged = true;
+                }
+                continue;
             }
-        };
-        if let Some(problem) = problem {
-            diag.at(n, problem);
-            if let Some(block) = open.as_mut() {
-                block.damaged = true;
-            }
-            continue;
-        }
-        // Checked above; this cannot fail, but must not panic either.
-        let Ok(line) = std::str::from_utf8(raw) else {
-            continue;
         };
         let line = line.trim();
 
@@ -567,10 +562,11 @@ fn parse_knock_conf(text: &[u8], file: &str) -> Result<Config, LoadError> {
                 diag.at(
                     n,
                     format!(
-                        "<{}> opened inside <{}> (line {}): blocks do not nest; close it with </{}> first",
+                        "<{}> opened inside <{}> (line {}): blocks do not nest; close <{}> with </{}> first",
                         clip(name),
                         clip(&block.name),
                         block.line,
+                        clip(&block.name),
                         clip(&block.name)
                     ),
                 );
@@ -1012,7 +1008,7 @@ mod tests {
         assert_eq!(
             errors(text),
             [
-                "k.conf:5: <B> opened inside <A> (line 1): blocks do not nest; close it with </A> first",
+                "k.conf:5: <B> opened inside <A> (line 1): blocks do not nest; close <A> with </A> first",
                 "k.conf:10: closing tag </A> without an opening tag",
             ]
         );
