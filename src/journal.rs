@@ -135,6 +135,8 @@ impl Journal {
         self.append(&encode_add(entry))?;
         self.next_id = self.next_id.max(entry.id.saturating_add(1));
         self.live.insert(entry.id, entry.clone());
+        // Re-armed doors supersede their own records.
+        self.maybe_compact();
         Ok(())
     }
 
@@ -145,14 +147,18 @@ impl Journal {
         }
         self.append(&seal(format!("done {id}")))?;
         self.live.remove(&id);
+        self.maybe_compact();
+        Ok(())
+    }
+
+    /// Compacts when dead records dominate. The record just written is safe
+    /// either way; a failed compaction only costs space and is retried later.
+    fn maybe_compact(&mut self) {
         if self.lines > self.compact_min_lines && self.lines > 2 * self.live.len() {
-            // The done record itself is safe; a failed compaction only costs
-            // space and is retried on the next done.
             if let Err(e) = self.compact() {
                 crate::warn!("journal {}: compaction failed: {e}", self.path.display());
             }
         }
-        Ok(())
     }
 
     fn append(&mut self, line: &str) -> io::Result<()> {
@@ -615,6 +621,16 @@ pub(crate) mod tests {
         assert_eq!(entries.iter().map(|e| e.id).collect::<Vec<_>>(), keep);
         // Every recorded id (all below `last`) stays used.
         assert!(j.allocate_id() >= last);
+        // Re-arming one door over and over compacts too.
+        j.set_compact_min_lines(40);
+        for due in 0..100 {
+            j.record(&entry(keep[0], due, "keep")).unwrap();
+        }
+        assert!(j.lines <= 41);
+        drop(j);
+        let (_, entries, _) = Journal::open(&tmp.0).unwrap();
+        assert_eq!(entries.len(), keep.len());
+        assert_eq!(entries[0].due_unix, 99);
     }
 
     #[test]
