@@ -102,7 +102,10 @@ impl Doors {
                 );
                 out.push(stop_request(pending));
             } else {
-                let wait_ms = (e.due_unix - now_unix).saturating_mul(1000);
+                // Capped: a wall clock set wrong (ahead) when the door
+                // opened and corrected since must not keep it open longer.
+                let wait = (e.due_unix - now_unix).min(e.delay_secs);
+                let wait_ms = wait.saturating_mul(1000);
                 self.wheel.insert(now_ms.saturating_add(wait_ms), pending);
             }
         }
@@ -127,7 +130,7 @@ impl Doors {
         let key = (event.name.clone(), src);
         if let Some(&id) = self.open_doors.get(&key) {
             if self.wheel.reschedule(id, due_ms) {
-                self.journal_rearm(id, due_unix);
+                self.journal_rearm(id, due_unix, delay);
                 return Opened::Rearmed;
             }
             // Stale key (cannot happen: firing removes it); open afresh.
@@ -135,7 +138,7 @@ impl Doors {
         }
 
         let command = expand(stop, src);
-        let journal_id = self.journal_add(&event.name, src, &command, due_unix);
+        let journal_id = self.journal_add(&event.name, src, &command, due_unix, delay);
         out.push(start_request(event, src));
         let id = self.wheel.insert(
             due_ms,
@@ -205,11 +208,13 @@ impl Doors {
         src: IpAddr,
         command: &str,
         due_unix: u64,
+        delay_secs: u64,
     ) -> Option<u64> {
         let journal = self.journal.as_mut()?;
         let entry = JournalEntry {
             id: journal.allocate_id(),
             due_unix,
+            delay_secs,
             event: event.to_string(),
             src,
             stop_command: command.to_string(),
@@ -229,13 +234,13 @@ impl Doors {
 
     /// Journals a re-armed stop's new due time (or, if it never made it to
     /// the journal, tries again to record it).
-    fn journal_rearm(&mut self, id: TimerId, due_unix: u64) {
+    fn journal_rearm(&mut self, id: TimerId, due_unix: u64, delay_secs: u64) {
         let Some(pending) = self.wheel.get(id) else {
             return;
         };
         let (event, src, command) = (pending.event.clone(), pending.src, pending.command.clone());
         let journal_id = match pending.journal_id {
-            None => self.journal_add(&event, src, &command, due_unix),
+            None => self.journal_add(&event, src, &command, due_unix, delay_secs),
             Some(journal_id) => {
                 let Some(journal) = self.journal.as_mut() else {
                     return;
@@ -243,6 +248,7 @@ impl Doors {
                 let entry = JournalEntry {
                     id: journal_id,
                     due_unix,
+                    delay_secs,
                     event,
                     src,
                     stop_command: command,
@@ -444,7 +450,7 @@ mod tests {
         let text = fs::read_to_string(tmp.0.join(FILE_NAME)).unwrap();
         let stop = "iptables -D INPUT -s 10.199.0.2 -j ACCEPT";
         let add = format!(
-            "add 1 {} 3:ssh 10.199.0.2 {}:{stop} ",
+            "add 1 {} 30 3:ssh 10.199.0.2 {}:{stop} ",
             T0_UNIX + 30,
             stop.len()
         );
@@ -459,7 +465,7 @@ mod tests {
             &mut out,
         );
         let text = fs::read_to_string(tmp.0.join(FILE_NAME)).unwrap();
-        assert!(text.contains(&format!("add 1 {} 3:ssh", T0_UNIX + 40)));
+        assert!(text.contains(&format!("add 1 {} 30 3:ssh", T0_UNIX + 40)));
         assert!(out.is_empty());
         assert_eq!(doors.journal_errors(), 0);
     }
@@ -532,6 +538,35 @@ mod tests {
         assert_eq!(entries.len(), 1);
         assert!(entries.iter().all(|e| e.id != soon_id && e.id != later_id));
         assert_eq!(entries[0].due_unix, now_unix + 3_539 + 3_600);
+    }
+
+    #[test]
+    fn restored_wait_is_capped_by_the_delay() {
+        // The door opened while the wall clock ran a year ahead; it has been
+        // corrected since. The stop must not wait for that year to pass.
+        let tmp = Tmp::new("doors-clock");
+        let year = 365 * 86_400;
+        {
+            let (journal, _, _) = Journal::open(&tmp.0).unwrap();
+            let mut doors = Doors::new(Some(journal), T0_MS, T0_UNIX + year);
+            let mut out = Vec::new();
+            doors.open(
+                &event("ssh", 60),
+                ip("10.0.0.1"),
+                T0_MS,
+                T0_UNIX + year,
+                &mut out,
+            );
+        }
+        let (journal, entries, _) = Journal::open(&tmp.0).unwrap();
+        let mut doors = Doors::new(Some(journal), 0, T0_UNIX);
+        let mut out = Vec::new();
+        doors.restore(entries, 0, T0_UNIX, &mut out);
+        assert!(out.is_empty());
+        doors.tick(59_999, &mut out);
+        assert!(out.is_empty());
+        doors.tick(60_000, &mut out);
+        assert_eq!(kinds(&out), [CommandKind::Stop]);
     }
 
     #[test]

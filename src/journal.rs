@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! seq <next_id> <crc>
-//! add <id> <due_unix> <len>:<event> <ip> <len>:<command> <crc>
+//! add <id> <due_unix> <delay_secs> <len>:<event> <ip> <len>:<command> <crc>
 //! done <id> <crc>
 //! ```
 //!
@@ -40,6 +40,9 @@ pub struct JournalEntry {
     pub id: u64,
     /// Wall-clock unix seconds, so the due time survives a reboot.
     pub due_unix: u64,
+    /// The stop's delay: after a restart it waits at most this long, so a
+    /// wall clock that was wrong when the door opened cannot hold it open.
+    pub delay_secs: u64,
     pub event: String,
     pub src: IpAddr,
     /// Already expanded.
@@ -242,9 +245,10 @@ fn encode_add(e: &JournalEntry) -> String {
     let event = escape(&e.event);
     let command = escape(&e.stop_command);
     seal(format!(
-        "add {} {} {}:{} {} {}:{}",
+        "add {} {} {} {}:{} {} {}:{}",
         e.id,
         e.due_unix,
+        e.delay_secs,
         event.len(),
         event,
         e.src,
@@ -353,6 +357,7 @@ fn parse_line(line: &[u8]) -> Option<Record> {
         "add" => Record::Add(JournalEntry {
             id: cur.word()?.parse().ok()?,
             due_unix: cur.word()?.parse().ok()?,
+            delay_secs: cur.word()?.parse().ok()?,
             event: unescape(cur.prefixed()?)?,
             src: cur.word()?.parse().ok()?,
             stop_command: unescape(cur.prefixed()?)?,
@@ -449,6 +454,7 @@ pub(crate) mod tests {
         JournalEntry {
             id,
             due_unix: due,
+            delay_secs: 30,
             event: "ssh".into(),
             src: "10.199.0.2".parse().unwrap(),
             stop_command: cmd.into(),
@@ -468,6 +474,7 @@ pub(crate) mod tests {
         let odd = JournalEntry {
             id: 0,
             due_unix: 1_700_000_123,
+            delay_secs: 3_600,
             event: "we ird\nname".into(),
             src: "fd00:199::2".parse().unwrap(),
             stop_command: "iptables -D x\nrm -rf / \\n \0 12:ab ffffffff".into(),
@@ -562,9 +569,9 @@ pub(crate) mod tests {
         let tmp = Tmp::new("journal-corrupt");
         let good = encode_add(&entry(4, 400, "keep"));
         let flipped = encode_add(&entry(5, 500, "flip")).replace("flip", "flop");
-        let bad_len = seal("add 6 600 3:ssh 10.0.0.1 999:short".into());
-        let bad_esc = seal("add 6 600 3:ssh 10.0.0.1 2:\\q".into());
-        let bad_ip = seal("add 6 600 3:ssh 10.0.0.300 1:x".into());
+        let bad_len = seal("add 6 600 5 3:ssh 10.0.0.1 999:short".into());
+        let bad_esc = seal("add 6 600 5 3:ssh 10.0.0.1 2:\\q".into());
+        let bad_ip = seal("add 6 600 5 3:ssh 10.0.0.300 1:x".into());
         let trailing = seal("done 4 extra".into());
         let mut text = String::new();
         for l in [
