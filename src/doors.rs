@@ -471,7 +471,7 @@ mod tests {
     }
 
     #[test]
-    fn restart_after_kill_closes_every_door() {
+    fn restart_runs_overdue_stops_and_schedules_the_rest() {
         let tmp = Tmp::new("doors-restart");
         {
             let (journal, _, _) = Journal::open(&tmp.0).unwrap();
@@ -538,6 +538,95 @@ mod tests {
         assert_eq!(entries.len(), 1);
         assert!(entries.iter().all(|e| e.id != soon_id && e.id != later_id));
         assert_eq!(entries[0].due_unix, now_unix + 3_539 + 3_600);
+    }
+
+    /// Runs in a child process (this test binary re-executed): opens two
+    /// doors on the journal named by the environment, says so, then waits
+    /// to be killed.
+    fn kill_9_child(dir: &std::path::Path) -> ! {
+        use std::io::Write;
+        let (journal, _, _) = Journal::open(dir).unwrap();
+        let mut doors = Doors::new(Some(journal), T0_MS, T0_UNIX);
+        let mut out = Vec::new();
+        doors.open(
+            &event("soon", 10),
+            ip("10.199.0.2"),
+            T0_MS,
+            T0_UNIX,
+            &mut out,
+        );
+        doors.open(
+            &event("later", 600),
+            ip("10.199.0.3"),
+            T0_MS,
+            T0_UNIX,
+            &mut out,
+        );
+        let mut stdout = std::io::stdout();
+        writeln!(stdout, "DOORS-OPENED {}", out.len()).unwrap();
+        stdout.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(120));
+        std::process::exit(3);
+    }
+
+    #[test]
+    fn doors_close_after_the_process_is_killed_with_sigkill() {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        const ENV: &str = "TPORTKNOCKD_DOORS_KILL9_DIR";
+        if let Some(dir) = std::env::var_os(ENV) {
+            kill_9_child(std::path::Path::new(&dir));
+        }
+
+        struct KillOnDrop(std::process::Child);
+        impl Drop for KillOnDrop {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+
+        let tmp = Tmp::new("doors-kill9");
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "doors::tests::doors_close_after_the_process_is_killed_with_sigkill",
+                "--nocapture",
+            ])
+            .env(ENV, &tmp.0)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut child = KillOnDrop(child);
+        let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+        let opened = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find(|l| l.starts_with("DOORS-OPENED"));
+        assert_eq!(opened.as_deref(), Some("DOORS-OPENED 2"));
+        // Child::kill sends SIGKILL to this child's pid: no destructor runs.
+        child.0.kill().unwrap();
+        let status = child.0.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
+        );
+
+        // Restart 30 s later: the short door is overdue, the long one waits.
+        let (journal, entries, skipped) = Journal::open(&tmp.0).unwrap();
+        assert_eq!((entries.len(), skipped), (2, 0));
+        let mut doors = Doors::new(Some(journal), 0, T0_UNIX + 30);
+        let mut out = Vec::new();
+        doors.restore(entries, 0, T0_UNIX + 30, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].command, "iptables -D INPUT -s 10.199.0.2 -j ACCEPT");
+        out.clear();
+        doors.tick(569_999, &mut out);
+        assert!(out.is_empty());
+        doors.tick(570_000, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].command, "iptables -D INPUT -s 10.199.0.3 -j ACCEPT");
     }
 
     #[test]
