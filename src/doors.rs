@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::config::Event;
+use crate::config::{expand, Event};
 use crate::journal::{Journal, JournalEntry};
 use crate::wheel::{TimerId, Wheel};
 
@@ -290,12 +290,6 @@ fn stop_request(p: PendingStop) -> CommandRequest {
         command: p.command,
         journal_id: p.journal_id,
     }
-}
-
-/// Stand-in for `config::expand` (written in parallel): every `%IP%`
-/// becomes the address.
-fn expand(command: &str, ip: IpAddr) -> String {
-    command.replace("%IP%", &ip.to_string())
 }
 
 #[cfg(test)]
