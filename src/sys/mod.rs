@@ -18,3 +18,4 @@ macro_rules! syscall {
     }};
 }
 pub(crate) use syscall;
+pub mod netlink;
