@@ -860,29 +860,59 @@ fn dump_one(
     }
 }
 
-/// Reads all links and their addresses on a fresh, unsubscribed socket, so
-/// the replies never interleave with notifications.
-fn dump_table() -> io::Result<Table> {
-    let sock = route_socket()?;
-    sock.set_read_timeout(Some(DUMP_TIMEOUT))?;
-    let mut buf = vec![0u8; 32 * 1024];
-    let mut table = Table::default();
-    for attempt in 1..=DUMP_TRIES {
-        table = Table::default();
-        let seq = attempt as u32 * 2;
-        let links = dump_one(&sock, &mut buf, RTM_GETLINK, seq, &mut table)?;
-        let addrs = dump_one(&sock, &mut buf, RTM_GETADDR, seq + 1, &mut table)?;
-        if !links && !addrs {
-            return Ok(table);
-        }
+/// Reads all links and their addresses on its own, unsubscribed socket, so
+/// the replies never interleave with notifications. The socket is made once
+/// and kept: it belongs to the network namespace it was created in, which
+/// must be the subscription's.
+#[derive(Debug)]
+struct Dumper {
+    sock: Socket,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl Dumper {
+    fn new() -> io::Result<Dumper> {
+        let sock = route_socket()?;
+        sock.set_read_timeout(Some(DUMP_TIMEOUT))?;
+        Ok(Dumper {
+            sock,
+            seq: 0,
+            buf: vec![0u8; 32 * 1024],
+        })
     }
-    crate::debug!("netlink dump kept being interrupted; using the last one");
-    Ok(table)
+
+    fn next_seq(&mut self) -> u32 {
+        // Replies to an earlier, abandoned dump carry an older number.
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    fn dump(&mut self) -> io::Result<Table> {
+        let mut table = Table::default();
+        for _ in 0..DUMP_TRIES {
+            table = Table::default();
+            let seq = self.next_seq();
+            let links = dump_one(&self.sock, &mut self.buf, RTM_GETLINK, seq, &mut table)?;
+            let seq = self.next_seq();
+            let addrs = dump_one(&self.sock, &mut self.buf, RTM_GETADDR, seq, &mut table)?;
+            if !links && !addrs {
+                return Ok(table);
+            }
+        }
+        crate::debug!("netlink dump kept being interrupted; using the last one");
+        Ok(table)
+    }
 }
 
 /// All interfaces with their addresses, read once.
 pub fn list() -> io::Result<Vec<Interface>> {
-    Ok(dump_table()?.links.into_iter().map(|l| l.iface).collect())
+    Ok(Dumper::new()?
+        .dump()?
+        .links
+        .into_iter()
+        .map(|l| l.iface)
+        .collect())
 }
 
 /// The `tportknockd -l` listing: one interface per line, columns aligned:
@@ -952,6 +982,7 @@ pub fn resolve(name: &str) -> Result<Interface, String> {
 #[derive(Debug)]
 pub struct Addresses {
     sock: Socket,
+    dumper: Dumper,
     table: Table,
     buf: Vec<u8>,
 }
@@ -966,9 +997,11 @@ impl Addresses {
         let _ = sock.set_recv_buffer_size(SUBSCRIPTION_RCVBUF);
         sys::bind(&sock, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)?;
         sock.set_nonblocking(true)?;
-        let table = dump_table()?;
+        let mut dumper = Dumper::new()?;
+        let table = dumper.dump()?;
         Ok(Addresses {
             sock,
+            dumper,
             table,
             buf: vec![0u8; 32 * 1024],
         })
@@ -1047,7 +1080,7 @@ impl Addresses {
                 Err(e) => return Err(e),
             }
         }
-        let fresh = dump_table()?;
+        let fresh = self.dumper.dump()?;
         self.table.replace(fresh, out);
         Ok(())
     }

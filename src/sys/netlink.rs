@@ -17,7 +17,7 @@ pub fn bind(sock: &impl AsRawFd, groups: u32) -> io::Result<()> {
     addr.nl_groups = groups;
     // SAFETY: `addr` is a live, initialised sockaddr_nl and the length
     // passed is exactly its size.
-    syscall!(bind(
+    super::syscall!(bind(
         sock.as_raw_fd(),
         (&addr as *const libc::sockaddr_nl).cast(),
         mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
@@ -36,7 +36,7 @@ pub fn recv_from(sock: &impl AsRawFd, buf: &mut Vec<u8>) -> io::Result<(usize, u
     let mut probe = [0u8; 1];
     // SAFETY: `probe` is valid for writes of its length; null address
     // pointers are allowed when the sender is not wanted.
-    let size = syscall!(recvfrom(
+    let size = super::syscall!(recvfrom(
         fd,
         probe.as_mut_ptr().cast(),
         probe.len(),
@@ -53,7 +53,7 @@ pub fn recv_from(sock: &impl AsRawFd, buf: &mut Vec<u8>) -> io::Result<(usize, u
     // SAFETY: `buf` is valid for writes of `buf.len()` bytes; `addr` and
     // `addr_len` are live and `addr_len` holds the size of `addr`, so the
     // kernel writes at most that much.
-    let n = syscall!(recvfrom(
+    let n = super::syscall!(recvfrom(
         fd,
         buf.as_mut_ptr().cast(),
         buf.len(),
