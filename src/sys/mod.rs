@@ -21,4 +21,5 @@ macro_rules! syscall {
 pub(crate) use syscall;
 
 pub mod daemon;
+pub mod netlink;
 pub mod signal;
