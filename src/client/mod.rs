@@ -53,8 +53,7 @@ x all six, n none (also meant when no flags are given), i any (sends SYN).
   -h        show this help and exit
   -V        show the version and exit
 
-TCP steps other than a plain SYN need root or CAP_NET_RAW.
-";
+TCP steps other than a plain SYN need root or CAP_NET_RAW.";
 
 /// Address family forced by `-4` / `-6`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,28 +126,36 @@ pub fn main() -> i32 {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     match parse_args(&args) {
         Err(e) => {
-            eprintln!("tportknock: {e}");
-            eprintln!("{USAGE}");
+            say(io::stderr(), format_args!("tportknock: {e}\n{USAGE}"));
             2
         }
         Ok(Command::Help) => {
-            print!("{USAGE}\n\n{HELP}");
+            say(io::stdout(), format_args!("{USAGE}\n\n{HELP}"));
             0
         }
         Ok(Command::Version) => {
-            println!("tportknock {}", env!("CARGO_PKG_VERSION"));
+            say(
+                io::stdout(),
+                format_args!("tportknock {}", env!("CARGO_PKG_VERSION")),
+            );
             0
         }
         Ok(Command::Knock(opts)) => match run(&opts) {
             Ok(()) => 0,
             Err(e) => {
                 for line in e.0.lines() {
-                    eprintln!("tportknock: {line}");
+                    say(io::stderr(), format_args!("tportknock: {line}"));
                 }
                 1
             }
         },
     }
+}
+
+/// Writes a line; a closed pipe (`tportknock -v … | head -1`) must not
+/// stop the knock half-way, as `println!` would by panicking.
+fn say(mut out: impl io::Write, args: fmt::Arguments<'_>) {
+    let _ = writeln!(out, "{args}");
 }
 
 /// Parses the arguments after the program name.
@@ -363,7 +370,10 @@ pub fn run(opts: &Options) -> Result<(), Error> {
             .send(&frame.step)
             .map_err(|e| Error(format!("step {} ({}): {e}", i + 1, frame.text)))?;
         if opts.verbose {
-            println!("{}", frame_line(dst, &frame.step));
+            say(
+                io::stdout(),
+                format_args!("{}", frame_line(dst, &frame.step)),
+            );
         }
         let last = i + 1 == frames.len();
         let mut pause = if last { Duration::ZERO } else { opts.delay };
