@@ -316,6 +316,10 @@ impl NetnsHosts {
 impl Drop for NetnsHosts {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+        // /etc/netns itself only if this left it empty.
+        if let Some(parent) = self.dir.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
     }
 }
 
