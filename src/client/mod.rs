@@ -1,0 +1,738 @@
+//! `tportknock`, the client: knocks a sequence at a host, including TCP
+//! frames with exact flags (flag-knocking), which knockd's `knock` cannot
+//! send. TCP frames go out through a raw socket carrying a header built in
+//! [`segment`]; without the privilege for one, SYN steps fall back to a
+//! plain non-blocking `connect`, as `knock` does, so a SYN/UDP sequence
+//! needs no privileges.
+
+pub mod segment;
+
+use crate::config;
+use crate::knock::{flags, FlagSpec, Proto, Step, StepError};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::ffi::OsStr;
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Pause between frames: long enough that frames leave in order and a
+/// daemon sees them in order, short enough that a sequence takes well under
+/// a second.
+pub const DEFAULT_DELAY: Duration = Duration::from_millis(10);
+
+/// Longest `-d`: a delay beyond a minute only outlives any sensible timeout.
+pub const MAX_DELAY_MS: u64 = 60_000;
+
+/// How long a connect()ing socket is kept after its SYN went out. Closing a
+/// socket in SYN-SENT sends nothing, so the SYN stands alone either way; the
+/// margin only lets the frame leave the host first.
+const SYN_LINGER: Duration = Duration::from_millis(2);
+
+/// Source ports are drawn from the dynamic range (RFC 6335).
+const SRC_PORT_BASE: u16 = 49152;
+
+const USAGE: &str = "usage: tportknock [-46v] [-d MS] HOST STEP...\n       \
+                     tportknock [-46v] [-d MS] -c FILE -e EVENT HOST";
+
+const HELP: &str = "\
+Knocks a sequence of frames at HOST, including TCP frames with exact flags.
+
+STEP is protocol:port[:flags] as in tportknockd's knock.conf (udp:1234
+tcp:123:frap tcp:434:x tcp:2345:n), or knockd style: PORT or PORT:tcp (a
+TCP SYN), PORT:udp (a UDP datagram).
+TCP flags: f FIN, s SYN, r RST, p PSH, a ACK, u URG, in any combination;
+x all six, n none (also meant when no flags are given), i any (sends SYN).
+
+  -c FILE   read the sequence of EVENT from FILE (a tportknockd knock.conf)
+  -e EVENT  the event whose sequence to knock (with -c)
+  -d MS     wait MS milliseconds between frames (default 10)
+  -4, -6    use only an IPv4 or only an IPv6 address of HOST
+  -v        print each frame as it is sent
+  -h        show this help and exit
+  -V        show the version and exit
+
+TCP steps other than a plain SYN need root or CAP_NET_RAW.";
+
+/// Address family forced by `-4` / `-6`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+/// A step with its spelling on the command line, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub text: String,
+    pub step: Step,
+}
+
+/// Where the steps come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sequence {
+    Steps(Vec<Frame>),
+    /// `-c FILE -e EVENT`.
+    Event {
+        file: PathBuf,
+        name: String,
+    },
+}
+
+/// A knock to perform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub host: String,
+    pub sequence: Sequence,
+    pub delay: Duration,
+    pub family: Option<Family>,
+    pub verbose: bool,
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Help,
+    Version,
+    Knock(Options),
+}
+
+/// A command line that makes no sense (exit status 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+/// A knock that could not be carried out (exit status 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+impl std::error::Error for Error {}
+
+/// Entry point of the `tportknock` binary; returns the exit status.
+pub fn main() -> i32 {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    match parse_args(&args) {
+        Err(e) => {
+            say(io::stderr(), format_args!("tportknock: {e}\n{USAGE}"));
+            2
+        }
+        Ok(Command::Help) => {
+            say(io::stdout(), format_args!("{USAGE}\n\n{HELP}"));
+            0
+        }
+        Ok(Command::Version) => {
+            say(
+                io::stdout(),
+                format_args!("tportknock {}", env!("CARGO_PKG_VERSION")),
+            );
+            0
+        }
+        Ok(Command::Knock(opts)) => match run(&opts) {
+            Ok(()) => 0,
+            Err(e) => {
+                for line in e.0.lines() {
+                    say(io::stderr(), format_args!("tportknock: {line}"));
+                }
+                1
+            }
+        },
+    }
+}
+
+/// Writes a line; a closed pipe (`tportknock -v … | head -1`) must not
+/// stop the knock half-way, as `println!` would by panicking.
+fn say(mut out: impl io::Write, args: fmt::Arguments<'_>) {
+    let _ = writeln!(out, "{args}");
+}
+
+/// Parses the arguments after the program name.
+pub fn parse_args<S: AsRef<OsStr>>(args: &[S]) -> Result<Command, UsageError> {
+    let mut spec = getopts::Options::new();
+    spec.optopt("d", "delay", "", "MS")
+        .optflag("4", "ipv4", "")
+        .optflag("6", "ipv6", "")
+        .optflag("v", "verbose", "")
+        .optopt("c", "config", "", "FILE")
+        .optopt("e", "event", "", "EVENT")
+        .optflag("h", "help", "")
+        .optflag("V", "version", "");
+    let m = spec.parse(args).map_err(|e| UsageError(e.to_string()))?;
+    if m.opt_present("h") {
+        return Ok(Command::Help);
+    }
+    if m.opt_present("V") {
+        return Ok(Command::Version);
+    }
+    let family = match (m.opt_present("4"), m.opt_present("6")) {
+        (true, true) => return Err(UsageError("-4 and -6 exclude each other".into())),
+        (true, false) => Some(Family::V4),
+        (false, true) => Some(Family::V6),
+        (false, false) => None,
+    };
+    let delay = match m.opt_str("d") {
+        None => DEFAULT_DELAY,
+        Some(text) => parse_delay(&text)?,
+    };
+    let verbose = m.opt_present("v");
+    let (config_file, event) = (m.opt_str("c"), m.opt_str("e"));
+    let mut free = m.free.into_iter();
+    let host = match free.next() {
+        Some(h) if !h.is_empty() => h,
+        Some(_) => return Err(UsageError("HOST is empty".into())),
+        None => return Err(UsageError("missing HOST".into())),
+    };
+    let sequence = match (config_file, event) {
+        (Some(file), Some(name)) => {
+            if let Some(extra) = free.next() {
+                return Err(UsageError(format!(
+                    "with -c and -e give only HOST, not '{}'",
+                    extra.escape_debug()
+                )));
+            }
+            Sequence::Event {
+                file: PathBuf::from(file),
+                name,
+            }
+        }
+        (Some(_), None) => return Err(UsageError("-c needs -e EVENT".into())),
+        (None, Some(_)) => return Err(UsageError("-e needs -c FILE".into())),
+        (None, None) => {
+            let steps = free
+                .map(|text| parse_step(&text).map(|step| Frame { text, step }))
+                .collect::<Result<Vec<Frame>, StepError>>()
+                .map_err(|e| UsageError(e.0))?;
+            if steps.is_empty() {
+                return Err(UsageError("missing STEP after HOST".into()));
+            }
+            Sequence::Steps(steps)
+        }
+    };
+    Ok(Command::Knock(Options {
+        host,
+        sequence,
+        delay,
+        family,
+        verbose,
+    }))
+}
+
+fn parse_delay(text: &str) -> Result<Duration, UsageError> {
+    match text.parse::<u64>() {
+        Ok(ms) if ms <= MAX_DELAY_MS && text.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(Duration::from_millis(ms))
+        }
+        _ => Err(UsageError(format!(
+            "-d wants milliseconds from 0 to {MAX_DELAY_MS}, not '{}'",
+            text.escape_debug()
+        ))),
+    }
+}
+
+/// One STEP argument: the daemon's frame syntax (`tcp:123:frap`), or
+/// knockd's `PORT[:tcp|:udp]`, where TCP means a SYN.
+pub fn parse_step(text: &str) -> Result<Step, StepError> {
+    let (port_text, proto_text) = match text.split_once(':') {
+        Some((port, proto)) => (port, Some(proto)),
+        None => (text, None),
+    };
+    if port_text.is_empty() || !port_text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse();
+    }
+    let bad = |msg: &str| StepError(format!("frame '{}': {msg}", text.escape_debug()));
+    let port = match port_text.parse::<u16>() {
+        Ok(p) if p >= 1 => p,
+        _ => return Err(bad("port must be a number from 1 to 65535")),
+    };
+    let proto = match proto_text {
+        None => Proto::Tcp,
+        Some(p) if p.eq_ignore_ascii_case("tcp") => Proto::Tcp,
+        Some(p) if p.eq_ignore_ascii_case("udp") => Proto::Udp,
+        Some(_) => return Err(bad("knockd-style steps are PORT, PORT:tcp or PORT:udp")),
+    };
+    let flags = match proto {
+        Proto::Tcp => FlagSpec::Exact(flags::SYN),
+        Proto::Udp => FlagSpec::Any,
+    };
+    Ok(Step { proto, port, flags })
+}
+
+/// The TCP flag byte a step puts on the wire; `None` for UDP. `i` (any
+/// flags) sends a SYN: the frame firewalls pass most readily, and one an
+/// unprivileged `connect` can send.
+pub fn wire_flags(step: &Step) -> Option<u8> {
+    match (step.proto, step.flags) {
+        (Proto::Udp, _) => None,
+        (Proto::Tcp, FlagSpec::Any) => Some(flags::SYN),
+        (Proto::Tcp, FlagSpec::Exact(bits)) => Some(bits),
+    }
+}
+
+/// Does the step need a raw socket (any TCP frame but a lone SYN)?
+pub fn needs_raw(step: &Step) -> bool {
+    matches!(wire_flags(step), Some(bits) if bits != flags::SYN)
+}
+
+/// `FIN,RST,PSH,ACK`, or `none`.
+pub fn flag_names(bits: u8) -> String {
+    let names: Vec<&str> = flags::LETTERS
+        .iter()
+        .filter(|(_, bit, _)| bits & bit != 0)
+        .map(|(_, _, name)| *name)
+        .collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(",")
+    }
+}
+
+/// The first address of HOST (a name or a literal, IPv6 optionally in
+/// brackets) of the wanted family.
+pub fn resolve(host: &str, family: Option<Family>) -> Result<IpAddr, Error> {
+    let name = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let shown = host.escape_debug();
+    let addrs = (name, 0u16)
+        .to_socket_addrs()
+        .map_err(|e| Error(format!("{shown}: {e}")))?;
+    let wanted = |ip: &IpAddr| match family {
+        None => true,
+        Some(Family::V4) => ip.is_ipv4(),
+        Some(Family::V6) => ip.is_ipv6(),
+    };
+    let found = addrs.map(|a| a.ip()).find(wanted);
+    found.ok_or_else(|| {
+        Error(match family {
+            Some(Family::V4) => format!("{shown}: no IPv4 address"),
+            Some(Family::V6) => format!("{shown}: no IPv6 address"),
+            None => format!("{shown}: no address"),
+        })
+    })
+}
+
+/// The sequence of `name` in the knock.conf at `file`, read with the
+/// daemon's own parser (but without its ownership check: nothing runs).
+pub fn event_steps(file: &Path, name: &str) -> Result<Vec<Step>, Error> {
+    let shown = file.display().to_string();
+    let bytes = std::fs::read(file).map_err(|e| Error(format!("{shown}: {e}")))?;
+    let config = config::parse(&bytes, &shown).map_err(|e| Error(e.to_string()))?;
+    let names: Vec<String> = config.events.iter().map(|e| e.name.clone()).collect();
+    match config.events.into_iter().find(|e| e.name == name) {
+        Some(event) if !event.sequence.is_empty() => Ok(event.sequence),
+        Some(_) => Err(Error(format!(
+            "{shown}: event '{}' has no sequence",
+            name.escape_debug()
+        ))),
+        None => Err(Error(format!(
+            "{shown}: no event '{}' (events: {})",
+            name.escape_debug(),
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        ))),
+    }
+}
+
+/// Knocks: resolves HOST, opens every socket the steps need (so a missing
+/// privilege stops the run before the first frame), then sends.
+pub fn run(opts: &Options) -> Result<(), Error> {
+    let frames = match &opts.sequence {
+        Sequence::Steps(frames) => frames.clone(),
+        Sequence::Event { file, name } => event_steps(file, name)?
+            .into_iter()
+            .map(|step| Frame {
+                text: step.to_string(),
+                step,
+            })
+            .collect(),
+    };
+    let dst = resolve(&opts.host, opts.family)?;
+    let sender = Sender::open(dst, &frames)?;
+    for (i, frame) in frames.iter().enumerate() {
+        let lingering = sender
+            .send(&frame.step)
+            .map_err(|e| Error(format!("step {} ({}): {e}", i + 1, frame.text)))?;
+        if opts.verbose {
+            say(
+                io::stdout(),
+                format_args!("{}", frame_line(dst, &frame.step)),
+            );
+        }
+        let last = i + 1 == frames.len();
+        let mut pause = if last { Duration::ZERO } else { opts.delay };
+        if lingering.is_some() {
+            pause = pause.max(SYN_LINGER);
+        }
+        std::thread::sleep(pause);
+        drop(lingering);
+    }
+    Ok(())
+}
+
+/// `tcp 10.0.0.1:7000 flags FIN,RST,PSH,ACK` or `udp [fd00::1]:1234`.
+pub fn frame_line(dst: IpAddr, step: &Step) -> String {
+    let to = SocketAddr::new(dst, step.port);
+    match wire_flags(step) {
+        Some(bits) => format!("tcp {to} flags {}", flag_names(bits)),
+        None => format!("udp {to}"),
+    }
+}
+
+/// Raw TCP: one source address, port and sequence number for the run.
+struct RawTcp {
+    socket: Socket,
+    src: IpAddr,
+    src_port: u16,
+    seq: u32,
+}
+
+/// Every socket the sequence needs, opened before the first frame.
+struct Sender {
+    dst: IpAddr,
+    /// `None` when no raw socket could be had and no step needs one; SYN
+    /// steps then go through `connect`.
+    raw: Option<RawTcp>,
+    udp: Option<UdpSocket>,
+}
+
+impl Sender {
+    fn open(dst: IpAddr, frames: &[Frame]) -> Result<Sender, Error> {
+        let any = |proto| frames.iter().any(|f| f.step.proto == proto);
+        let raw = if any(Proto::Tcp) {
+            match open_raw(dst) {
+                Ok(socket) => {
+                    let r = random_u64();
+                    Some(RawTcp {
+                        socket,
+                        src: source_address(dst)?,
+                        src_port: SRC_PORT_BASE
+                            + (r % u64::from(u16::MAX - SRC_PORT_BASE + 1)) as u16,
+                        seq: (r >> 32) as u32,
+                    })
+                }
+                Err(e) => {
+                    let first = frames.iter().enumerate().find(|(_, f)| needs_raw(&f.step));
+                    if let Some((i, frame)) = first {
+                        let (n, text) = (i + 1, &frame.text);
+                        return Err(Error(if e.kind() == io::ErrorKind::PermissionDenied {
+                            format!("step {n} ({text}) needs root or CAP_NET_RAW to send exact TCP flags")
+                        } else {
+                            format!("step {n} ({text}): cannot open a raw socket: {e}")
+                        }));
+                    }
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let udp = if any(Proto::Udp) {
+            let socket = UdpSocket::bind(SocketAddr::new(unspecified(dst), 0))
+                .map_err(|e| Error(format!("cannot open a UDP socket: {e}")))?;
+            Some(socket)
+        } else {
+            None
+        };
+        Ok(Sender { dst, raw, udp })
+    }
+
+    /// Sends one step; returns a connect()ing socket to keep a moment.
+    fn send(&self, step: &Step) -> io::Result<Option<Socket>> {
+        let to = SocketAddr::new(self.dst, step.port);
+        match (wire_flags(step), &self.raw, &self.udp) {
+            (None, _, Some(udp)) => {
+                udp.send_to(b"", to)?;
+                Ok(None)
+            }
+            (Some(bits), Some(raw), _) => {
+                let seg =
+                    segment::tcp_segment(raw.src, self.dst, raw.src_port, step.port, raw.seq, bits);
+                // Raw sockets take no port; IPv6 would reject one that is
+                // not the protocol number.
+                raw.socket
+                    .send_to(&seg, &SockAddr::from(SocketAddr::new(self.dst, 0)))?;
+                Ok(None)
+            }
+            (Some(bits), None, _) if bits == flags::SYN => connect_syn(to).map(Some),
+            _ => Err(io::Error::other("no socket for this step")),
+        }
+    }
+}
+
+/// A raw TCP socket; the kernel writes the IP header, we the TCP header
+/// including its checksum (Linux leaves TCP checksums of raw sockets alone).
+fn open_raw(dst: IpAddr) -> io::Result<Socket> {
+    Socket::new_raw(
+        Domain::for_address(SocketAddr::new(dst, 0)),
+        Type::RAW,
+        Some(Protocol::TCP),
+    )
+}
+
+/// The address the kernel will send from towards `dst`, which the TCP
+/// checksum covers. A UDP connect only looks up the route; nothing is sent.
+fn source_address(dst: IpAddr) -> Result<IpAddr, Error> {
+    let probe = || -> io::Result<IpAddr> {
+        let socket = UdpSocket::bind(SocketAddr::new(unspecified(dst), 0))?;
+        socket.connect(SocketAddr::new(dst, 9))?;
+        Ok(socket.local_addr()?.ip())
+    };
+    probe().map_err(|e| Error(format!("no source address towards {dst}: {e}")))
+}
+
+/// Starts a connection to `to`: the kernel sends the SYN right away.
+fn connect_syn(to: SocketAddr) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    match socket.connect(&SockAddr::from(to)) {
+        Ok(()) => Ok(socket),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(socket),
+        // A refusal can only come after the SYN went out.
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(socket),
+        Err(e) => Err(e),
+    }
+}
+
+fn unspecified(like: IpAddr) -> IpAddr {
+    match like {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    }
+}
+
+/// Random bits for the source port and sequence number. `RandomState` keys
+/// come from the OS's random source; that is plenty for values that carry
+/// no secret and only should not repeat from run to run.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(text: &str) -> Step {
+        parse_step(text).unwrap()
+    }
+
+    fn knock(args: &[&str]) -> Options {
+        match parse_args(args) {
+            Ok(Command::Knock(o)) => o,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    fn usage_error(args: &[&str]) -> String {
+        match parse_args(args) {
+            Err(UsageError(msg)) => msg,
+            other => panic!("{args:?} should be a usage error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn frame_syntax_steps_go_through_the_daemons_parser() {
+        for text in [
+            "udp:1234",
+            "tcp:543",
+            "tcp:543:i",
+            "tcp:123:frap",
+            "tcp:434:x",
+        ] {
+            assert_eq!(step(text), text.parse::<Step>().unwrap(), "{text}");
+        }
+        assert_eq!(wire_flags(&step("tcp:543")), Some(0));
+        assert_eq!(wire_flags(&step("tcp:543:n")), Some(0));
+        assert_eq!(wire_flags(&step("tcp:543:i")), Some(flags::SYN));
+        assert_eq!(wire_flags(&step("tcp:123:frap")), Some(0x1d));
+        assert_eq!(wire_flags(&step("tcp:434:x")), Some(0x3f));
+        assert_eq!(wire_flags(&step("tcp:110:up")), Some(0x28));
+        assert_eq!(wire_flags(&step("udp:1234")), None);
+    }
+
+    #[test]
+    fn knockd_style_steps_mean_syn_or_udp() {
+        let syn = |port| Step {
+            proto: Proto::Tcp,
+            port,
+            flags: FlagSpec::Exact(flags::SYN),
+        };
+        assert_eq!(step("7000"), syn(7000));
+        assert_eq!(step("7002:tcp"), syn(7002));
+        assert_eq!(step("7002:TCP"), syn(7002));
+        assert_eq!(
+            step("7001:udp"),
+            Step {
+                proto: Proto::Udp,
+                port: 7001,
+                flags: FlagSpec::Any
+            }
+        );
+        assert_eq!(step("65535").port, 65535);
+        for (text, needle) in [
+            ("0", "port must be"),
+            ("65536", "port must be"),
+            ("7000:icmp", "PORT, PORT:tcp or PORT:udp"),
+            ("7000:", "PORT, PORT:tcp or PORT:udp"),
+            ("7000:tcp:s", "PORT, PORT:tcp or PORT:udp"),
+            ("-1", "protocol must be tcp or udp"),
+            ("", "protocol must be tcp or udp"),
+            ("tcp:1:q", "unknown flag"),
+        ] {
+            let e = parse_step(text).unwrap_err();
+            assert!(e.0.contains(needle), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn only_non_syn_tcp_steps_need_raw_sockets() {
+        for text in ["7000", "7000:udp", "udp:1", "tcp:1:s", "tcp:1:i", "tcp:1:S"] {
+            assert!(!needs_raw(&step(text)), "{text}");
+        }
+        for text in [
+            "tcp:1",
+            "tcp:1:n",
+            "tcp:1:sa",
+            "tcp:1:x",
+            "tcp:1:f",
+            "tcp:1:frap",
+        ] {
+            assert!(needs_raw(&step(text)), "{text}");
+        }
+    }
+
+    #[test]
+    fn frames_are_described_as_sent() {
+        let v4: IpAddr = "10.0.0.1".parse().unwrap();
+        let v6: IpAddr = "fd00::1".parse().unwrap();
+        assert_eq!(
+            frame_line(v4, &step("tcp:7000:frap")),
+            "tcp 10.0.0.1:7000 flags FIN,RST,PSH,ACK"
+        );
+        assert_eq!(
+            frame_line(v4, &step("tcp:7000:x")),
+            "tcp 10.0.0.1:7000 flags FIN,SYN,RST,PSH,ACK,URG"
+        );
+        assert_eq!(
+            frame_line(v4, &step("tcp:7000")),
+            "tcp 10.0.0.1:7000 flags none"
+        );
+        assert_eq!(
+            frame_line(v6, &step("7000")),
+            "tcp [fd00::1]:7000 flags SYN"
+        );
+        assert_eq!(frame_line(v6, &step("udp:53")), "udp [fd00::1]:53");
+    }
+
+    #[test]
+    fn parses_a_full_command_line() {
+        let o = knock(&[
+            "-v",
+            "-6",
+            "-d",
+            "250",
+            "host.example",
+            "udp:1",
+            "tcp:2:up",
+            "3",
+        ]);
+        assert_eq!(o.host, "host.example");
+        assert!(o.verbose);
+        assert_eq!(o.family, Some(Family::V6));
+        assert_eq!(o.delay, Duration::from_millis(250));
+        let frame = |text: &str, spelled: &str| Frame {
+            text: text.into(),
+            step: step(spelled),
+        };
+        assert_eq!(
+            o.sequence,
+            Sequence::Steps(vec![
+                frame("udp:1", "udp:1"),
+                frame("tcp:2:up", "tcp:2:pu"),
+                frame("3", "3:tcp")
+            ])
+        );
+        let o = knock(&["h", "1"]);
+        assert_eq!((o.delay, o.family, o.verbose), (DEFAULT_DELAY, None, false));
+        let o = knock(&["--delay=0", "-4", "h", "1"]);
+        assert_eq!((o.delay, o.family), (Duration::ZERO, Some(Family::V4)));
+        let o = knock(&["-c", "/etc/knock.conf", "-e", "SSH", "server"]);
+        assert_eq!(
+            o.sequence,
+            Sequence::Event {
+                file: "/etc/knock.conf".into(),
+                name: "SSH".into()
+            }
+        );
+        assert_eq!(parse_args(&["-h", "x"]), Ok(Command::Help));
+        assert_eq!(parse_args(&["-V"]), Ok(Command::Version));
+    }
+
+    #[test]
+    fn bad_command_lines_are_usage_errors() {
+        for (args, needle) in [
+            (&[][..], "missing HOST"),
+            (&["host"][..], "missing STEP"),
+            (&["", "1"][..], "HOST is empty"),
+            (&["-4", "-6", "h", "1"][..], "exclude each other"),
+            (&["-d", "x", "h", "1"][..], "-d wants milliseconds"),
+            (&["-d", "-5", "h", "1"][..], "-d wants milliseconds"),
+            (&["-d", "+5", "h", "1"][..], "-d wants milliseconds"),
+            (&["-d", "60001", "h", "1"][..], "-d wants milliseconds"),
+            (&["-d"][..], "Argument to option 'd' missing"),
+            (&["-d", "1", "-d", "2", "h", "1"][..], "more than once"),
+            (&["-q", "h", "1"][..], "Unrecognized option"),
+            (&["-c", "f", "h"][..], "-c needs -e"),
+            (&["-e", "E", "h"][..], "-e needs -c"),
+            (&["-c", "f", "-e", "E", "h", "1"][..], "give only HOST"),
+            (&["-c", "f", "-e", "E"][..], "missing HOST"),
+            (&["h", "tcp:1:zz"][..], "unknown flag"),
+            (&["h", "1", "99999"][..], "port must be"),
+        ] {
+            let msg = usage_error(args);
+            assert!(msg.contains(needle), "{args:?}: {msg}");
+        }
+    }
+
+    #[test]
+    fn resolves_literals_by_family() {
+        let v4: IpAddr = "127.0.0.1".parse().unwrap();
+        let v6: IpAddr = "::1".parse().unwrap();
+        assert_eq!(resolve("127.0.0.1", None), Ok(v4));
+        assert_eq!(resolve("::1", Some(Family::V6)), Ok(v6));
+        assert_eq!(resolve("[::1]", None), Ok(v6));
+        assert!(resolve("::1", Some(Family::V4))
+            .unwrap_err()
+            .0
+            .contains("no IPv4 address"));
+        assert!(resolve("127.0.0.1", Some(Family::V6))
+            .unwrap_err()
+            .0
+            .contains("no IPv6 address"));
+    }
+
+    #[test]
+    fn missing_config_file_is_named() {
+        let e = event_steps(Path::new("/nonexistent/knock.conf"), "SSH").unwrap_err();
+        assert!(e.0.starts_with("/nonexistent/knock.conf: "), "{e}");
+    }
+}
