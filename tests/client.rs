@@ -417,7 +417,6 @@ fn flag_step_without_privileges_fails_before_sending_anything() {
 }
 
 #[test]
-#[ignore = "needs config parser (branch config)"]
 fn knocks_the_sequence_of_an_event_from_knock_conf() {
     let pair = Pair::new();
     let dir = TempDir::new("conf");
