@@ -103,7 +103,7 @@ pub struct Completion {
 
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
-    /// Worker threads, hence commands running at once (at least 1).
+    /// Worker threads, hence commands running at once (0 counts as 1).
     pub max_running: usize,
     pub time_limit: Duration,
     /// Between SIGTERM and SIGKILL to a timed-out group.
@@ -294,7 +294,7 @@ impl Runner {
     /// `kill_grace`, SIGKILL). Returns every completion not yet taken.
     pub fn shutdown(mut self, limit: Duration) -> Vec<Completion> {
         let shared = self.shared.clone();
-        let deadline = Instant::now() + limit;
+        let deadline = later(limit);
         lock(&shared.state).closing = true;
         shared.work.notify_all();
         let mut st = wait_workers(&shared, lock(&shared.state), deadline);
@@ -319,7 +319,7 @@ impl Runner {
             let _ = (&self.abort_tx).write(&[1]);
             shared.work.notify_all();
             // Terminating takes at most the grace plus a moment to reap.
-            let until = Instant::now() + shared.cfg.kill_grace + Duration::from_secs(1);
+            let until = later(shared.cfg.kill_grace.saturating_add(Duration::from_secs(1)));
             st = wait_workers(&shared, lock(&shared.state), until);
         }
         let stuck = st.workers;
@@ -334,6 +334,15 @@ impl Runner {
         }
         self.completions()
     }
+}
+
+/// `now + d`, saturating: limits come from the configuration and an absurd
+/// one must mean "a very long time", not a panic.
+fn later(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 86_400)))
+        .unwrap_or(now)
 }
 
 fn wait_workers<'a>(
@@ -462,7 +471,7 @@ fn spawn(req: &Request) -> io::Result<Spawned> {
 /// exit completes the command even if a descendant keeps the pipe open.
 fn supervise(mut sp: Spawned, cfg: &RunnerConfig, abort: &UnixStream) -> (Outcome, Collector) {
     let pid = sp.child.id();
-    let deadline = Instant::now() + cfg.time_limit;
+    let deadline = later(cfg.time_limit);
     let mut out = Collector::new(cfg.output_limit);
     let mut pipe_open = true;
     let end = loop {
@@ -525,7 +534,7 @@ fn supervise(mut sp: Spawned, cfg: &RunnerConfig, abort: &UnixStream) -> (Outcom
 fn terminate(sp: &Spawned, grace: Duration) {
     let pid = sp.child.id();
     let _ = process::kill_group(pid, libc::SIGTERM);
-    let until = Instant::now() + grace;
+    let until = later(grace);
     loop {
         let now = Instant::now();
         if now >= until {
@@ -643,6 +652,12 @@ mod tests {
         assert!(!c.read_from(&mut src, usize::MAX), "EOF");
         assert_eq!(c.kept, [b'x'; 10]);
         assert_eq!(c.discarded, 20_000 - 10);
+    }
+
+    #[test]
+    fn absurd_limits_saturate_instead_of_panicking() {
+        assert!(later(Duration::MAX) > Instant::now());
+        assert!(later(Duration::ZERO) <= Instant::now());
     }
 
     #[test]
