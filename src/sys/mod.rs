@@ -2,6 +2,8 @@
 //! with `ring`, this is the only place `unsafe` is allowed; everything above
 //! it sees `io::Result`.
 
+pub mod process;
+
 /// Calls a libc function and turns the `-1` error convention into
 /// `io::Error::last_os_error()`.
 macro_rules! syscall {
