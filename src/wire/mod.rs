@@ -1073,8 +1073,8 @@ mod test {
         for raw in [65534, 512, 519, 768, 769, 776, 778, 823] {
             assert_eq!(Link::from_hatype(raw), Some(Link::RawIp), "hatype {raw}");
         }
-        // Ethernet-less hardware we cannot decode: IEEE 802.11 radiotap,
-        // InfiniBand, CAN, FDDI, netlink.
+        // Framings the decoder does not know: NET/ROM, InfiniBand, CAN,
+        // FDDI, 802.11 radiotap, netlink, VOID.
         for raw in [0, 32, 280, 774, 803, 824, 0xffff] {
             assert_eq!(Link::from_hatype(raw), None, "hatype {raw}");
         }
@@ -1300,5 +1300,28 @@ mod test {
             knocks > 10_000 && others > 1_000 && malformed > 10_000,
             "knocks {knocks}, others {others}, malformed {malformed}"
         );
+    }
+
+    #[test]
+    #[ignore = "measurement: cargo test --release --lib wire::test::decode_speed -- --ignored --nocapture"]
+    fn decode_speed() {
+        let frames = [
+            (&ETH_IPV4_TCP_SYN[..], Link::Ethernet),
+            (&ETH_IPV6_EXT_UDP[..], Link::Ethernet),
+            (&ETH_QINQ_IPV6_UDP[..], Link::Ethernet),
+            (&ETH_ARP[..], Link::Ethernet),
+        ];
+        for (frame, link) in frames {
+            let rounds = 10_000_000u32;
+            let start = std::time::Instant::now();
+            let mut ports = 0u64;
+            for _ in 0..rounds {
+                if let Decoded::Knock(k) = decode(std::hint::black_box(frame), link) {
+                    ports += u64::from(k.dst_port);
+                }
+            }
+            let ns = start.elapsed().as_nanos() as f64 / f64::from(rounds);
+            eprintln!("{} bytes: {ns:.1} ns/frame (checksum {ports})", frame.len());
+        }
     }
 }
