@@ -1325,3 +1325,224 @@ mod test {
         }
     }
 }
+
+/// Frames the kernel itself builds, captured the way the daemon captures them
+/// (AF_PACKET `SOCK_RAW`, `ETH_P_ALL`), in a network namespace private to the
+/// test thread: this checks the framing [`Link::from_hatype`] promises
+/// against the real thing rather than against our own fixtures.
+#[cfg(test)]
+#[allow(unsafe_code)]
+mod live {
+    use super::*;
+    use std::ffi::CString;
+    use std::fs::{File, OpenOptions};
+    use std::mem::{size_of, zeroed};
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    fn require_root() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            panic!(
+                "this test needs root (network namespace, AF_PACKET socket, tun): \
+                 run it as root, e.g. `sudo -E cargo test --lib wire::live`"
+            );
+        }
+    }
+
+    /// Runs `f` on a thread moved into a fresh network namespace, which is
+    /// torn down with its devices when the thread and its sockets are gone,
+    /// pass or fail. The host's interfaces are never touched.
+    fn in_private_netns<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+        require_root();
+        let thread = std::thread::spawn(move || {
+            // SAFETY: unshare takes no pointers; CLONE_NEWNET moves only the
+            // calling thread, and children it spawns, into the new namespace.
+            let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
+            f()
+        });
+        thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+
+    /// `ip` runs in the namespace: a child inherits its forking thread's.
+    fn ip(args: &[&str]) {
+        let status = Command::new("ip").args(args).status().expect("run ip");
+        assert!(status.success(), "ip {}: {status}", args.join(" "));
+    }
+
+    /// A tun device (`IFF_TUN | IFF_NO_PI`) that exists while the file is open.
+    fn open_tun(name: &str) -> File {
+        let tun = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/net/tun")
+            .expect("open /dev/net/tun");
+        // struct ifreq: 16-byte name, then the flags as a short.
+        let mut ifr = [0u8; 40];
+        ifr[..name.len()].copy_from_slice(name.as_bytes());
+        let flags = (libc::IFF_TUN | libc::IFF_NO_PI) as i16;
+        ifr[16..18].copy_from_slice(&flags.to_ne_bytes());
+        // SAFETY: TUNSETIFF reads and writes a struct ifreq; ifr is 40 bytes,
+        // the size of ifreq, and lives across the call.
+        let rc = unsafe { libc::ioctl(tun.as_raw_fd(), libc::TUNSETIFF, ifr.as_mut_ptr()) };
+        assert_eq!(rc, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
+        tun
+    }
+
+    struct Capture {
+        fd: OwnedFd,
+    }
+
+    impl Capture {
+        fn open(ifname: &str) -> Capture {
+            let name = CString::new(ifname).unwrap();
+            // SAFETY: name is NUL-terminated and outlives the call.
+            let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+            assert_ne!(ifindex, 0, "no interface {ifname}");
+            let protocol = (libc::ETH_P_ALL as u16).to_be();
+            // SAFETY: socket(2) takes no pointers.
+            let raw = unsafe {
+                libc::socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                    i32::from(protocol),
+                )
+            };
+            assert!(raw >= 0, "socket: {}", std::io::Error::last_os_error());
+            // SAFETY: raw is a fresh descriptor owned by nothing else.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            // SAFETY: all-zero bytes are a valid sockaddr_ll.
+            let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = protocol;
+            sll.sll_ifindex = ifindex as i32;
+            // SAFETY: sll is a sockaddr_ll and the length passed is its size.
+            let rc = unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+            let timeout = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 200_000,
+            };
+            // SAFETY: SO_RCVTIMEO reads a timeval of the length passed.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVTIMEO,
+                    (&timeout as *const libc::timeval).cast(),
+                    size_of::<libc::timeval>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(rc, 0, "SO_RCVTIMEO: {}", std::io::Error::last_os_error());
+            Capture { fd }
+        }
+
+        /// Reads frames until `want` decodes out of one; returns its hatype.
+        fn expect(&self, want: Knock) -> u16 {
+            let mut buf = [0u8; 2048];
+            let mut seen = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                // SAFETY: all-zero bytes are a valid sockaddr_ll.
+                let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+                let mut len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+                // SAFETY: buf and sll are writable for the lengths passed.
+                let n = unsafe {
+                    libc::recvfrom(
+                        self.fd.as_raw_fd(),
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                        0,
+                        (&mut sll as *mut libc::sockaddr_ll).cast(),
+                        &mut len,
+                    )
+                };
+                let Ok(n) = usize::try_from(n) else {
+                    continue; // timeout: look at the deadline again
+                };
+                let link = Link::from_hatype(sll.sll_hatype)
+                    .unwrap_or_else(|| panic!("unknown hatype {}", sll.sll_hatype));
+                let got = decode(&buf[..n], link);
+                if got == Decoded::Knock(want) {
+                    return sll.sll_hatype;
+                }
+                seen.push((sll.sll_hatype, got));
+            }
+            panic!("never saw {want:?}; saw {seen:?}");
+        }
+    }
+
+    fn udp_knock(from: SocketAddr, to: SocketAddr) -> Knock {
+        let socket = UdpSocket::bind(from).expect("bind UDP");
+        socket.send_to(b"knock", to).expect("send UDP");
+        Knock {
+            src: from.ip(),
+            dst: to.ip(),
+            proto: Proto::Udp,
+            dst_port: to.port(),
+            flags: 0,
+        }
+    }
+
+    /// A connect to a port nobody answers (or that is refused) sends a SYN.
+    fn syn_knock(from: IpAddr, to: SocketAddr) -> Knock {
+        let _ = TcpStream::connect_timeout(&to, Duration::from_millis(300));
+        Knock {
+            src: from,
+            dst: to.ip(),
+            proto: Proto::Tcp,
+            dst_port: to.port(),
+            flags: crate::knock::flags::SYN,
+        }
+    }
+
+    #[test]
+    fn loopback_frames_have_a_zero_mac_ethernet_header() {
+        in_private_netns(|| {
+            ip(&["link", "set", "lo", "up"]);
+            let capture = Capture::open("lo");
+            let lo4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
+            let lo6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+
+            let knock = udp_knock((lo4, 0).into(), (lo4, 7777).into());
+            assert_eq!(capture.expect(knock), hatype::LOOPBACK);
+            let knock = syn_knock(lo4, (lo4, 2222).into());
+            assert_eq!(capture.expect(knock), hatype::LOOPBACK);
+            let knock = udp_knock((lo6, 0).into(), (lo6, 7778).into());
+            assert_eq!(capture.expect(knock), hatype::LOOPBACK);
+        });
+    }
+
+    #[test]
+    fn tun_frames_are_bare_ip() {
+        in_private_netns(|| {
+            let _tun = open_tun("knocktun0");
+            ip(&["addr", "add", "10.77.0.1/24", "dev", "knocktun0"]);
+            ip(&["addr", "add", "fd77::1/64", "dev", "knocktun0", "nodad"]);
+            ip(&["link", "set", "knocktun0", "up"]);
+            let capture = Capture::open("knocktun0");
+            let local4 = IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1));
+            let peer4 = IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2));
+            let local6: IpAddr = "fd77::1".parse().unwrap();
+            let peer6: IpAddr = "fd77::2".parse().unwrap();
+
+            let knock = udp_knock((local4, 0).into(), (peer4, 7777).into());
+            assert_eq!(capture.expect(knock), hatype::NONE);
+            let knock = syn_knock(local4, (peer4, 2222).into());
+            assert_eq!(capture.expect(knock), hatype::NONE);
+            let knock = udp_knock((local6, 0).into(), (peer6, 7778).into());
+            assert_eq!(capture.expect(knock), hatype::NONE);
+        });
+    }
+}
