@@ -14,9 +14,13 @@
 //! header: the program looks through exactly one such inner tag (headers at
 //! +4) and drops anything stacked deeper.
 //!
-//! IPv6: a TCP/UDP next header gets its port checked; one of the extension
-//! headers (0, 43, 44, 60, 51) passes the frame up unexamined, because cBPF
-//! cannot loop over a header chain: the decoder walks it.
+//! IPv6: a TCP/UDP next header gets its port checked. cBPF cannot loop over
+//! a header chain, so the program looks through exactly one extension header
+//! (hop-by-hop 0, routing 43, fragment 44, destination options 60, AH 51):
+//! TCP/UDP behind it gets its port checked, a second extension header passes
+//! the frame up for the decoder to walk, anything else is dropped. One level
+//! keeps MLD reports (hop-by-hop + ICMPv6), which every IPv6 host sends, out
+//! of user space.
 
 use crate::knock::Proto;
 use std::ops::Deref;
@@ -75,7 +79,7 @@ const ETH_P_IP: u32 = 0x0800;
 const ETH_P_IPV6: u32 = 0x86dd;
 const ETH_P_8021Q: u32 = 0x8100;
 const ETH_P_8021AD: u32 = 0x88a8;
-/// IPv6 extension headers that send the frame up to the decoder.
+/// IPv6 extension headers; a second one sends the frame up to the decoder.
 const IPV6_EXT: [u32; 5] = [0, 43, 44, 60, 51];
 /// Ports compared linearly at the leaves of the search tree.
 const LEAF: usize = 8;
@@ -158,6 +162,10 @@ enum Label {
     QinQ,
     V4(u32),
     V6(u32),
+    Ext(u32),
+    Frag(u32),
+    Auth(u32),
+    V6Next(u32),
     L4,
     Tcp,
     Udp,
@@ -211,6 +219,40 @@ fn assemble(ports: Option<(&[u16], &[u16])>, snaplen: u32) -> Option<Vec<Insn>> 
             Mark(V6(base)),
             Op(stmt(LDX | W | IMM, 40 + base)),
             Op(stmt(LD | B | ABS, at(6))),
+            eq(6, L4),
+            eq(17, L4),
+            // One extension header is looked through, so that ordinary
+            // traffic that always carries one (MLD reports: hop-by-hop +
+            // ICMPv6) stays in the kernel. Deeper chains go up.
+            eq(0, Ext(base)),
+            eq(43, Ext(base)),
+            eq(60, Ext(base)),
+            eq(44, Frag(base)),
+            Cond(JMP | JEQ | K, 51, Some(Auth(base)), Some(Drop)),
+            // Hop-by-hop, routing, destination options: (len + 1) * 8 bytes.
+            Mark(Ext(base)),
+            Op(stmt(LD | B | ABS, at(41))),
+            Op(stmt(ALU | LSH | K, 3)),
+            Op(stmt(ALU | ADD | K, 48 + base)),
+            Op(stmt(MISC | TAX, 0)),
+            Op(stmt(LD | B | ABS, at(40))),
+            Ja(V6Next(base)),
+            // Fragment header: 8 bytes; a non-first fragment has no ports.
+            Mark(Frag(base)),
+            Op(stmt(LD | H | ABS, at(42))),
+            Cond(JMP | JSET | K, 0xfff8, Some(Drop), None),
+            Op(stmt(LDX | W | IMM, 48 + base)),
+            Op(stmt(LD | B | ABS, at(40))),
+            Ja(V6Next(base)),
+            // Authentication header: (len + 2) * 4 bytes.
+            Mark(Auth(base)),
+            Op(stmt(LD | B | ABS, at(41))),
+            Op(stmt(ALU | ADD | K, 2)),
+            Op(stmt(ALU | LSH | K, 2)),
+            Op(stmt(ALU | ADD | K, 40 + base)),
+            Op(stmt(MISC | TAX, 0)),
+            Op(stmt(LD | B | ABS, at(40))),
+            Mark(V6Next(base)),
             eq(6, L4),
             eq(17, L4),
         ]);
@@ -390,7 +432,7 @@ mod tests {
                 LD => {
                     let k = i.k as i32;
                     let mode = i.code & 0xe0;
-                    a = if mode == ABS && k >= AD_OFF && k < AD_OFF + 64 {
+                    a = if mode == ABS && (AD_OFF..AD_OFF + 64).contains(&k) {
                         match k - AD_OFF {
                             AD_PROTOCOL => u32::from(skb.protocol),
                             AD_PKTTYPE => u32::from(skb.pkttype),
@@ -535,17 +577,64 @@ mod tests {
         assert_eq!(run(&prog, &eth(&g)), 0);
     }
 
-    #[test]
-    fn ipv6_extension_headers_go_up() {
-        let prog = knock_ports();
-        for ext in [0u8, 43, 44, 60, 51] {
-            let mut f = with_dport(&UDP6_7001, 54, 9);
-            f[20] = ext;
-            assert_eq!(run(&prog, &eth(&f)), SNAP, "next header {ext}");
+    /// UDP6_7001 with (next-header code, bytes) extension headers
+    /// inserted, chained through their first byte, then `last` and `dport`.
+    fn v6_chain(exts: &[(u8, &[u8])], last: u8, dport: u16) -> Vec<u8> {
+        let mut f = UDP6_7001[..54].to_vec();
+        let mut next_at = 20; // IPv6 next-header byte
+        for (code, ext) in exts {
+            f[next_at] = *code;
+            next_at = f.len();
+            f.extend_from_slice(ext);
         }
+        f[next_at] = last;
+        f.extend_from_slice(&with_dport(&UDP6_7001, 54, dport)[54..]);
+        f
+    }
+
+    const HBH: [u8; 8] = [0, 0, 1, 4, 0, 0, 0, 0];
+    const HBH16: [u8; 16] = [0, 1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    const AH: [u8; 12] = [0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1];
+    /// Fragment header, offset 0, more fragments.
+    const FRAG_FIRST: [u8; 8] = [0, 0, 0, 1, 0, 0, 0, 9];
+    /// Fragment header, offset 185 (1480 bytes).
+    const FRAG_LATER: [u8; 8] = [0, 0, 0x05, 0xc8, 0, 0, 0, 9];
+
+    #[test]
+    fn ipv6_one_extension_header_is_looked_through() {
+        let prog = knock_ports();
+        for ext in [(0, &HBH[..]), (0, &HBH16), (51, &AH), (44, &FRAG_FIRST)] {
+            let f = v6_chain(&[ext], 17, 7001);
+            assert_eq!(run(&prog, &eth(&f)), SNAP, "{ext:?} + udp/7001");
+            let f = v6_chain(&[ext], 17, 9);
+            assert_eq!(run(&prog, &eth(&f)), 0, "{ext:?} + udp/9");
+            let f = v6_chain(&[ext], 6, 7001);
+            assert_eq!(run(&prog, &eth(&f)), 0, "{ext:?} + tcp/7001");
+        }
+        // routing (43) and destination options (60) have the same layout
+        for code in [43u8, 60] {
+            let f = v6_chain(&[(code, &HBH16)], 17, 7001);
+            assert_eq!(run(&prog, &eth(&f)), SNAP, "{code}");
+        }
+        // a later fragment: what looks like a port is payload
+        let f = v6_chain(&[(44, &FRAG_LATER)], 17, 7001);
+        assert_eq!(run(&prog, &eth(&f)), 0);
+        // MLD report: hop-by-hop then ICMPv6
+        let f = v6_chain(&[(0, &HBH)], 58, 7001);
+        assert_eq!(run(&prog, &eth(&f)), 0);
+        // ESP: nothing to see
         let mut esp = UDP6_7001;
         esp[20] = 50;
         assert_eq!(run(&prog, &eth(&esp)), 0);
+    }
+
+    #[test]
+    fn ipv6_deeper_chains_go_up() {
+        let prog = knock_ports();
+        let f = v6_chain(&[(0, &HBH), (51, &AH)], 17, 9);
+        assert_eq!(run(&prog, &eth(&f)), SNAP);
+        let f = v6_chain(&[(0, &HBH16), (44, &FRAG_LATER)], 17, 9);
+        assert_eq!(run(&prog, &eth(&f)), SNAP);
     }
 
     #[test]
