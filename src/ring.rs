@@ -136,7 +136,7 @@ fn setopt<T>(sock: &Socket, level: i32, name: i32, value: &T) -> io::Result<()> 
 }
 
 fn page_size() -> io::Result<usize> {
-    // sysconf has no memory-safety preconditions.
+    // SAFETY (of the call): sysconf takes no pointers.
     let n = syscall!(sysconf(libc::_SC_PAGESIZE))?;
     usize::try_from(n).map_err(|_| invalid("bad page size"))
 }
@@ -247,8 +247,9 @@ impl Ring {
     }
 
     /// Waits up to `timeout_ms` (-1 = forever) for a frame. `Ok(false)` on
-    /// timeout or when a signal interrupted the wait; `Err` when the socket
-    /// reports an error (interface gone or down, see the module docs).
+    /// timeout or when a signal interrupted the wait. `Err(ENETDOWN)` once
+    /// when the bound interface goes down; `Err(ENODEV)` on every call once
+    /// it has been deleted (re-open then). See the module docs.
     pub fn wait(&mut self, timeout_ms: i32) -> io::Result<bool> {
         self.check_gone()?;
         if self.ready() {
