@@ -1,1 +1,768 @@
-//! (stub: to be written)
+//! The classic BPF program attached to the capture socket: only IPv4/IPv6
+//! TCP and UDP frames to a knock (protocol, destination port) ever reach the
+//! ring, and only their first `snaplen` bytes.
+//!
+//! The program must work on an `any` socket, where every interface brings
+//! its own link header. It therefore never reads at fixed Ethernet offsets:
+//! the ethertype comes from the ancillary load `SKF_AD_PROTOCOL`
+//! (`skb->protocol`) and the IP headers are read relative to the network
+//! header (`SKF_NET_OFF`).
+//!
+//! VLAN: the kernel moves the outer tag into skb metadata before AF_PACKET
+//! sees the frame, so `skb->protocol` is already the inner ethertype. For a
+//! QinQ frame it is 0x8100/0x88a8 and the inner tag still sits at the network
+//! header: the program looks through exactly one such inner tag (headers at
+//! +4) and drops anything stacked deeper.
+//!
+//! IPv6: a TCP/UDP next header gets its port checked. cBPF cannot loop over
+//! a header chain, so the program looks through exactly one extension header
+//! (hop-by-hop 0, routing 43, fragment 44, destination options 60, AH 51):
+//! TCP/UDP behind it gets its port checked, a second extension header passes
+//! the frame up for the decoder to walk, anything else is dropped. One level
+//! keeps MLD reports (hop-by-hop + ICMPv6), which every IPv6 host sends, out
+//! of user space.
+
+use crate::knock::Proto;
+use std::ops::Deref;
+
+/// One classic BPF instruction (`struct sock_filter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Insn {
+    pub code: u16,
+    pub jt: u8,
+    pub jf: u8,
+    pub k: u32,
+}
+
+/// Instruction class, size, mode and operation bits (linux/bpf_common.h).
+pub mod op {
+    pub const LD: u16 = 0x00;
+    pub const LDX: u16 = 0x01;
+    pub const ALU: u16 = 0x04;
+    pub const JMP: u16 = 0x05;
+    pub const RET: u16 = 0x06;
+    pub const MISC: u16 = 0x07;
+
+    pub const W: u16 = 0x00;
+    pub const H: u16 = 0x08;
+    pub const B: u16 = 0x10;
+
+    pub const IMM: u16 = 0x00;
+    pub const ABS: u16 = 0x20;
+    pub const IND: u16 = 0x40;
+
+    pub const ADD: u16 = 0x00;
+    pub const LSH: u16 = 0x60;
+    pub const AND: u16 = 0x50;
+
+    pub const JA: u16 = 0x00;
+    pub const JEQ: u16 = 0x10;
+    pub const JGT: u16 = 0x20;
+    pub const JSET: u16 = 0x40;
+
+    pub const K: u16 = 0x00;
+    pub const TAX: u16 = 0x00;
+
+    /// Base of the ancillary loads (`SKF_AD_OFF`) and their offsets.
+    pub const AD_OFF: i32 = -0x1000;
+    pub const AD_PROTOCOL: i32 = 0;
+    pub const AD_PKTTYPE: i32 = 4;
+    /// Loads at `NET_OFF + n` read byte `n` of the network header.
+    pub const NET_OFF: i32 = -0x100000;
+}
+
+/// The kernel refuses longer programs (`BPF_MAXINSNS`).
+pub const MAX_INSNS: usize = 4096;
+
+const PACKET_OUTGOING: u32 = 4;
+const ETH_P_IP: u32 = 0x0800;
+const ETH_P_IPV6: u32 = 0x86dd;
+const ETH_P_8021Q: u32 = 0x8100;
+const ETH_P_8021AD: u32 = 0x88a8;
+/// IPv6 extension headers; a second one sends the frame up to the decoder.
+const IPV6_EXT: [u32; 5] = [0, 43, 44, 60, 51];
+/// Ports compared linearly at the leaves of the search tree.
+const LEAF: usize = 8;
+
+/// A built program, usable wherever `&[Insn]` is expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Program {
+    pub insns: Vec<Insn>,
+    /// True when the port set was too large for an exact program and the
+    /// filter passes every TCP/UDP frame instead (the matcher still decides).
+    pub pass_all_ports: bool,
+}
+
+impl Deref for Program {
+    type Target = [Insn];
+    fn deref(&self) -> &[Insn] {
+        &self.insns
+    }
+}
+
+const fn stmt(code: u16, k: u32) -> Insn {
+    Insn {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+const fn ret(k: u32) -> Insn {
+    stmt(op::RET | op::K, k)
+}
+
+/// Ancillary and network-relative offsets are negative; the ABI carries
+/// them as the u32 with the same bits.
+const fn neg(off: i32) -> u32 {
+    off as u32
+}
+
+/// Builds the filter for these (protocol, destination port) pairs.
+/// Duplicates are fine. Frames that pass are cut to `snaplen` bytes.
+pub fn build(ports: &[(Proto, u16)], snaplen: u32) -> Program {
+    let mut tcp: Vec<u16> = ports
+        .iter()
+        .filter(|(p, _)| *p == Proto::Tcp)
+        .map(|(_, port)| *port)
+        .collect();
+    let mut udp: Vec<u16> = ports
+        .iter()
+        .filter(|(p, _)| *p == Proto::Udp)
+        .map(|(_, port)| *port)
+        .collect();
+    for set in [&mut tcp, &mut udp] {
+        set.sort_unstable();
+        set.dedup();
+    }
+    if let Some(insns) = assemble(Some((&tcp, &udp)), snaplen) {
+        return Program {
+            insns,
+            pass_all_ports: false,
+        };
+    }
+    crate::warn!(
+        "{} distinct knock ports do not fit a {MAX_INSNS}-instruction filter: \
+         every TCP/UDP frame goes to user space",
+        tcp.len() + udp.len()
+    );
+    Program {
+        // The fixed part is a few dozen instructions: this always fits.
+        insns: assemble(None, snaplen).unwrap_or_else(|| vec![ret(snaplen)]),
+        pass_all_ports: true,
+    }
+}
+
+/// Jump targets of the fixed part of the program.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Label {
+    Drop,
+    Pass,
+    QinQ,
+    V4(u32),
+    V6(u32),
+    Ext(u32),
+    Frag(u32),
+    Auth(u32),
+    V6Next(u32),
+    L4,
+    Tcp,
+    Udp,
+}
+
+enum Item {
+    Op(Insn),
+    /// Conditional jump `code #k`, true → `jt`, false → `jf`; `None` is the
+    /// next instruction.
+    Cond(u16, u32, Option<Label>, Option<Label>),
+    Ja(Label),
+    Mark(Label),
+}
+
+/// Lays out the program; `None` if it would exceed the kernel's limit.
+/// `ports: None` builds the pass-all-TCP/UDP fallback.
+fn assemble(ports: Option<(&[u16], &[u16])>, snaplen: u32) -> Option<Vec<Insn>> {
+    use op::*;
+    use Item::*;
+    use Label::*;
+    let eq = |k, t| Cond(JMP | JEQ | K, k, Some(t), None);
+    let mut p = vec![
+        Op(stmt(LD | W | ABS, neg(AD_OFF + AD_PKTTYPE))),
+        eq(PACKET_OUTGOING, Drop),
+        Op(stmt(LD | W | ABS, neg(AD_OFF + AD_PROTOCOL))),
+        eq(ETH_P_IP, V4(0)),
+        eq(ETH_P_IPV6, V6(0)),
+        eq(ETH_P_8021Q, QinQ),
+        Cond(JMP | JEQ | K, ETH_P_8021AD, Some(QinQ), Some(Drop)),
+        Mark(QinQ),
+        // Inner tag: TCI at +0, ethertype at +2, network header at +4.
+        Op(stmt(LD | H | ABS, neg(NET_OFF + 2))),
+        eq(ETH_P_IP, V4(4)),
+        Cond(JMP | JEQ | K, ETH_P_IPV6, Some(V6(4)), Some(Drop)),
+    ];
+    for base in [0u32, 4] {
+        let at = |n: u32| neg(NET_OFF) + base + n;
+        p.extend([
+            Mark(V4(base)),
+            // A non-first fragment carries no ports.
+            Op(stmt(LD | H | ABS, at(6))),
+            Cond(JMP | JSET | K, 0x1fff, Some(Drop), None),
+            // X = offset of the L4 header from the network header.
+            Op(stmt(LD | B | ABS, at(0))),
+            Op(stmt(ALU | AND | K, 0x0f)),
+            Op(stmt(ALU | LSH | K, 2)),
+            Op(stmt(ALU | ADD | K, base)),
+            Op(stmt(MISC | TAX, 0)),
+            Op(stmt(LD | B | ABS, at(9))),
+            Ja(L4),
+            Mark(V6(base)),
+            Op(stmt(LDX | W | IMM, 40 + base)),
+            Op(stmt(LD | B | ABS, at(6))),
+            eq(6, L4),
+            eq(17, L4),
+            // One extension header is looked through, so that ordinary
+            // traffic that always carries one (MLD reports: hop-by-hop +
+            // ICMPv6) stays in the kernel. Deeper chains go up.
+            eq(0, Ext(base)),
+            eq(43, Ext(base)),
+            eq(60, Ext(base)),
+            eq(44, Frag(base)),
+            Cond(JMP | JEQ | K, 51, Some(Auth(base)), Some(Drop)),
+            // Hop-by-hop, routing, destination options: (len + 1) * 8 bytes.
+            Mark(Ext(base)),
+            Op(stmt(LD | B | ABS, at(41))),
+            Op(stmt(ALU | LSH | K, 3)),
+            Op(stmt(ALU | ADD | K, 48 + base)),
+            Op(stmt(MISC | TAX, 0)),
+            Op(stmt(LD | B | ABS, at(40))),
+            Ja(V6Next(base)),
+            // Fragment header: 8 bytes; a non-first fragment has no ports.
+            Mark(Frag(base)),
+            Op(stmt(LD | H | ABS, at(42))),
+            Cond(JMP | JSET | K, 0xfff8, Some(Drop), None),
+            Op(stmt(LDX | W | IMM, 48 + base)),
+            Op(stmt(LD | B | ABS, at(40))),
+            Ja(V6Next(base)),
+            // Authentication header: (len + 2) * 4 bytes.
+            Mark(Auth(base)),
+            Op(stmt(LD | B | ABS, at(41))),
+            Op(stmt(ALU | ADD | K, 2)),
+            Op(stmt(ALU | LSH | K, 2)),
+            Op(stmt(ALU | ADD | K, 40 + base)),
+            Op(stmt(MISC | TAX, 0)),
+            Op(stmt(LD | B | ABS, at(40))),
+            Mark(V6Next(base)),
+            eq(6, L4),
+            eq(17, L4),
+        ]);
+        for ext in IPV6_EXT {
+            p.push(eq(ext, Pass));
+        }
+        p.push(Ja(Drop));
+    }
+    p.extend([
+        // A = IP protocol, X = L4 header offset. The trees may be far
+        // away, beyond a conditional jump's 255 reach: go through `ja`.
+        Mark(L4),
+        Op(Insn {
+            code: JMP | JEQ | K,
+            jt: 0,
+            jf: 1,
+            k: 6,
+        }),
+        Ja(Tcp),
+        Cond(JMP | JEQ | K, 17, None, Some(Drop)),
+        Ja(Udp),
+        Mark(Drop),
+        Op(ret(0)),
+        Mark(Pass),
+        Op(ret(snaplen)),
+    ]);
+
+    let (tcp_tree, udp_tree) = match ports {
+        Some((tcp, udp)) => (tree(tcp, snaplen), tree(udp, snaplen)),
+        None => (vec![ret(snaplen)], vec![ret(snaplen)]),
+    };
+    let dport = stmt(LD | H | IND, neg(NET_OFF) + 2);
+    p.push(Mark(Tcp));
+    p.push(Op(dport));
+    p.extend(tcp_tree.into_iter().map(Op));
+    p.push(Mark(Udp));
+    p.push(Op(dport));
+    p.extend(udp_tree.into_iter().map(Op));
+    resolve(&p)
+}
+
+/// Binary search over sorted, distinct ports ending in short linear
+/// chains; every leaf returns by itself, so no jump leaves the subtree and
+/// only the `jgt` over a large left half needs the long `ja` form.
+fn tree(ports: &[u16], snaplen: u32) -> Vec<Insn> {
+    use op::*;
+    if ports.is_empty() {
+        return vec![ret(0)];
+    }
+    if ports.len() <= LEAF {
+        let n = ports.len();
+        let mut out: Vec<Insn> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| Insn {
+                code: JMP | JEQ | K,
+                // to the `ret snaplen` at index n + 1; n ≤ LEAF fits a u8
+                jt: (n - i) as u8,
+                jf: 0,
+                k: u32::from(*port),
+            })
+            .collect();
+        out.push(ret(0));
+        out.push(ret(snaplen));
+        return out;
+    }
+    // Split at a multiple of LEAF so the leaves come out full: fewer
+    // leaves, fewer `ret` pairs, more ports under the instruction limit.
+    let mid = (ports.len() / LEAF / 2).max(1) * LEAF;
+    let left = tree(&ports[..mid], snaplen);
+    let right = tree(&ports[mid..], snaplen);
+    let pivot = u32::from(ports[mid - 1]);
+    let mut out = Vec::with_capacity(left.len() + right.len() + 2);
+    match u8::try_from(left.len()) {
+        Ok(skip) => out.push(Insn {
+            code: JMP | JGT | K,
+            jt: skip,
+            jf: 0,
+            k: pivot,
+        }),
+        Err(_) => {
+            out.push(Insn {
+                code: JMP | JGT | K,
+                jt: 0,
+                jf: 1,
+                k: pivot,
+            });
+            out.push(stmt(JMP | JA, left.len() as u32));
+        }
+    }
+    out.extend(left);
+    out.extend(right);
+    out
+}
+
+/// Turns labels into relative offsets; `None` if a conditional jump cannot
+/// reach its target or the program is too long.
+fn resolve(items: &[Item]) -> Option<Vec<Insn>> {
+    let mut marks: Vec<(Label, usize)> = Vec::new();
+    let mut n = 0usize;
+    for item in items {
+        match item {
+            Item::Mark(l) => marks.push((*l, n)),
+            _ => n += 1,
+        }
+    }
+    if n > MAX_INSNS {
+        return None;
+    }
+    let find = |l: Label| marks.iter().find(|(m, _)| *m == l).map(|(_, at)| *at);
+    let rel = |target: Option<Label>, pc: usize| -> Option<u32> {
+        match target {
+            None => Some(0),
+            Some(l) => find(l)?.checked_sub(pc + 1).map(|d| d as u32),
+        }
+    };
+    let mut out = Vec::with_capacity(n);
+    for item in items {
+        let pc = out.len();
+        match item {
+            Item::Mark(_) => {}
+            Item::Op(i) => out.push(*i),
+            Item::Ja(l) => out.push(stmt(op::JMP | op::JA, rel(Some(*l), pc)?)),
+            Item::Cond(code, k, t, f) => out.push(Insn {
+                code: *code,
+                jt: u8::try_from(rel(*t, pc)?).ok()?,
+                jf: u8::try_from(rel(*f, pc)?).ok()?,
+                k: *k,
+            }),
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the kernel knows about a frame besides its bytes.
+    struct Skb<'a> {
+        /// Bytes from the link-layer header on, as AF_PACKET sees them.
+        data: &'a [u8],
+        protocol: u16,
+        pkttype: u8,
+        net_off: usize,
+    }
+
+    /// A minimal cBPF interpreter for the instructions `build` emits, with
+    /// the kernel's ancillary and network-relative loads. Returns the
+    /// accepted length (0 = drop); a failed load drops, as in the kernel.
+    fn run(prog: &[Insn], skb: &Skb) -> u32 {
+        use op::*;
+        let load = |off: i64, size: u16| -> Option<u32> {
+            let width = match size {
+                W => 4,
+                H => 2,
+                _ => 1,
+            };
+            let start = if off >= i64::from(NET_OFF) && off < i64::from(AD_OFF) {
+                skb.net_off as i64 + off - i64::from(NET_OFF)
+            } else if off >= 0 {
+                off
+            } else {
+                return None;
+            };
+            let start = usize::try_from(start).ok()?;
+            let bytes = skb.data.get(start..start + width)?;
+            Some(bytes.iter().fold(0u32, |acc, b| acc << 8 | u32::from(*b)))
+        };
+        let (mut a, mut x) = (0u32, 0u32);
+        let mut pc = 0usize;
+        for _ in 0..MAX_INSNS + 1 {
+            let i = prog[pc];
+            pc += 1;
+            let class = i.code & 0x07;
+            match class {
+                LD => {
+                    let k = i.k as i32;
+                    let mode = i.code & 0xe0;
+                    a = if mode == ABS && (AD_OFF..AD_OFF + 64).contains(&k) {
+                        match k - AD_OFF {
+                            AD_PROTOCOL => u32::from(skb.protocol),
+                            AD_PKTTYPE => u32::from(skb.pkttype),
+                            other => panic!("unsupported ancillary load {other}"),
+                        }
+                    } else {
+                        let off = match mode {
+                            ABS => i64::from(k),
+                            IND => i64::from(k) + i64::from(x),
+                            m => panic!("unsupported LD mode {m:#x}"),
+                        };
+                        match load(off, i.code & 0x18) {
+                            Some(v) => v,
+                            None => return 0,
+                        }
+                    };
+                }
+                LDX => {
+                    assert_eq!(i.code, LDX | W | IMM, "unsupported LDX");
+                    x = i.k;
+                }
+                ALU => match i.code & 0xf0 {
+                    AND => a &= i.k,
+                    LSH => a <<= i.k,
+                    ADD => a = a.wrapping_add(i.k),
+                    o => panic!("unsupported ALU op {o:#x}"),
+                },
+                MISC => {
+                    assert_eq!(i.code, MISC | TAX);
+                    x = a;
+                }
+                RET => return i.k,
+                JMP => {
+                    let jump = |cond: bool| if cond { i.jt } else { i.jf } as usize;
+                    pc += match i.code & 0xf0 {
+                        JA => i.k as usize,
+                        JEQ => jump(a == i.k),
+                        JGT => jump(a > i.k),
+                        JSET => jump(a & i.k != 0),
+                        o => panic!("unsupported jump {o:#x}"),
+                    };
+                }
+                c => panic!("unsupported class {c}"),
+            }
+        }
+        panic!("program did not terminate");
+    }
+
+    /// Ethernet + IPv4 (DF, no options) + TCP SYN 40000 → 7000.
+    static TCP4_7000: [u8; 54] = [
+        0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00, // ethernet
+        0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0, // ipv4 ..ttl, proto
+        10, 199, 0, 2, 10, 199, 0, 1, // addresses
+        0x9c, 0x40, 0x1b, 0x58, 0, 0, 0, 1, 0, 0, 0, 0, // ports, seq, ack
+        0x50, 0x02, 0xfa, 0xf0, 0, 0, 0, 0, // offset, SYN, window, csum, urg
+    ];
+
+    /// Ethernet + IPv6 + UDP 40000 → 7001.
+    static UDP6_7001: [u8; 62] = [
+        0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x86, 0xdd, // ethernet
+        0x60, 0, 0, 0, 0, 8, 17, 64, // version, length, next = UDP, hops
+        0xfd, 0, 0x01, 0x99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, // src
+        0xfd, 0, 0x01, 0x99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, // dst
+        0x9c, 0x40, 0x1b, 0x59, 0, 8, 0, 0, // udp
+    ];
+
+    /// Ethernet ARP request (28-byte body).
+    static ARP: [u8; 42] = [
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 2, 0x08, 0x06, // ethernet
+        0, 1, 0x08, 0, 6, 4, 0, 1, // htype, ptype, sizes, request
+        0x02, 0, 0, 0, 0, 2, 10, 199, 0, 2, // sender
+        0, 0, 0, 0, 0, 0, 10, 199, 0, 1, // target
+    ];
+
+    const SNAP: u32 = 128;
+
+    fn knock_ports() -> Program {
+        build(&[(Proto::Tcp, 7000), (Proto::Udp, 7001)], SNAP)
+    }
+
+    fn eth(data: &[u8]) -> Skb<'_> {
+        Skb {
+            data,
+            protocol: u16::from_be_bytes([data[12], data[13]]),
+            pkttype: 0,
+            net_off: 14,
+        }
+    }
+
+    fn with_dport(frame: &[u8], l4: usize, port: u16) -> Vec<u8> {
+        let mut f = frame.to_vec();
+        f[l4 + 2..l4 + 4].copy_from_slice(&port.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn passes_knock_ports_with_snaplen() {
+        let prog = knock_ports();
+        assert!(!prog.pass_all_ports);
+        assert_eq!(run(&prog, &eth(&TCP4_7000)), SNAP);
+        assert_eq!(run(&prog, &eth(&UDP6_7001)), SNAP);
+    }
+
+    #[test]
+    fn drops_other_ports_and_protocols() {
+        let prog = knock_ports();
+        assert_eq!(run(&prog, &eth(&with_dport(&TCP4_7000, 34, 7001))), 0);
+        assert_eq!(run(&prog, &eth(&with_dport(&TCP4_7000, 34, 22))), 0);
+        assert_eq!(run(&prog, &eth(&with_dport(&UDP6_7001, 54, 7000))), 0);
+        let mut icmp = TCP4_7000;
+        icmp[23] = 1;
+        assert_eq!(run(&prog, &eth(&icmp)), 0);
+        assert_eq!(run(&prog, &eth(&ARP)), 0);
+    }
+
+    #[test]
+    fn ipv4_fragments() {
+        let prog = knock_ports();
+        // first fragment (MF, offset 0) still carries the ports
+        let mut first = TCP4_7000;
+        first[20] = 0x20;
+        assert_eq!(run(&prog, &eth(&first)), SNAP);
+        // a later fragment whose payload happens to look like port 7000
+        let mut later = TCP4_7000;
+        later[20] = 0x00;
+        later[21] = 0xb9;
+        assert_eq!(run(&prog, &eth(&later)), 0);
+    }
+
+    #[test]
+    fn ipv4_options_move_the_port() {
+        let prog = knock_ports();
+        // IHL 6: four option bytes before TCP
+        let mut f = TCP4_7000[..34].to_vec();
+        f[14] = 0x46;
+        f.extend_from_slice(&[1, 1, 1, 0]);
+        f.extend_from_slice(&TCP4_7000[34..]);
+        assert_eq!(run(&prog, &eth(&f)), SNAP);
+        // the bytes at the no-options position are the option, not a port
+        let mut g = f.clone();
+        g[40..42].copy_from_slice(&22u16.to_be_bytes());
+        assert_eq!(run(&prog, &eth(&g)), 0);
+    }
+
+    /// UDP6_7001 with (next-header code, bytes) extension headers
+    /// inserted, chained through their first byte, then `last` and `dport`.
+    fn v6_chain(exts: &[(u8, &[u8])], last: u8, dport: u16) -> Vec<u8> {
+        let mut f = UDP6_7001[..54].to_vec();
+        let mut next_at = 20; // IPv6 next-header byte
+        for (code, ext) in exts {
+            f[next_at] = *code;
+            next_at = f.len();
+            f.extend_from_slice(ext);
+        }
+        f[next_at] = last;
+        f.extend_from_slice(&with_dport(&UDP6_7001, 54, dport)[54..]);
+        f
+    }
+
+    const HBH: [u8; 8] = [0, 0, 1, 4, 0, 0, 0, 0];
+    const HBH16: [u8; 16] = [0, 1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    const AH: [u8; 12] = [0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1];
+    /// Fragment header, offset 0, more fragments.
+    const FRAG_FIRST: [u8; 8] = [0, 0, 0, 1, 0, 0, 0, 9];
+    /// Fragment header, offset 185 (1480 bytes).
+    const FRAG_LATER: [u8; 8] = [0, 0, 0x05, 0xc8, 0, 0, 0, 9];
+
+    #[test]
+    fn ipv6_one_extension_header_is_looked_through() {
+        let prog = knock_ports();
+        for ext in [(0, &HBH[..]), (0, &HBH16), (51, &AH), (44, &FRAG_FIRST)] {
+            let f = v6_chain(&[ext], 17, 7001);
+            assert_eq!(run(&prog, &eth(&f)), SNAP, "{ext:?} + udp/7001");
+            let f = v6_chain(&[ext], 17, 9);
+            assert_eq!(run(&prog, &eth(&f)), 0, "{ext:?} + udp/9");
+            let f = v6_chain(&[ext], 6, 7001);
+            assert_eq!(run(&prog, &eth(&f)), 0, "{ext:?} + tcp/7001");
+        }
+        // routing (43) and destination options (60) have the same layout
+        for code in [43u8, 60] {
+            let f = v6_chain(&[(code, &HBH16)], 17, 7001);
+            assert_eq!(run(&prog, &eth(&f)), SNAP, "{code}");
+        }
+        // a later fragment: what looks like a port is payload
+        let f = v6_chain(&[(44, &FRAG_LATER)], 17, 7001);
+        assert_eq!(run(&prog, &eth(&f)), 0);
+        // MLD report: hop-by-hop then ICMPv6
+        let f = v6_chain(&[(0, &HBH)], 58, 7001);
+        assert_eq!(run(&prog, &eth(&f)), 0);
+        // ESP: nothing to see
+        let mut esp = UDP6_7001;
+        esp[20] = 50;
+        assert_eq!(run(&prog, &eth(&esp)), 0);
+    }
+
+    #[test]
+    fn ipv6_deeper_chains_go_up() {
+        let prog = knock_ports();
+        let f = v6_chain(&[(0, &HBH), (51, &AH)], 17, 9);
+        assert_eq!(run(&prog, &eth(&f)), SNAP);
+        let f = v6_chain(&[(0, &HBH16), (44, &FRAG_LATER)], 17, 9);
+        assert_eq!(run(&prog, &eth(&f)), SNAP);
+    }
+
+    #[test]
+    fn outgoing_frames_are_dropped() {
+        let prog = knock_ports();
+        let mut skb = eth(&TCP4_7000);
+        skb.pkttype = 4;
+        assert_eq!(run(&prog, &skb), 0);
+        skb.pkttype = 3; // PACKET_OTHERHOST is still traffic to look at
+        assert_eq!(run(&prog, &skb), SNAP);
+    }
+
+    #[test]
+    fn truncated_frames_are_dropped() {
+        let prog = knock_ports();
+        assert_eq!(run(&prog, &eth(&TCP4_7000[..35])), 0);
+    }
+
+    #[test]
+    fn vlan_outer_tag_in_metadata_and_one_inner_tag() {
+        let prog = knock_ports();
+        // Outer tag already stripped by the kernel: a plain frame.
+        assert_eq!(run(&prog, &eth(&TCP4_7000)), SNAP);
+        // QinQ: skb->protocol = 0x8100, the inner tag is at the network header.
+        let mut qinq = TCP4_7000[..12].to_vec();
+        qinq.extend_from_slice(&[0x81, 0x00, 0x00, 0x2a, 0x08, 0x00]);
+        qinq.extend_from_slice(&TCP4_7000[14..]);
+        let skb = Skb {
+            data: &qinq,
+            protocol: 0x8100,
+            pkttype: 0,
+            net_off: 14,
+        };
+        assert_eq!(run(&prog, &skb), SNAP);
+        let other = with_dport(&qinq, 38, 22);
+        let skb = Skb {
+            data: &other,
+            protocol: 0x88a8,
+            pkttype: 0,
+            net_off: 14,
+        };
+        assert_eq!(run(&prog, &skb), 0);
+        // IPv6 behind the inner tag
+        let mut q6 = UDP6_7001[..12].to_vec();
+        q6.extend_from_slice(&[0x81, 0x00, 0x00, 0x2a, 0x86, 0xdd]);
+        q6.extend_from_slice(&UDP6_7001[14..]);
+        let skb = Skb {
+            data: &q6,
+            protocol: 0x88a8,
+            pkttype: 0,
+            net_off: 14,
+        };
+        assert_eq!(run(&prog, &skb), SNAP);
+    }
+
+    #[test]
+    fn network_offset_not_ethernet() {
+        // loopback/tun style: no link header at all
+        let prog = knock_ports();
+        let skb = Skb {
+            data: &TCP4_7000[14..],
+            protocol: 0x0800,
+            pkttype: 0,
+            net_off: 0,
+        };
+        assert_eq!(run(&prog, &skb), SNAP);
+    }
+
+    #[test]
+    fn no_ports_drops_everything() {
+        let prog = build(&[], SNAP);
+        assert_eq!(run(&prog, &eth(&TCP4_7000)), 0);
+        assert_eq!(run(&prog, &eth(&UDP6_7001)), 0);
+    }
+
+    #[test]
+    fn many_ports_exact_within_limit() {
+        // every third port of a wide range: 1500 TCP + 500 UDP ports
+        let mut ports: Vec<(Proto, u16)> = (0..1500).map(|i| (Proto::Tcp, 1000 + i * 3)).collect();
+        ports.extend((0..500).map(|i| (Proto::Udp, 20000 + i * 7)));
+        let prog = build(&ports, SNAP);
+        assert!(!prog.pass_all_ports);
+        assert!(prog.len() <= MAX_INSNS, "{} insns", prog.len());
+        for port in 990..5600u16 {
+            let want = port >= 1000 && (port - 1000) % 3 == 0 && port < 1000 + 1500 * 3;
+            let got = run(&prog, &eth(&with_dport(&TCP4_7000, 34, port)));
+            assert_eq!(got, if want { SNAP } else { 0 }, "tcp/{port}");
+            // a TCP port is not a UDP port
+            let got = run(&prog, &eth(&with_dport(&UDP6_7001, 54, port)));
+            assert_eq!(got, 0, "udp/{port}");
+        }
+        for port in 19990..23600u16 {
+            let want = port >= 20000 && (port - 20000) % 7 == 0 && port < 20000 + 500 * 7;
+            let got = run(&prog, &eth(&with_dport(&UDP6_7001, 54, port)));
+            assert_eq!(got, if want { SNAP } else { 0 }, "udp/{port}");
+        }
+    }
+
+    #[test]
+    fn too_many_ports_fall_back_to_all_tcp_udp() {
+        let ports: Vec<(Proto, u16)> = (0..20000).map(|i| (Proto::Tcp, i * 3)).collect();
+        let prog = build(&ports, SNAP);
+        assert!(prog.pass_all_ports);
+        assert!(prog.len() <= MAX_INSNS);
+        assert_eq!(run(&prog, &eth(&with_dport(&TCP4_7000, 34, 1))), SNAP);
+        assert_eq!(run(&prog, &eth(&with_dport(&UDP6_7001, 54, 1))), SNAP);
+        // still no ARP, no fragments, no outgoing
+        assert_eq!(run(&prog, &eth(&ARP)), 0);
+        let mut skb = eth(&TCP4_7000);
+        skb.pkttype = 4;
+        assert_eq!(run(&prog, &skb), 0);
+    }
+
+    #[test]
+    fn all_jumps_stay_inside_the_program() {
+        let ports: Vec<(Proto, u16)> = (0..2500).map(|i| (Proto::Udp, i * 11)).collect();
+        let prog = build(&ports, SNAP);
+        assert!(!prog.pass_all_ports, "{} insns", prog.len());
+        for (pc, i) in prog.iter().enumerate() {
+            if i.code & 0x07 == op::JMP {
+                let far = if i.code & 0xf0 == op::JA {
+                    i.k as usize
+                } else {
+                    usize::from(i.jt.max(i.jf))
+                };
+                assert!(pc + 1 + far < prog.len(), "jump at {pc} leaves the program");
+            }
+        }
+        assert!(matches!(prog.last(), Some(i) if i.code == op::RET));
+    }
+}
