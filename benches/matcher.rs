@@ -139,10 +139,9 @@ fn prefilled(events: &[Event], pool: &[IpAddr]) -> Matcher {
     m
 }
 
-/// Frames per ring block handed to `feed_batch`.
 const BLOCK: usize = 256;
 
-fn run(name: &str, frames: &[Frame], fresh: impl Fn() -> Matcher, batch: bool) {
+fn run(name: &str, frames: &[Frame], fresh: impl Fn() -> Matcher) {
     // `cargo bench --bench matcher -- flood` runs only mixes named so.
     let wanted: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     if !wanted.is_empty() && !wanted.iter().any(|w| name.contains(w.as_str())) {
@@ -156,19 +155,11 @@ fn run(name: &str, frames: &[Frame], fresh: impl Fn() -> Matcher, batch: bool) {
         let start = Instant::now();
         for (ms, chunk) in frames.chunks(PER_MS).enumerate() {
             let now = 1 + ms as u64;
-            if batch {
-                for block in chunk.chunks(BLOCK) {
-                    m.feed_batch(block, now, &mut fired, None);
+            for f in chunk {
+                m.feed(f.src, f.proto, f.dst_port, f.flags, now, &mut fired, None);
+                if fired.len() >= BLOCK {
                     fired_total += fired.len();
                     fired.clear();
-                }
-            } else {
-                for f in chunk {
-                    m.feed(f.src, f.proto, f.dst_port, f.flags, now, &mut fired, None);
-                    if fired.len() >= BLOCK {
-                        fired_total += fired.len();
-                        fired.clear();
-                    }
                 }
             }
             m.expire(now, None);
@@ -180,8 +171,7 @@ fn run(name: &str, frames: &[Frame], fresh: impl Fn() -> Matcher, batch: bool) {
     }
     rates.sort_by(|a, b| a.total_cmp(b));
     println!(
-        "{name:<40} {:<5} {:>6.1} M frames/s  (min {:.1}, max {:.1}; {} fired over {RUNS} runs)",
-        if batch { "batch" } else { "feed" },
+        "{name:<42} {:>6.1} M frames/s  (min {:.1}, max {:.1}; {} fired over {RUNS} runs)",
         rates[RUNS / 2] / 1e6,
         rates[0] / 1e6,
         rates[RUNS - 1] / 1e6,
@@ -281,12 +271,10 @@ fn main() {
         "{FRAMES} frames per run, table pre-filled with {DEFAULT_CAPACITY} spoofed sources, {} events, 2% real knock frames",
         evs.len()
     );
-    for batch in [false, true] {
-        let fresh = || prefilled(&evs, &pool);
-        run("realistic (78% new, 20% tracked sources)", &realistic, fresh, batch);
-        run("first-knock flood (new sources)", &flood, fresh, batch);
-        run("knock noise from tracked sources", &returning, fresh, batch);
-        run("random-port noise", &random_noise, fresh, batch);
-    }
+    let fresh = || prefilled(&evs, &pool);
+    run("realistic (78% new, 20% tracked sources)", &realistic, fresh);
+    run("first-knock flood (new sources)", &flood, fresh);
+    run("knock noise from tracked sources", &returning, fresh);
+    run("random-port noise", &random_noise, fresh);
     hash_costs(&pool);
 }

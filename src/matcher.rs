@@ -57,7 +57,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::config::Event;
-use crate::knock::{flags, Knock, Proto, Step};
+use crate::knock::{flags, Proto, Step};
 
 /// Sources tracked at once unless the caller says otherwise.
 pub const DEFAULT_CAPACITY: usize = 65_536;
@@ -614,59 +614,6 @@ impl Matcher {
             }
         };
         self.step_source(s, src, proto, port, flags, now, fired, &mut trace);
-    }
-
-    /// Feeds several frames, as `feed` would one by one, but first touches
-    /// the index entries, slots and LRU neighbours a group of frames will
-    /// need, so their cache misses overlap instead of queueing up one after
-    /// another (safe code has no prefetch instruction; plain loads whose
-    /// results are not waited on do the same job).
-    pub fn feed_batch(
-        &mut self,
-        knocks: &[Knock],
-        now_ms: u64,
-        fired: &mut Vec<Fired>,
-        mut trace: Option<&mut Vec<Trace>>,
-    ) {
-        const GROUP: usize = 16;
-        for group in knocks.chunks(GROUP) {
-            let mut slots = [NIL; GROUP];
-            let mut touch = 0u64;
-            for (k, slot) in group.iter().zip(slots.iter_mut()) {
-                if !bit_test(&self.knock, port_bit(k.proto, k.dst_port)) {
-                    continue;
-                }
-                let (addr, v4) = key_of(k.src);
-                let h = self.hash(addr, v4);
-                let e = self.index[h as usize & self.mask];
-                touch ^= e;
-                if e != 0 && (e >> 32) as u32 == h {
-                    *slot = (e as u32).wrapping_sub(1);
-                }
-            }
-            let ne = self.events.len();
-            for &s in slots.iter().filter(|&&s| s != NIL) {
-                if let Some(src) = self.sources.get(s as usize) {
-                    touch ^= u64::from(src.prev ^ src.next);
-                }
-                if let Some(a) = self.attempts.get(s as usize * ne) {
-                    touch ^= a.state;
-                }
-            }
-            for &s in slots.iter().filter(|&&s| s != NIL) {
-                if let Some(src) = self.sources.get(s as usize) {
-                    for n in [src.prev, src.next] {
-                        if let Some(ns) = self.sources.get(n as usize) {
-                            touch ^= ns.addr[0];
-                        }
-                    }
-                }
-            }
-            std::hint::black_box(touch);
-            for k in group {
-                self.feed(k.src, k.proto, k.dst_port, k.flags, now_ms, fired, trace.as_deref_mut());
-            }
-        }
     }
 
     /// One-step events matched by an untracked source: fire without a slot.
@@ -1470,6 +1417,7 @@ mod tests {
         }
         assert_eq!(m.stats().tracked, cap);
         assert_eq!(m.progress(knocker, 0), 2);
+        check(&m);
         assert_eq!(knock(&mut m, knocker, "tcp:2", 2), vec![0]);
         // Protected room is bounded: more step-2 sources than it holds push
         // the oldest back to probation, newcomers still get slots.
@@ -1531,6 +1479,7 @@ mod tests {
         );
         assert!(m.stats().evictions >= 1_000_000 - 4);
         assert_eq!(m.stats().tracked, DEFAULT_CAPACITY);
+        check(&m);
     }
 
     #[test]
