@@ -62,7 +62,11 @@ fn event(name: &str, seq: &str, timeout: u32) -> Event {
 fn events() -> Vec<Event> {
     vec![
         event("ssh", "tcp:7000:s udp:8000 tcp:9000:fa tcp:7000:s", 30),
-        event("ssh2", "tcp:110:x tcp:110:up tcp:110:up tcp:110:n tcp:110:i", 15),
+        event(
+            "ssh2",
+            "tcp:110:x tcp:110:up tcp:110:up tcp:110:n tcp:110:i",
+            15,
+        ),
         event("web", "udp:5000 udp:5001 udp:5002", 10),
     ]
 }
@@ -91,7 +95,11 @@ fn spoofed(r: &mut Rng) -> IpAddr {
 fn random_port_noise(r: &mut Rng) -> Frame {
     // Anything but a knock port: ordinary traffic on the interface.
     loop {
-        let proto = if r.below(3) == 0 { Proto::Udp } else { Proto::Tcp };
+        let proto = if r.below(3) == 0 {
+            Proto::Udp
+        } else {
+            Proto::Tcp
+        };
         let port = r.next() as u16;
         if !KNOCK_PORTS.contains(&(proto, port)) {
             return frame(spoofed(r), proto, port, r.next() as u8);
@@ -102,7 +110,14 @@ fn random_port_noise(r: &mut Rng) -> Frame {
 /// A frame to a random knock port with scanner-like flags, from `src`.
 fn knock_port_noise(r: &mut Rng, src: IpAddr) -> Frame {
     let (proto, port) = KNOCK_PORTS[r.below(KNOCK_PORTS.len() as u64) as usize];
-    let f = [flags::SYN, flags::SYN, flags::ACK, flags::SYN | flags::ACK, 0x3f, 0];
+    let f = [
+        flags::SYN,
+        flags::SYN,
+        flags::ACK,
+        flags::SYN | flags::ACK,
+        0x3f,
+        0,
+    ];
     frame(src, proto, port, f[r.below(f.len() as u64) as usize])
 }
 
@@ -143,7 +158,10 @@ const BLOCK: usize = 256;
 
 fn run(name: &str, frames: &[Frame], fresh: impl Fn() -> Matcher) {
     // `cargo bench --bench matcher -- flood` runs only mixes named so.
-    let wanted: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     if !wanted.is_empty() && !wanted.iter().any(|w| name.contains(w.as_str())) {
         return;
     }
@@ -182,7 +200,12 @@ fn run(name: &str, frames: &[Frame], fresh: impl Fn() -> Matcher) {
 /// The matcher's index hash (keyed folded multiply) against SipHash-1-3
 /// from std, per 16-byte address.
 fn hash_costs(pool: &[IpAddr]) {
-    let keys: [u64; 4] = [0x243f_6a88_85a3_08d3, 0x1319_8a2e_0370_7344, 0xa409_3822_299f_31d0, 0x082e_fa98_ec4e_6c89];
+    let keys: [u64; 4] = [
+        0x243f_6a88_85a3_08d3,
+        0x1319_8a2e_0370_7344,
+        0xa409_3822_299f_31d0,
+        0x082e_fa98_ec4e_6c89,
+    ];
     let words: Vec<[u64; 2]> = pool
         .iter()
         .map(|a| match a {
@@ -272,7 +295,11 @@ fn main() {
         evs.len()
     );
     let fresh = || prefilled(&evs, &pool);
-    run("realistic (78% new, 20% tracked sources)", &realistic, fresh);
+    run(
+        "realistic (78% new, 20% tracked sources)",
+        &realistic,
+        fresh,
+    );
     run("first-knock flood (new sources)", &flood, fresh);
     run("knock noise from tracked sources", &returning, fresh);
     run("random-port noise", &random_noise, fresh);

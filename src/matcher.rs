@@ -33,18 +33,22 @@
 //! long as fewer than `capacity - protected` (at least `capacity / 4`, and
 //! all of `capacity` when nobody is protected) newcomers arrive in between.
 //!
-//! Every operation is O(number of events) per frame, independent of the
-//! number of tracked sources. Attempts of each event sit in a FIFO ordered
-//! by start time, which (one timeout per event, monotonic time) is deadline
-//! order, so `expire` only touches attempts it reclaims.
+//! Every frame costs O(number of events), independent of the number of
+//! tracked sources. `expire` sweeps the slot table incrementally, a share
+//! proportional to the time since its last call, all of it per
+//! [`SWEEP_MS`]: an amortised sequential pass per second, whatever the
+//! frame rate, and a lapsed source is reclaimed within `SWEEP_MS`. (Exact
+//! per-event deadline queues were tried: unlinking an attempt touches two
+//! other sources' memory, and those cache misses made every reset and
+//! eviction slower — the cost of this code is almost all cache misses.)
 //!
 //! # Memory
-//! Per tracked source: a 32-byte slot, 16 bytes per event (packed progress
-//! plus deadline-queue links), and its share of the open-addressing index,
-//! which has `next_power_of_two(2 * capacity)` 8-byte entries (16 bytes per
-//! source when `capacity` is a power of two, under 32 otherwise). With one
-//! event and the default capacity of 65,536: 64 bytes per source, 4 MiB in
-//! all. `tests::memory_per_source_is_as_documented` pins these figures.
+//! Per tracked source: a 32-byte slot, 8 bytes per event (packed progress
+//! and deadline), and its share of the open-addressing index, which has
+//! `next_power_of_two(2 * capacity)` 8-byte entries (16 bytes per source
+//! when `capacity` is a power of two, under 32 otherwise). With one event
+//! and the default capacity of 65,536: 56 bytes per source, 3.5 MiB in all.
+//! `tests::memory_per_source_is_as_documented` pins these figures.
 //!
 //! # Hashing
 //! Source addresses are attacker-chosen, so the index hashes them with a
@@ -121,24 +125,20 @@ const NIL: u32 = u32::MAX;
 /// (139 years; a `u32` timeout in seconds still fits).
 const MAX_REL: u64 = (1 << 42) - 1;
 const STEP_BITS: u32 = 16;
+/// `expire` sweeps the whole table once per this many milliseconds.
+pub const SWEEP_MS: u64 = 1000;
 const FLAG_SHIFT: u32 = 16;
 const DEADLINE_SHIFT: u32 = 22;
 
-/// One source's progress through one event, plus its links in the event's
-/// deadline queue. `state` packs: bits 0..16 step reached (0 = idle),
-/// 16..22 classic flags of the frame that advanced it, 22..64 deadline.
+/// One source's progress through one event. `state` packs: bits 0..16
+/// step reached (0 = idle), 16..22 classic flags of the frame that advanced
+/// it, 22..64 deadline.
 #[derive(Debug, Clone, Copy)]
 struct Attempt {
     state: u64,
-    prev: u32,
-    next: u32,
 }
 
-const IDLE: Attempt = Attempt {
-    state: 0,
-    prev: NIL,
-    next: NIL,
-};
+const IDLE: Attempt = Attempt { state: 0 };
 
 impl Attempt {
     fn step(&self) -> usize {
@@ -205,9 +205,9 @@ pub struct Matcher {
     events: Vec<Ev>,
     /// Per event: (started, completed).
     counts: Vec<(u64, u64)>,
-    /// Per event: FIFO of sources with an attempt, oldest (first to lapse)
-    /// at `tail`.
-    queues: Vec<Ends>,
+    /// Next slot `expire` looks at, and when it last swept.
+    sweep_pos: usize,
+    swept_at: u64,
     /// Bit per (proto, port): some event uses it / some event starts on it.
     knock: Box<[u64]>,
     first: Box<[u64]>,
@@ -306,39 +306,6 @@ fn build_events(events: &[Event]) -> Vec<Ev> {
         .collect()
 }
 
-/// Unlinks `s` from the deadline queue `q` of event `e`.
-fn queue_unlink(attempts: &mut [Attempt], q: &mut Ends, ne: usize, e: usize, s: u32) {
-    let Attempt { prev, next, .. } = attempts[s as usize * ne + e];
-    if prev == NIL {
-        q.head = next;
-    } else {
-        attempts[prev as usize * ne + e].next = next;
-    }
-    if next == NIL {
-        q.tail = prev;
-    } else {
-        attempts[next as usize * ne + e].prev = prev;
-    }
-    let a = &mut attempts[s as usize * ne + e];
-    a.prev = NIL;
-    a.next = NIL;
-    q.len -= 1;
-}
-
-/// Links `s` at the head (newest end) of the deadline queue of event `e`.
-fn queue_push(attempts: &mut [Attempt], q: &mut Ends, ne: usize, e: usize, s: u32) {
-    let a = &mut attempts[s as usize * ne + e];
-    a.prev = NIL;
-    a.next = q.head;
-    if q.head == NIL {
-        q.tail = s;
-    } else {
-        attempts[q.head as usize * ne + e].prev = s;
-    }
-    q.head = s;
-    q.len += 1;
-}
-
 impl Matcher {
     /// `capacity` is clamped to `1..=MAX_CAPACITY`.
     pub fn new(events: &[Event], capacity: usize, now_ms: u64) -> Matcher {
@@ -355,7 +322,8 @@ impl Matcher {
         let mut m = Matcher {
             events: Vec::new(),
             counts: Vec::new(),
-            queues: Vec::new(),
+            sweep_pos: 0,
+            swept_at: 0,
             knock: vec![0; PORT_WORDS].into_boxed_slice(),
             first: vec![0; PORT_WORDS].into_boxed_slice(),
             sources: Vec::new(),
@@ -374,7 +342,6 @@ impl Matcher {
         };
         m.events = build_events(events);
         m.counts = vec![(0, 0); m.events.len()];
-        m.queues = vec![EMPTY; m.events.len()];
         m.rebuild_ports();
         m
     }
@@ -513,12 +480,7 @@ impl Matcher {
     /// Drops source `s` and all its attempts.
     fn release(&mut self, s: u32) {
         let ne = self.events.len();
-        for e in 0..ne {
-            if self.attempts[s as usize * ne + e].step() != 0 {
-                queue_unlink(&mut self.attempts, &mut self.queues[e], ne, e, s);
-                self.attempts[s as usize * ne + e] = IDLE;
-            }
-        }
+        self.attempts[s as usize * ne..(s as usize + 1) * ne].fill(IDLE);
         self.index_remove(s);
         self.lru_unlink(s);
         let src = &mut self.sources[s as usize];
@@ -683,7 +645,6 @@ impl Matcher {
                     note(trace, Trace::Fired { event, src });
                     fired.push(Fired { event, src });
                     self.counts[event].1 += 1;
-                    queue_unlink(&mut self.attempts, &mut self.queues[event], ne, event, s);
                     self.attempts[base + event] = IDLE;
                     active -= 1;
                     continue;
@@ -700,7 +661,6 @@ impl Matcher {
                 }
                 // Timed out or reset: drop the attempt, then retry the
                 // frame as a first step below.
-                queue_unlink(&mut self.attempts, &mut self.queues[event], ne, event, s);
                 self.attempts[base + event] = IDLE;
                 active -= 1;
             }
@@ -722,7 +682,6 @@ impl Matcher {
                 } else {
                     self.attempts[base + event].state =
                         Attempt::pack(1, flags, now.saturating_add(ev.timeout_ms));
-                    queue_push(&mut self.attempts, &mut self.queues[event], ne, event, s);
                     active += 1;
                     max_step = max_step.max(1);
                 }
@@ -747,32 +706,53 @@ impl Matcher {
     }
 
     /// Drops attempts whose deadline has passed and reclaims sources left
-    /// with none. Cost is proportional to what it drops.
+    /// with none. Each call sweeps a share of the slots proportional to the
+    /// time since the previous call, the whole table per `SWEEP_MS`: called
+    /// regularly, it reclaims a lapsed source within `SWEEP_MS` of lapsing,
+    /// at an amortised cost of one sequential pass over the table per
+    /// `SWEEP_MS`, whatever the frame rate. (Frames never continue a lapsed
+    /// attempt, whether or not it has been swept yet.)
     pub fn expire(&mut self, now_ms: u64, mut trace: Option<&mut Vec<Trace>>) {
         let now = self.tick(now_ms);
+        let len = self.sources.len();
+        let elapsed = now.saturating_sub(self.swept_at);
+        if len == 0 || elapsed == 0 {
+            return;
+        }
+        self.swept_at = now;
+        let n = if elapsed >= SWEEP_MS {
+            len
+        } else {
+            // Round up so frequent calls never stall the sweep.
+            ((len as u64 * elapsed).div_ceil(SWEEP_MS) as usize).min(len)
+        };
         let ne = self.events.len();
-        for event in 0..ne {
-            loop {
-                let s = self.queues[event].tail;
-                if s == NIL {
-                    break;
+        for _ in 0..n {
+            let s = self.sweep_pos % len;
+            self.sweep_pos = (s + 1) % len;
+            if self.sources[s].seg == Seg::Free {
+                continue;
+            }
+            let mut lapsed = false;
+            for event in 0..ne {
+                let a = &mut self.attempts[s * ne + event];
+                if a.step() != 0 && now > a.deadline() {
+                    *a = IDLE;
+                    lapsed = true;
+                    let src = addr_of(&self.sources[s]);
+                    note(&mut trace, Trace::TimedOut { event, src });
+                    self.sources[s].active = self.sources[s].active.saturating_sub(1);
                 }
-                let i = s as usize * ne + event;
-                if self.attempts[i].deadline() >= now {
-                    break;
-                }
-                let src = addr_of(&self.sources[s as usize]);
-                note(&mut trace, Trace::TimedOut { event, src });
-                queue_unlink(&mut self.attempts, &mut self.queues[event], ne, event, s);
-                self.attempts[i] = IDLE;
-                let source = &mut self.sources[s as usize];
-                source.active = source.active.saturating_sub(1);
-                if source.active == 0 {
-                    self.release(s);
-                } else if source.seg == Seg::Protected && !self.past_step_one(s) {
-                    self.lru_unlink(s);
-                    self.lru_push(s, Seg::Probation);
-                }
+            }
+            if !lapsed {
+                continue;
+            }
+            let s = s as u32;
+            if self.sources[s as usize].active == 0 {
+                self.release(s);
+            } else if self.sources[s as usize].seg == Seg::Protected && !self.past_step_one(s) {
+                self.lru_unlink(s);
+                self.lru_push(s, Seg::Probation);
             }
         }
     }
@@ -806,24 +786,16 @@ impl Matcher {
             })
             .collect();
         let mut attempts = vec![IDLE; self.sources.len() * ne];
-        let mut queues = vec![EMPTY; ne];
         let mut counts = vec![(0, 0); ne];
         for (e, m) in map.iter().enumerate() {
             let Some(o) = *m else { continue };
             counts[e] = self.counts[o];
-            // Walk the old queue oldest first, so the new one keeps
-            // deadline order.
-            let mut s = self.queues[o].tail;
-            while s != NIL {
-                let old = self.attempts[s as usize * old_ne + o];
-                attempts[s as usize * ne + e].state = old.state;
-                queue_push(&mut attempts, &mut queues[e], ne, e, s);
-                s = old.prev;
+            for s in 0..self.sources.len() {
+                attempts[s * ne + e] = self.attempts[s * old_ne + o];
             }
         }
         self.events = new;
         self.attempts = attempts;
-        self.queues = queues;
         self.counts = counts;
         self.rebuild_ports();
         for s in 0..self.sources.len() as u32 {
@@ -987,22 +959,6 @@ mod tests {
             }
         }
         assert_eq!(m.index.iter().filter(|&&e| e != 0).count(), indexed);
-        for e in 0..ne {
-            let (mut s, mut n, mut last) = (m.queues[e].tail, 0, 0);
-            while s != NIL {
-                let a = m.attempts[s as usize * ne + e];
-                assert!(a.step() != 0);
-                assert!(a.deadline() >= last, "queue out of deadline order");
-                last = a.deadline();
-                n += 1;
-                s = a.prev;
-            }
-            assert_eq!(m.queues[e].len, n);
-            let live = (0..m.sources.len())
-                .filter(|&s| m.attempts[s * ne + e].step() != 0)
-                .count();
-            assert_eq!(n, live);
-        }
     }
 
     #[test]
@@ -1219,9 +1175,10 @@ mod tests {
         knock(&mut m, c, "tcp:1 tcp:2", 4_000); // `short` fires; `long` reset
         assert_eq!(m.stats().tracked, 2);
         let mut trace = Vec::new();
+        // A call SWEEP_MS or more after the last sweeps every slot.
         m.expire(5_000, Some(&mut trace));
         assert!(trace.is_empty());
-        m.expire(5_001, Some(&mut trace));
+        m.expire(6_001, Some(&mut trace));
         assert_eq!(trace, vec![Trace::TimedOut { event: 0, src: a }]);
         assert_eq!(m.progress(a, 0), 0);
         assert_eq!(m.progress(a, 1), 1); // `long` still running
@@ -1231,8 +1188,8 @@ mod tests {
         assert_eq!(
             trace,
             vec![
-                Trace::TimedOut { event: 0, src: b },
                 Trace::TimedOut { event: 1, src: a },
+                Trace::TimedOut { event: 0, src: b },
             ]
         );
         assert_eq!(m.stats().tracked, 1);
@@ -1242,6 +1199,34 @@ mod tests {
         // A lapsed attempt can't be continued even before expire runs.
         knock(&mut m, a, "tcp:1", 100_000);
         assert_eq!(knock(&mut m, a, "tcp:3", 160_001), vec![]);
+    }
+
+    #[test]
+    fn frequent_expire_calls_sweep_a_share_each() {
+        let ev = [event("e", "tcp:1 tcp:2", 1)];
+        let mut m = Matcher::new(&ev, 1000, 0);
+        for n in 0..1000 {
+            knock(&mut m, v4(n), "tcp:1", 0);
+        }
+        let mut timed_out = Vec::new();
+        for t in 1..=1000 {
+            m.expire(t, Some(&mut timed_out));
+        }
+        assert!(timed_out.is_empty()); // deadline 1000 not passed yet
+                                       // Called every millisecond, each call looks at ~1/1000 of the
+                                       // table: half a period reclaims about half, a period reclaims all.
+        for t in 1001..=1500 {
+            m.expire(t, Some(&mut timed_out));
+        }
+        let half = timed_out.len();
+        assert!((400..=600).contains(&half), "{half}");
+        assert_eq!(m.stats().tracked, 1000 - half);
+        for t in 1501..=2001 {
+            m.expire(t, Some(&mut timed_out));
+        }
+        assert_eq!(timed_out.len(), 1000);
+        assert_eq!(m.stats().tracked, 0);
+        check(&m);
     }
 
     #[test]
@@ -1558,12 +1543,12 @@ mod tests {
     #[test]
     fn memory_per_source_is_as_documented() {
         assert!(std::mem::size_of::<Source>() <= 32);
-        assert!(std::mem::size_of::<Attempt>() <= 16);
+        assert!(std::mem::size_of::<Attempt>() <= 8);
         let m = Matcher::new(&[event("e", "tcp:1 tcp:2", 1)], DEFAULT_CAPACITY, 0);
         // Index: 8-byte entries, 2 per unit of (power-of-two) capacity.
         assert_eq!(m.index.len() * 8, DEFAULT_CAPACITY * 16);
-        let per_source = 32 + 16 + m.index.len() * 8 / DEFAULT_CAPACITY;
-        assert_eq!(per_source, 64);
+        let per_source = 32 + 8 + m.index.len() * 8 / DEFAULT_CAPACITY;
+        assert_eq!(per_source, 56);
     }
 
     #[test]
