@@ -1518,6 +1518,37 @@ mod tests {
     }
 
     #[test]
+    fn reload_follows_events_that_moved() {
+        let mut evs: Vec<Event> = (0..7)
+            .map(|i| {
+                event(
+                    &format!("e{i}"),
+                    &format!("udp:{} tcp:{}", 100 + i, 200 + i),
+                    10,
+                )
+            })
+            .collect();
+        let mut m = Matcher::new(&evs, 8, 0);
+        let a = v4(1);
+        for i in 0..7 {
+            knock(&mut m, a, &format!("udp:{}", 100 + i), 0);
+            // Each first step resets the others: only event i is running.
+            assert_eq!(m.progress(a, i), 1);
+        }
+        evs.rotate_left(5); // e6 becomes event 1
+        m.reload(&evs, 1);
+        check(&m);
+        assert_eq!(m.progress(a, 1), 1);
+        assert_eq!(knock(&mut m, a, "tcp:206", 2), vec![1]);
+        knock(&mut m, a, "udp:102", 3); // e2 is now event 4
+        evs.rotate_left(2);
+        m.reload(&evs, 4); // e2 moves to event 2
+        assert_eq!(m.progress(a, 2), 1);
+        assert_eq!(knock(&mut m, a, "tcp:202", 5), vec![2]);
+        check(&m);
+    }
+
+    #[test]
     fn stats_count_starts_completions_and_tracking() {
         let ev = [event("a", "tcp:1 tcp:2", 10), event("b", "udp:5", 10)];
         let mut m = Matcher::new(&ev, 2, 0);
