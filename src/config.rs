@@ -44,9 +44,7 @@ impl std::error::Error for LoadError {}
 /// ownership or permissions (the client uses this to read sequences).
 pub fn parse(text: &[u8], file: &str) -> Result<Config, LoadError> {
     let _ = text;
-    Err(LoadError {
-        messages: vec![format!("{file}: parser not yet written")],
-    })
+    Err(LoadError { messages: vec![format!("{file}: parser not yet written")] })
 }
 
 /// Reads and parses `path` for the daemon: refuses a file that group or
