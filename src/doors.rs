@@ -66,8 +66,8 @@ pub struct Doors {
 }
 
 impl Doors {
-    pub fn new(journal: Option<Journal>, now_ms: u64, now_unix: u64) -> Self {
-        let _ = now_unix;
+    pub fn new(journal: Option<Journal>, now_ms: u64, now_unix_ms: u64) -> Self {
+        let _ = now_unix_ms;
         Doors {
             journal,
             wheel: Wheel::new(now_ms),
@@ -83,7 +83,7 @@ impl Doors {
         &mut self,
         entries: Vec<JournalEntry>,
         now_ms: u64,
-        now_unix: u64,
+        now_unix_ms: u64,
         out: &mut Vec<CommandRequest>,
     ) {
         for e in entries {
@@ -94,7 +94,7 @@ impl Doors {
                 journal_id: Some(e.id),
                 keyed: false,
             };
-            if e.due_unix <= now_unix {
+            if e.due_unix_ms <= now_unix_ms {
                 crate::info!(
                     "door {} for {}: stop overdue from before restart, running now",
                     pending.event,
@@ -104,8 +104,7 @@ impl Doors {
             } else {
                 // Capped: a wall clock set wrong (ahead) when the door
                 // opened and corrected since must not keep it open longer.
-                let wait = (e.due_unix - now_unix).min(e.delay_secs);
-                let wait_ms = wait.saturating_mul(1000);
+                let wait_ms = (e.due_unix_ms - now_unix_ms).min(e.delay_ms);
                 self.wheel.insert(now_ms.saturating_add(wait_ms), pending);
             }
         }
@@ -116,7 +115,7 @@ impl Doors {
         event: &Event,
         src: IpAddr,
         now_ms: u64,
-        now_unix: u64,
+        now_unix_ms: u64,
         out: &mut Vec<CommandRequest>,
     ) -> Opened {
         let Some(stop) = &event.stop_command else {
@@ -124,13 +123,14 @@ impl Doors {
             return Opened::StartOnly;
         };
         let delay = u64::from(event.command_delay.unwrap_or(DEFAULT_COMMAND_DELAY));
-        let due_ms = now_ms.saturating_add(delay * 1000);
-        let due_unix = now_unix.saturating_add(delay);
+        let delay_ms = delay * 1000;
+        let due_ms = now_ms.saturating_add(delay_ms);
+        let due_unix_ms = now_unix_ms.saturating_add(delay_ms);
 
         let key = (event.name.clone(), src);
         if let Some(&id) = self.open_doors.get(&key) {
             if self.wheel.reschedule(id, due_ms) {
-                self.journal_rearm(id, due_unix, delay);
+                self.journal_rearm(id, due_unix_ms, delay_ms);
                 return Opened::Rearmed;
             }
             // Stale key (cannot happen: firing removes it); open afresh.
@@ -138,7 +138,7 @@ impl Doors {
         }
 
         let command = expand(stop, src);
-        let journal_id = self.journal_add(&event.name, src, &command, due_unix, delay);
+        let journal_id = self.journal_add(&event.name, src, &command, due_unix_ms, delay_ms);
         out.push(start_request(event, src));
         let id = self.wheel.insert(
             due_ms,
@@ -207,14 +207,14 @@ impl Doors {
         event: &str,
         src: IpAddr,
         command: &str,
-        due_unix: u64,
-        delay_secs: u64,
+        due_unix_ms: u64,
+        delay_ms: u64,
     ) -> Option<u64> {
         let journal = self.journal.as_mut()?;
         let entry = JournalEntry {
             id: journal.allocate_id(),
-            due_unix,
-            delay_secs,
+            due_unix_ms,
+            delay_ms,
             event: event.to_string(),
             src,
             stop_command: command.to_string(),
@@ -234,21 +234,21 @@ impl Doors {
 
     /// Journals a re-armed stop's new due time (or, if it never made it to
     /// the journal, tries again to record it).
-    fn journal_rearm(&mut self, id: TimerId, due_unix: u64, delay_secs: u64) {
+    fn journal_rearm(&mut self, id: TimerId, due_unix_ms: u64, delay_ms: u64) {
         let Some(pending) = self.wheel.get(id) else {
             return;
         };
         let (event, src, command) = (pending.event.clone(), pending.src, pending.command.clone());
         let journal_id = match pending.journal_id {
-            None => self.journal_add(&event, src, &command, due_unix, delay_secs),
+            None => self.journal_add(&event, src, &command, due_unix_ms, delay_ms),
             Some(journal_id) => {
                 let Some(journal) = self.journal.as_mut() else {
                     return;
                 };
                 let entry = JournalEntry {
                     id: journal_id,
-                    due_unix,
-                    delay_secs,
+                    due_unix_ms,
+                    delay_ms,
                     event,
                     src,
                     stop_command: command,
@@ -300,7 +300,7 @@ mod tests {
     use std::fs;
 
     const T0_MS: u64 = 5_000_000;
-    const T0_UNIX: u64 = 1_700_000_000;
+    const T0_UNIX_MS: u64 = 1_700_000_000;
 
     fn event(name: &str, delay: u32) -> Event {
         Event {
@@ -324,11 +324,11 @@ mod tests {
 
     #[test]
     fn open_starts_now_and_stops_at_the_due_time() {
-        let mut doors = Doors::new(None, T0_MS, T0_UNIX);
+        let mut doors = Doors::new(None, T0_MS, T0_UNIX_MS);
         let mut out = Vec::new();
         let src = ip("10.199.0.2");
         assert_eq!(
-            doors.open(&event("ssh", 30), src, T0_MS, T0_UNIX, &mut out),
+            doors.open(&event("ssh", 30), src, T0_MS, T0_UNIX_MS, &mut out),
             Opened::Opened
         );
         assert_eq!(
@@ -357,7 +357,7 @@ mod tests {
                 &event("ssh", 30),
                 src,
                 T0_MS + 40_000,
-                T0_UNIX + 40,
+                T0_UNIX_MS + 40 * 1000,
                 &mut out
             ),
             Opened::Opened
@@ -367,14 +367,14 @@ mod tests {
 
     #[test]
     fn rearm_does_not_start_again_and_pushes_the_stop_out() {
-        let mut doors = Doors::new(None, T0_MS, T0_UNIX);
+        let mut doors = Doors::new(None, T0_MS, T0_UNIX_MS);
         let mut out = Vec::new();
         let src = ip("fd00:199::2");
         let ev = event("ssh", 30);
-        doors.open(&ev, src, T0_MS, T0_UNIX, &mut out);
+        doors.open(&ev, src, T0_MS, T0_UNIX_MS, &mut out);
         out.clear();
         assert_eq!(
-            doors.open(&ev, src, T0_MS + 20_000, T0_UNIX + 20, &mut out),
+            doors.open(&ev, src, T0_MS + 20_000, T0_UNIX_MS + 20 * 1000, &mut out),
             Opened::Rearmed
         );
         assert!(out.is_empty());
@@ -384,7 +384,7 @@ mod tests {
                 &ev,
                 ip("fd00:199::3"),
                 T0_MS + 20_000,
-                T0_UNIX + 20,
+                T0_UNIX_MS + 20 * 1000,
                 &mut out
             ),
             Opened::Opened
@@ -394,7 +394,7 @@ mod tests {
                 &event("web", 30),
                 src,
                 T0_MS + 20_000,
-                T0_UNIX + 20,
+                T0_UNIX_MS + 20 * 1000,
                 &mut out
             ),
             Opened::Opened
@@ -411,14 +411,14 @@ mod tests {
 
     #[test]
     fn events_without_stop_only_start() {
-        let mut doors = Doors::new(None, T0_MS, T0_UNIX);
+        let mut doors = Doors::new(None, T0_MS, T0_UNIX_MS);
         let mut ev = event("bell", 5);
         ev.stop_command = None;
         ev.command_delay = None;
         let mut out = Vec::new();
         for _ in 0..2 {
             assert_eq!(
-                doors.open(&ev, ip("10.0.0.9"), T0_MS, T0_UNIX, &mut out),
+                doors.open(&ev, ip("10.0.0.9"), T0_MS, T0_UNIX_MS, &mut out),
                 Opened::StartOnly
             );
         }
@@ -431,21 +431,21 @@ mod tests {
     fn journal_holds_the_stop_before_start_is_emitted() {
         let tmp = Tmp::new("doors-before");
         let (journal, _, _) = Journal::open(&tmp.0).unwrap();
-        let mut doors = Doors::new(Some(journal), T0_MS, T0_UNIX);
+        let mut doors = Doors::new(Some(journal), T0_MS, T0_UNIX_MS);
         let mut out = Vec::new();
         doors.open(
             &event("ssh", 30),
             ip("10.199.0.2"),
             T0_MS,
-            T0_UNIX,
+            T0_UNIX_MS,
             &mut out,
         );
         assert_eq!(kinds(&out), [CommandKind::Start]);
         let text = fs::read_to_string(tmp.0.join(FILE_NAME)).unwrap();
         let stop = "iptables -D INPUT -s 10.199.0.2 -j ACCEPT";
         let add = format!(
-            "add 1 {} 30 3:ssh 10.199.0.2 {}:{stop} ",
-            T0_UNIX + 30,
+            "add 1 {} 30000 3:ssh 10.199.0.2 {}:{stop} ",
+            T0_UNIX_MS + 30 * 1000,
             stop.len()
         );
         assert!(text.starts_with(&add), "journal: {text:?}");
@@ -455,11 +455,11 @@ mod tests {
             &event("ssh", 30),
             ip("10.199.0.2"),
             T0_MS + 10_000,
-            T0_UNIX + 10,
+            T0_UNIX_MS + 10 * 1000,
             &mut out,
         );
         let text = fs::read_to_string(tmp.0.join(FILE_NAME)).unwrap();
-        assert!(text.contains(&format!("add 1 {} 30 3:ssh", T0_UNIX + 40)));
+        assert!(text.contains(&format!("add 1 {} 30000 3:ssh", T0_UNIX_MS + 40 * 1000)));
         assert!(out.is_empty());
         assert_eq!(doors.journal_errors(), 0);
     }
@@ -469,32 +469,32 @@ mod tests {
         let tmp = Tmp::new("doors-restart");
         {
             let (journal, _, _) = Journal::open(&tmp.0).unwrap();
-            let mut doors = Doors::new(Some(journal), T0_MS, T0_UNIX);
+            let mut doors = Doors::new(Some(journal), T0_MS, T0_UNIX_MS);
             let mut out = Vec::new();
             doors.open(
                 &event("soon", 10),
                 ip("10.199.0.2"),
                 T0_MS,
-                T0_UNIX,
+                T0_UNIX_MS,
                 &mut out,
             );
             doors.open(
                 &event("later", 3_600),
                 ip("10.199.0.3"),
                 T0_MS,
-                T0_UNIX,
+                T0_UNIX_MS,
                 &mut out,
             );
             assert_eq!(kinds(&out), [CommandKind::Start, CommandKind::Start]);
             // Dropped without close_all: like kill -9.
         }
         // 60 s later, on a fresh monotonic clock (e.g. after a reboot).
-        let (now_ms, now_unix) = (1_000, T0_UNIX + 60);
+        let (now_ms, now_unix_ms) = (1_000, T0_UNIX_MS + 60 * 1000);
         let (journal, entries, skipped) = Journal::open(&tmp.0).unwrap();
         assert_eq!((entries.len(), skipped), (2, 0));
-        let mut doors = Doors::new(Some(journal), now_ms, now_unix);
+        let mut doors = Doors::new(Some(journal), now_ms, now_unix_ms);
         let mut out = Vec::new();
-        doors.restore(entries, now_ms, now_unix, &mut out);
+        doors.restore(entries, now_ms, now_unix_ms, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].kind, CommandKind::Stop);
         assert_eq!(out[0].event, "soon");
@@ -512,7 +512,7 @@ mod tests {
                 &event("later", 3_600),
                 ip("10.199.0.3"),
                 later_due - 1,
-                now_unix + 3_539,
+                now_unix_ms + 3_539 * 1000,
                 &mut out
             ),
             Opened::Opened
@@ -531,7 +531,7 @@ mod tests {
         let (_, entries, _) = Journal::open(&tmp.0).unwrap();
         assert_eq!(entries.len(), 1);
         assert!(entries.iter().all(|e| e.id != soon_id && e.id != later_id));
-        assert_eq!(entries[0].due_unix, now_unix + 3_539 + 3_600);
+        assert_eq!(entries[0].due_unix_ms, now_unix_ms + (3_539 + 3_600) * 1000);
     }
 
     /// Runs in a child process (this test binary re-executed): opens two
@@ -540,20 +540,20 @@ mod tests {
     fn kill_9_child(dir: &std::path::Path) -> ! {
         use std::io::Write;
         let (journal, _, _) = Journal::open(dir).unwrap();
-        let mut doors = Doors::new(Some(journal), T0_MS, T0_UNIX);
+        let mut doors = Doors::new(Some(journal), T0_MS, T0_UNIX_MS);
         let mut out = Vec::new();
         doors.open(
             &event("soon", 10),
             ip("10.199.0.2"),
             T0_MS,
-            T0_UNIX,
+            T0_UNIX_MS,
             &mut out,
         );
         doors.open(
             &event("later", 600),
             ip("10.199.0.3"),
             T0_MS,
-            T0_UNIX,
+            T0_UNIX_MS,
             &mut out,
         );
         let mut stdout = std::io::stdout();
@@ -610,9 +610,9 @@ mod tests {
         // Restart 30 s later: the short door is overdue, the long one waits.
         let (journal, entries, skipped) = Journal::open(&tmp.0).unwrap();
         assert_eq!((entries.len(), skipped), (2, 0));
-        let mut doors = Doors::new(Some(journal), 0, T0_UNIX + 30);
+        let mut doors = Doors::new(Some(journal), 0, T0_UNIX_MS + 30 * 1000);
         let mut out = Vec::new();
-        doors.restore(entries, 0, T0_UNIX + 30, &mut out);
+        doors.restore(entries, 0, T0_UNIX_MS + 30 * 1000, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].command, "iptables -D INPUT -s 10.199.0.2 -j ACCEPT");
         out.clear();
@@ -631,20 +631,20 @@ mod tests {
         let year = 365 * 86_400;
         {
             let (journal, _, _) = Journal::open(&tmp.0).unwrap();
-            let mut doors = Doors::new(Some(journal), T0_MS, T0_UNIX + year);
+            let mut doors = Doors::new(Some(journal), T0_MS, T0_UNIX_MS + year * 1000);
             let mut out = Vec::new();
             doors.open(
                 &event("ssh", 60),
                 ip("10.0.0.1"),
                 T0_MS,
-                T0_UNIX + year,
+                T0_UNIX_MS + year * 1000,
                 &mut out,
             );
         }
         let (journal, entries, _) = Journal::open(&tmp.0).unwrap();
-        let mut doors = Doors::new(Some(journal), 0, T0_UNIX);
+        let mut doors = Doors::new(Some(journal), 0, T0_UNIX_MS);
         let mut out = Vec::new();
-        doors.restore(entries, 0, T0_UNIX, &mut out);
+        doors.restore(entries, 0, T0_UNIX_MS, &mut out);
         assert!(out.is_empty());
         doors.tick(59_999, &mut out);
         assert!(out.is_empty());
@@ -664,17 +664,23 @@ mod tests {
                 .open("/dev/full")
                 .unwrap(),
         );
-        let mut doors = Doors::new(Some(journal), T0_MS, T0_UNIX);
+        let mut doors = Doors::new(Some(journal), T0_MS, T0_UNIX_MS);
         let mut out = Vec::new();
         let src = ip("10.199.0.2");
         assert_eq!(
-            doors.open(&event("ssh", 5), src, T0_MS, T0_UNIX, &mut out),
+            doors.open(&event("ssh", 5), src, T0_MS, T0_UNIX_MS, &mut out),
             Opened::Opened
         );
         assert_eq!(kinds(&out), [CommandKind::Start]);
         assert_eq!(doors.journal_errors(), 1);
         // Re-arm retries the journal (and fails again), stop stays.
-        doors.open(&event("ssh", 5), src, T0_MS + 1_000, T0_UNIX + 1, &mut out);
+        doors.open(
+            &event("ssh", 5),
+            src,
+            T0_MS + 1_000,
+            T0_UNIX_MS + 1 * 1000,
+            &mut out,
+        );
         assert_eq!(doors.journal_errors(), 2);
         out.clear();
         doors.tick(T0_MS + 6_000, &mut out);
@@ -690,9 +696,15 @@ mod tests {
         fs::write(&file, b"").unwrap();
         // The daemon logs this and runs without a journal.
         assert!(Journal::open(&file.join("state")).is_err());
-        let mut doors = Doors::new(None, T0_MS, T0_UNIX);
+        let mut doors = Doors::new(None, T0_MS, T0_UNIX_MS);
         let mut out = Vec::new();
-        doors.open(&event("ssh", 1), ip("10.199.0.2"), T0_MS, T0_UNIX, &mut out);
+        doors.open(
+            &event("ssh", 1),
+            ip("10.199.0.2"),
+            T0_MS,
+            T0_UNIX_MS,
+            &mut out,
+        );
         doors.tick(T0_MS + 1_000, &mut out);
         assert_eq!(kinds(&out), [CommandKind::Start, CommandKind::Stop]);
     }
@@ -701,11 +713,11 @@ mod tests {
     fn close_all_emits_every_pending_stop_once() {
         let tmp = Tmp::new("doors-close");
         let (journal, _, _) = Journal::open(&tmp.0).unwrap();
-        let mut doors = Doors::new(Some(journal), T0_MS, T0_UNIX);
+        let mut doors = Doors::new(Some(journal), T0_MS, T0_UNIX_MS);
         let mut out = Vec::new();
         for (i, delay) in [300, 10, 86_400].into_iter().enumerate() {
             let src = IpAddr::from([10, 0, 0, i as u8 + 1]);
-            doors.open(&event("ssh", delay), src, T0_MS, T0_UNIX, &mut out);
+            doors.open(&event("ssh", delay), src, T0_MS, T0_UNIX_MS, &mut out);
         }
         out.clear();
         doors.close_all(&mut out);
@@ -719,7 +731,13 @@ mod tests {
         doors.close_all(&mut out);
         assert!(out.is_empty());
         // Nothing is left keyed as open: the same door opens afresh.
-        let again = doors.open(&event("ssh", 300), ip("10.0.0.1"), T0_MS, T0_UNIX, &mut out);
+        let again = doors.open(
+            &event("ssh", 300),
+            ip("10.0.0.1"),
+            T0_MS,
+            T0_UNIX_MS,
+            &mut out,
+        );
         assert_eq!(again, Opened::Opened);
         doors.close_all(&mut out);
         let id = out[1].journal_id.unwrap();

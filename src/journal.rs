@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! seq <next_id> <crc>
-//! add <id> <due_unix> <delay_secs> <len>:<event> <ip> <len>:<command> <crc>
+//! add <id> <due_unix_ms> <delay_ms> <len>:<event> <ip> <len>:<command> <crc>
 //! done <id> <crc>
 //! ```
 //!
@@ -39,10 +39,10 @@ const COMPACT_MIN_LINES: usize = 1_000;
 pub struct JournalEntry {
     pub id: u64,
     /// Wall-clock unix seconds, so the due time survives a reboot.
-    pub due_unix: u64,
+    pub due_unix_ms: u64,
     /// The stop's delay: after a restart it waits at most this long, so a
     /// wall clock that was wrong when the door opened cannot hold it open.
-    pub delay_secs: u64,
+    pub delay_ms: u64,
     pub event: String,
     pub src: IpAddr,
     /// Already expanded.
@@ -247,8 +247,8 @@ fn encode_add(e: &JournalEntry) -> String {
     seal(format!(
         "add {} {} {} {}:{} {} {}:{}",
         e.id,
-        e.due_unix,
-        e.delay_secs,
+        e.due_unix_ms,
+        e.delay_ms,
         event.len(),
         event,
         e.src,
@@ -356,8 +356,8 @@ fn parse_line(line: &[u8]) -> Option<Record> {
         "done" => Record::Done(cur.word()?.parse().ok()?),
         "add" => Record::Add(JournalEntry {
             id: cur.word()?.parse().ok()?,
-            due_unix: cur.word()?.parse().ok()?,
-            delay_secs: cur.word()?.parse().ok()?,
+            due_unix_ms: cur.word()?.parse().ok()?,
+            delay_ms: cur.word()?.parse().ok()?,
             event: unescape(cur.prefixed()?)?,
             src: cur.word()?.parse().ok()?,
             stop_command: unescape(cur.prefixed()?)?,
@@ -453,8 +453,8 @@ pub(crate) mod tests {
     pub(crate) fn entry(id: u64, due: u64, cmd: &str) -> JournalEntry {
         JournalEntry {
             id,
-            due_unix: due,
-            delay_secs: 30,
+            due_unix_ms: due,
+            delay_ms: 30,
             event: "ssh".into(),
             src: "10.199.0.2".parse().unwrap(),
             stop_command: cmd.into(),
@@ -473,8 +473,8 @@ pub(crate) mod tests {
         let dir = tmp.0.join("state");
         let odd = JournalEntry {
             id: 0,
-            due_unix: 1_700_000_123,
-            delay_secs: 3_600,
+            due_unix_ms: 1_700_000_123,
+            delay_ms: 3_600,
             event: "we ird\nname".into(),
             src: "fd00:199::2".parse().unwrap(),
             stop_command: "iptables -D x\nrm -rf / \\n \0 12:ab ffffffff".into(),
@@ -637,7 +637,7 @@ pub(crate) mod tests {
         drop(j);
         let (_, entries, _) = Journal::open(&tmp.0).unwrap();
         assert_eq!(entries.len(), keep.len());
-        assert_eq!(entries[0].due_unix, 99);
+        assert_eq!(entries[0].due_unix_ms, 99);
     }
 
     #[test]
