@@ -1,1 +1,654 @@
-//! (stub: to be written)
+//! The daemon's life: start-up (optionally detached), the poll loop that
+//! moves frames through decode → match → doors → commands, signals, reload
+//! and the shutdown that closes every door.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::cli::Options;
+use crate::config::{self, Config};
+use crate::doors::{CommandKind, CommandRequest, Doors, Opened};
+use crate::journal::Journal;
+use crate::matcher::{Fired, Matcher, Trace};
+use crate::netif::{Addresses, Change};
+use crate::ring::{Ring, RingConfig};
+use crate::runner::{Completion, Outcome, Request, Runner, RunnerConfig};
+use crate::sys::daemon::{self as sysd, Forked, PidFile};
+use crate::sys::signal::SignalFd;
+use crate::wire::{self, Decoded, Link};
+use crate::{debug, error, filter, info, warn};
+
+/// Frames handled per pass before the loop looks at its other descriptors.
+const DRAIN_BUDGET: usize = 4096;
+/// How often lapsed knock attempts are reclaimed.
+const EXPIRE_EVERY_MS: u64 = 1000;
+/// Upper bound on waiting for commands at shutdown, beyond their own limit.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Counters for the SIGUSR1 stats line.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    pub frames: u64,
+    pub malformed: u64,
+    pub not_local: u64,
+    pub unsupported_link: u64,
+    pub fired: u64,
+}
+
+struct Daemon {
+    opts: Options,
+    config: Config,
+    matcher: Matcher,
+    addrs: Addresses,
+    ring: Option<Ring>,
+    /// ifindex the ring is bound to; 0 = all interfaces.
+    ifindex: u32,
+    retry_ring_at: Option<u64>,
+    doors: Doors,
+    runner: Runner,
+    signals: SignalFd,
+    pidfile: Option<PidFile>,
+    clock: Instant,
+    counters: Counters,
+    kernel_drops: u64,
+    next_expire_ms: u64,
+    next_refresh_ms: Option<u64>,
+    fired: Vec<Fired>,
+    trace: Vec<Trace>,
+    requests: Vec<CommandRequest>,
+}
+
+/// Wall-clock milliseconds: the journal's time, which survives a reboot.
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_owned())
+    }
+}
+
+/// Starts the daemon; returns the process exit status.
+pub fn start(mut opts: Options) -> i32 {
+    crate::log::set_debug(opts.debug);
+    // -D changes directory to /: resolve relative paths first.
+    opts.config = absolute(&opts.config);
+    opts.pidfile = absolute(&opts.pidfile);
+    opts.state_dir = absolute(&opts.state_dir);
+    if opts.daemon {
+        return detach(opts);
+    }
+    match Daemon::setup(opts) {
+        Ok(d) => {
+            info!("ready: {}", d.describe());
+            notify("READY=1");
+            d.run()
+        }
+        Err(msg) => {
+            error!("{msg}");
+            1
+        }
+    }
+}
+
+/// fork, setsid, fork, /dev/null stdio, chdir / — and the launching process
+/// exits only once the daemon is ready (0) or has failed (1, with the reason).
+fn detach(opts: Options) -> i32 {
+    let (reader, mut writer) = match sysd::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            error!("cannot create pipe: {e}");
+            return 1;
+        }
+    };
+    match sysd::fork() {
+        Err(e) => {
+            error!("fork: {e}");
+            return 1;
+        }
+        Ok(Forked::Parent) => {
+            drop(writer);
+            let report = sysd::read_all(reader);
+            return match report.strip_prefix("OK") {
+                Some(_) => 0,
+                None if report.is_empty() => {
+                    eprintln!("tportknockd: the daemon exited during start-up");
+                    1
+                }
+                None => {
+                    eprint!("tportknockd: {}", report.trim_start_matches("ERR "));
+                    1
+                }
+            };
+        }
+        Ok(Forked::Child) => {}
+    }
+    drop(reader);
+    if sysd::setsid().is_err() {
+        sysd::exit_now(1);
+    }
+    match sysd::fork() {
+        Ok(Forked::Child) => {}
+        Ok(Forked::Parent) => sysd::exit_now(0),
+        Err(_) => sysd::exit_now(1),
+    }
+    let _ = std::env::set_current_dir("/");
+    let _ = sysd::stdio_to_devnull();
+    crate::log::use_syslog();
+    match Daemon::setup(opts) {
+        Ok(d) => {
+            info!("ready: {}", d.describe());
+            let _ = writer.write_all(b"OK\n");
+            drop(writer);
+            notify("READY=1");
+            d.run()
+        }
+        Err(msg) => {
+            error!("{msg}");
+            let _ = writer.write_all(format!("ERR {msg}\n").as_bytes());
+            1
+        }
+    }
+}
+
+/// systemd's readiness protocol: one datagram to $NOTIFY_SOCKET.
+fn notify(state: &str) {
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let path = path.to_string_lossy().into_owned();
+    let Ok(sock) = UnixDatagram::unbound() else {
+        return;
+    };
+    let addr = if let Some(name) = path.strip_prefix('@') {
+        use std::os::linux::net::SocketAddrExt;
+        SocketAddr::from_abstract_name(name.as_bytes())
+    } else {
+        SocketAddr::from_pathname(&path)
+    };
+    if let Ok(addr) = addr {
+        let _ = sock.send_to_addr(state.as_bytes(), &addr);
+    }
+}
+
+fn open_ring(ifindex: u32, matcher: &Matcher) -> std::io::Result<Ring> {
+    let cfg = RingConfig::default();
+    let program = filter::build(&matcher.ports(), cfg.snaplen);
+    Ring::open(ifindex, &program, cfg)
+}
+
+impl Daemon {
+    fn setup(opts: Options) -> Result<Daemon, String> {
+        let clock = Instant::now();
+        // Block the signals before any thread exists so only the signalfd sees them.
+        let signals = SignalFd::new(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1])
+            .map_err(|e| format!("signalfd: {e}"))?;
+        let config = config::load(&opts.config).map_err(|e| e.to_string())?;
+        let pidfile = PidFile::create(&opts.pidfile)
+            .map_err(|e| format!("pid file {}: {e}", opts.pidfile.display()))?;
+        let addrs = Addresses::open().map_err(|e| format!("netlink: {e}"))?;
+        let ifindex = match &opts.iface {
+            None => 0,
+            Some(name) => match addrs.interface(name) {
+                Some(i) => i.index,
+                None => {
+                    return Err(crate::netif::resolve(name)
+                        .err()
+                        .unwrap_or_else(|| format!("no interface {name}")))
+                }
+            },
+        };
+        let matcher = Matcher::new(&config.events, opts.max_sources, 0);
+        let runner = Runner::new(RunnerConfig {
+            max_running: opts.max_running,
+            time_limit: opts.command_limit,
+            ..RunnerConfig::default()
+        })
+        .map_err(|e| format!("command runner: {e}"))?;
+        let (journal, entries) = match Journal::open(&opts.state_dir) {
+            Ok((j, entries, corrupt)) => {
+                if corrupt > 0 {
+                    warn!(
+                        "journal: skipped {corrupt} corrupt line(s) in {}",
+                        opts.state_dir.display()
+                    );
+                }
+                (Some(j), entries)
+            }
+            Err(e) => {
+                warn!(
+                    "journal: cannot open {}: {e}; doors will close on time but would not survive a crash",
+                    opts.state_dir.display()
+                );
+                (None, Vec::new())
+            }
+        };
+        let now_ms = clock.elapsed().as_millis() as u64;
+        let mut doors = Doors::new(journal, now_ms, now_unix_ms());
+        let mut requests = Vec::new();
+        if !entries.is_empty() {
+            info!(
+                "journal: {} pending stop(s) from the last run",
+                entries.len()
+            );
+        }
+        doors.restore(entries, now_ms, now_unix_ms(), &mut requests);
+        let ring = open_ring(ifindex, &matcher).map_err(|e| {
+            let on = opts.iface.as_deref().unwrap_or("all interfaces");
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                format!("capture on {on}: {e} (needs root or CAP_NET_RAW)")
+            } else {
+                format!("capture on {on}: {e}")
+            }
+        })?;
+        let mut d = Daemon {
+            next_refresh_ms: opts.refresh.map(|r| now_ms + r.as_millis() as u64),
+            opts,
+            config,
+            matcher,
+            addrs,
+            ring: Some(ring),
+            ifindex,
+            retry_ring_at: None,
+            doors,
+            runner,
+            signals,
+            pidfile: Some(pidfile),
+            clock,
+            counters: Counters::default(),
+            kernel_drops: 0,
+            next_expire_ms: now_ms + EXPIRE_EVERY_MS,
+            fired: Vec::new(),
+            trace: Vec::new(),
+            requests,
+        };
+        d.submit_requests();
+        Ok(d)
+    }
+
+    fn describe(&self) -> String {
+        let names: Vec<&str> = self.config.events.iter().map(|e| e.name.as_str()).collect();
+        format!(
+            "capturing on {} ({} event(s): {}; {} knock port(s))",
+            self.opts.iface.as_deref().unwrap_or("all interfaces"),
+            names.len(),
+            names.join(" "),
+            self.matcher.ports().len()
+        )
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
+    }
+
+    fn run(mut self) -> i32 {
+        loop {
+            let now = self.now_ms();
+            let mut deadline = self.next_expire_ms;
+            for t in [
+                self.doors.next_due_ms(),
+                self.next_refresh_ms,
+                self.retry_ring_at,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                deadline = deadline.min(t);
+            }
+            let timeout = deadline.saturating_sub(now).min(1000) as i32;
+            let mut fds = vec![
+                pollfd(self.signals.as_raw_fd()),
+                pollfd(self.addrs.fd()),
+                pollfd(self.runner.wake_fd()),
+            ];
+            if let Some(ring) = &self.ring {
+                fds.push(pollfd(ring.fd()));
+            }
+            if let Err(e) = sysd::poll(&mut fds, timeout) {
+                error!("poll: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if fds.len() > 3
+                && fds[3].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0
+            {
+                self.ring_error();
+            }
+            self.drain_ring();
+            if fds[1].revents != 0 {
+                match self.addrs.process() {
+                    Ok(changes) => self.on_changes(changes),
+                    Err(e) => warn!("netlink: {e}"),
+                }
+            }
+            if fds[2].revents != 0 {
+                let done = self.runner.completions();
+                self.on_completions(done);
+            }
+            let now = self.now_ms();
+            self.doors.tick(now, &mut self.requests);
+            self.submit_requests();
+            if now >= self.next_expire_ms {
+                let trace = crate::log::debug_enabled().then_some(&mut self.trace);
+                self.matcher.expire(now, trace);
+                self.flush_trace();
+                self.next_expire_ms = now + EXPIRE_EVERY_MS;
+            }
+            if self.next_refresh_ms.is_some_and(|t| now >= t) {
+                match self.addrs.refresh() {
+                    Ok(changes) => {
+                        debug!("own addresses re-read (-r)");
+                        self.on_changes(changes)
+                    }
+                    Err(e) => warn!("address refresh: {e}"),
+                }
+                self.next_refresh_ms = self.opts.refresh.map(|r| now + r.as_millis() as u64);
+            }
+            if self.retry_ring_at.is_some_and(|t| now >= t) {
+                self.retry_ring();
+            }
+            if fds[0].revents != 0 {
+                while let Ok(Some(sig)) = self.signals.read() {
+                    match sig {
+                        libc::SIGTERM | libc::SIGINT => return self.shutdown(sig),
+                        libc::SIGHUP => self.reload(),
+                        libc::SIGUSR1 => self.log_stats(),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn drain_ring(&mut self) {
+        let Some(ring) = self.ring.as_mut() else {
+            return;
+        };
+        let trace_on = crate::log::debug_enabled();
+        let now = self.clock.elapsed().as_millis() as u64;
+        let Daemon {
+            matcher,
+            addrs,
+            counters,
+            fired,
+            trace,
+            ..
+        } = self;
+        loop {
+            let n = ring.drain(DRAIN_BUDGET, |meta, bytes| {
+                counters.frames += 1;
+                let Some(link) = Link::from_hatype(meta.hatype) else {
+                    counters.unsupported_link += 1;
+                    return;
+                };
+                match wire::decode(bytes, link) {
+                    Decoded::Knock(k) => {
+                        if !addrs.is_local(meta.ifindex as u32, k.dst) {
+                            counters.not_local += 1;
+                            return;
+                        }
+                        let t = if trace_on { Some(&mut *trace) } else { None };
+                        matcher.feed(k.src, k.proto, k.dst_port, k.flags, now, fired, t);
+                    }
+                    Decoded::Other => {}
+                    Decoded::Malformed(why) => {
+                        counters.malformed += 1;
+                        debug!("malformed frame on ifindex {}: {why}", meta.ifindex);
+                    }
+                }
+            });
+            if n < DRAIN_BUDGET {
+                break;
+            }
+        }
+        self.flush_trace();
+        if !self.fired.is_empty() {
+            let fired = std::mem::take(&mut self.fired);
+            for f in &fired {
+                self.open_door(f.event, f.src);
+            }
+            self.fired = fired;
+            self.fired.clear();
+            self.submit_requests();
+        }
+    }
+
+    fn flush_trace(&mut self) {
+        for t in self.trace.drain(..) {
+            let name = |i: usize| {
+                self.config
+                    .events
+                    .get(i)
+                    .map(|e| e.name.as_str())
+                    .unwrap_or("?")
+            };
+            match t {
+                Trace::Advanced { event, src, step } => {
+                    debug!("{src} {}: step {step} matched", name(event))
+                }
+                Trace::Reset { event, src } => debug!("{src} {}: reset", name(event)),
+                Trace::TimedOut { event, src } => debug!("{src} {}: timed out", name(event)),
+                Trace::Fired { event, src } => debug!("{src} {}: sequence complete", name(event)),
+            }
+        }
+    }
+
+    fn open_door(&mut self, event: usize, src: IpAddr) {
+        let Some(ev) = self.config.events.get(event) else {
+            return;
+        };
+        self.counters.fired += 1;
+        let now = self.now_ms();
+        match self
+            .doors
+            .open(ev, src, now, now_unix_ms(), &mut self.requests)
+        {
+            Opened::Opened => info!("{src} {}: knock complete, door opened", ev.name),
+            Opened::Rearmed => info!(
+                "{src} {}: knock complete, door already open: stop re-armed",
+                ev.name
+            ),
+            Opened::StartOnly => info!("{src} {}: knock complete, running start command", ev.name),
+        }
+    }
+
+    fn submit_requests(&mut self) {
+        for req in self.requests.drain(..) {
+            let (kind, tag) = match req.kind {
+                CommandKind::Start => ("start", 0),
+                CommandKind::Stop => ("stop", req.journal_id.map_or(0, |id| id + 1)),
+            };
+            self.runner.submit(Request {
+                tag,
+                label: format!("{} {} {kind}", req.src, req.event),
+                command: req.command,
+            });
+        }
+    }
+
+    fn on_completions(&mut self, done: Vec<Completion>) {
+        for c in done {
+            if c.tag > 0 {
+                // The stop ran (whatever its outcome, which the runner logged):
+                // it leaves the journal so a restart does not repeat it.
+                self.doors.stop_ran(c.tag - 1);
+            }
+            if let Outcome::SpawnFailed(e) = &c.outcome {
+                error!("{}: could not run: {e}", c.label);
+            }
+        }
+    }
+
+    fn on_changes(&mut self, changes: Vec<Change>) {
+        let Some(name) = self.opts.iface.clone() else {
+            return;
+        };
+        for change in changes {
+            match change {
+                Change::LinkGone { index, name: n } if n == name || index == self.ifindex => {
+                    self.lose_ring("interface is gone");
+                }
+                Change::LinkNew { name: n, .. } | Change::LinkUp { name: n, .. }
+                    if n == name && self.ring.is_none() =>
+                {
+                    self.retry_ring();
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The capture socket flagged an error: a link that went down keeps
+    /// its ring (it works again when the link returns); a deleted interface
+    /// needs a new one.
+    fn ring_error(&mut self) {
+        let Some(ring) = self.ring.as_mut() else {
+            return;
+        };
+        match ring.wait(0) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
+                warn!(
+                    "{}: link is down",
+                    self.opts.iface.as_deref().unwrap_or("capture")
+                );
+            }
+            Err(e) => self.lose_ring(&e.to_string()),
+        }
+    }
+
+    fn lose_ring(&mut self, why: &str) {
+        if let Some(mut ring) = self.ring.take() {
+            if let Ok(s) = ring.stats() {
+                self.kernel_drops = s.drops;
+            }
+            warn!(
+                "capture on {} stopped ({why}): waiting for it to return",
+                self.opts.iface.as_deref().unwrap_or("all interfaces")
+            );
+        }
+        self.retry_ring_at = Some(self.now_ms() + 1000);
+    }
+
+    fn retry_ring(&mut self) {
+        let index = match &self.opts.iface {
+            None => 0,
+            Some(name) => match self.addrs.interface(name) {
+                Some(i) => i.index,
+                None => {
+                    self.retry_ring_at = Some(self.now_ms() + 1000);
+                    return;
+                }
+            },
+        };
+        match open_ring(index, &self.matcher) {
+            Ok(ring) => {
+                self.ring = Some(ring);
+                self.ifindex = index;
+                self.retry_ring_at = None;
+                info!(
+                    "capturing again on {} (ifindex {index})",
+                    self.opts.iface.as_deref().unwrap_or("all interfaces")
+                );
+            }
+            Err(e) => {
+                debug!("capture not yet possible: {e}");
+                self.retry_ring_at = Some(self.now_ms() + 1000);
+            }
+        }
+    }
+
+    fn reload(&mut self) {
+        match config::load(&self.opts.config) {
+            Err(e) => {
+                for m in &e.messages {
+                    error!("reload: {m}");
+                }
+                error!("reload failed: keeping the running configuration");
+            }
+            Ok(new) => {
+                let now = self.now_ms();
+                self.matcher.reload(&new.events, now);
+                self.config = new;
+                if let Some(ring) = &self.ring {
+                    let program =
+                        filter::build(&self.matcher.ports(), RingConfig::default().snaplen);
+                    if let Err(e) = ring.set_filter(&program) {
+                        error!("reload: cannot install the new kernel filter: {e}");
+                    }
+                }
+                info!("reloaded: {}", self.describe());
+            }
+        }
+    }
+
+    fn log_stats(&mut self) {
+        if let Some(ring) = self.ring.as_mut() {
+            if let Ok(s) = ring.stats() {
+                self.kernel_drops = s.drops;
+            }
+        }
+        let m = self.matcher.stats();
+        let r = self.runner.stats();
+        let c = &self.counters;
+        let mut events = String::new();
+        for (i, ev) in self.config.events.iter().enumerate() {
+            let (started, completed) = m
+                .events
+                .get(i)
+                .map(|e| (e.started, e.completed))
+                .unwrap_or((0, 0));
+            events.push_str(&format!(" {}={started}/{completed}", ev.name));
+        }
+        info!(
+            "stats: frames={} drops={} malformed={} not_local={} sources={} pending_stops={} commands={} failed={} knocks(started/completed):{events}",
+            c.frames,
+            self.kernel_drops,
+            c.malformed,
+            c.not_local,
+            m.tracked,
+            self.doors.pending(),
+            r.run,
+            r.failed,
+        );
+    }
+
+    fn shutdown(mut self, sig: i32) -> i32 {
+        notify("STOPPING=1");
+        info!("signal {sig}: stopping capture, closing every open door");
+        self.ring = None;
+        self.doors.close_all(&mut self.requests);
+        self.submit_requests();
+        let limit = self.opts.command_limit.min(Duration::from_secs(30)) + SHUTDOWN_GRACE;
+        let done = self.runner.shutdown(limit);
+        for c in done {
+            if c.tag > 0 {
+                self.doors.stop_ran(c.tag - 1);
+            }
+        }
+        if let Some(p) = self.pidfile.take() {
+            p.remove();
+        }
+        info!("stopped");
+        0
+    }
+}
+
+fn pollfd(fd: i32) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
