@@ -678,7 +678,7 @@ mod tests {
             &event("ssh", 5),
             src,
             T0_MS + 1_000,
-            T0_UNIX_MS + 1 * 1000,
+            T0_UNIX_MS + 1000,
             &mut out,
         );
         assert_eq!(doors.journal_errors(), 2);
