@@ -432,3 +432,74 @@ fn commands_get_a_clean_environment_fds_and_signal_mask() {
         "command inherited ignored standard signals:\n{text}"
     );
 }
+
+#[test]
+fn notify_socket_gets_ready_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let pair = Pair::new();
+    let dir = TempDir::new("d12");
+    write_config(&dir, &config(&dir, 60));
+    let sock_path = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let log = dir.join("daemon.log");
+    let mut cmd = pair.server.command(BIN);
+    cmd.arg("-c")
+        .arg(dir.join("knock.conf"))
+        .args(["-i", &pair.server_if]);
+    cmd.arg("-p")
+        .arg(dir.join("pid"))
+        .arg("-s")
+        .arg(dir.join("state"));
+    cmd.env("NOTIFY_SOCKET", &sock_path)
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut d = Daemon {
+        proc: spawn(cmd),
+        log,
+    };
+    let mut buf = [0u8; 64];
+    let n = sock.recv(&mut buf).expect("no READY=1 datagram");
+    assert_eq!(&buf[..n], b"READY=1");
+    // Ready means capturing: a knock right away opens.
+    knock(&pair, SEQ);
+    assert_eq!(
+        wait_lines(&dir.join("doors"), 1, Duration::from_secs(3)).len(),
+        1,
+        "log:\n{}",
+        d.log_text()
+    );
+    d.proc.signal(libc::SIGTERM);
+    let n = sock.recv(&mut buf).expect("no STOPPING=1 datagram");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert!(d
+        .proc
+        .wait_timeout(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
+}
+
+#[test]
+fn debug_logs_each_step_reset_and_timeout() {
+    let pair = Pair::new();
+    let dir = TempDir::new("d13");
+    write_config(
+        &dir,
+        &config(&dir, 60).replace("timeout = 5", "timeout = 1"),
+    );
+    let d = start_daemon(&pair, &dir, &[]); // start_daemon passes -d
+    let me = pair.client4;
+    knock(&pair, &SEQ[..2]);
+    d.expect_log(
+        &format!("{me} OPEN: step 2 matched"),
+        Duration::from_secs(2),
+    );
+    knock(&pair, &[(TCP, 7002, 0x02)]); // right port, wrong flags
+    d.expect_log(&format!("{me} OPEN: reset"), Duration::from_secs(2));
+    knock(&pair, &SEQ[..1]);
+    d.expect_log(&format!("{me} OPEN: timed out"), Duration::from_secs(4));
+    knock(&pair, SEQ);
+    d.expect_log(
+        &format!("{me} OPEN: sequence complete"),
+        Duration::from_secs(2),
+    );
+}

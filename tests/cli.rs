@@ -1,0 +1,117 @@
+//! The `tportknockd` binary's command line: `-C` exit statuses and output,
+//! usage errors, `-h`, `-V`. No network needed.
+
+mod common;
+use common::daemon::BIN;
+use common::TempDir;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+/// Copies a fixture to a private file (a checkout's umask may have made it
+/// group-writable, which the checker rightly refuses).
+fn fixture(dir: &TempDir, name: &str) -> std::path::PathBuf {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/check_cli_fixtures")
+        .join(name);
+    let dst = dir.join(name);
+    std::fs::copy(&src, &dst).unwrap();
+    std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o600)).unwrap();
+    dst
+}
+
+fn run(args: &[&std::ffi::OsStr]) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_valid_file_exits_0_and_describes_events() {
+    let dir = TempDir::new("cli1");
+    let f = fixture(&dir, "valid.conf");
+    let (code, out, err) = run(&["-C".as_ref(), f.as_os_str()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("2 events, 0 errors, 0 warnings"), "{out}");
+    let f = fixture(&dir, "warnings.conf");
+    let (code, out, _) = run(&["-C".as_ref(), f.as_os_str()]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.matches("warning: ").count(), 4, "{out}");
+}
+
+#[test]
+fn check_invalid_file_exits_1_with_every_error() {
+    let dir = TempDir::new("cli2");
+    let f = fixture(&dir, "invalid.conf");
+    let (code, _, err) = run(&["-C".as_ref(), f.as_os_str()]);
+    assert_eq!(code, Some(1), "{err}");
+    let prefix = format!("{}:", f.display());
+    assert_eq!(
+        err.lines().filter(|l| l.contains(&prefix)).count(),
+        6 + 1,
+        "{err}"
+    );
+}
+
+#[test]
+fn check_the_shipped_example() {
+    let dir = TempDir::new("cli3");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("knock.conf.example");
+    let f = dir.join("knock.conf");
+    std::fs::copy(src, &f).unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, out, err) = run(&["-C".as_ref(), f.as_os_str()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("tcp/123 with exactly FIN RST PSH ACK"),
+        "{out}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_with_one_line_and_the_usage() {
+    for args in [
+        &["-x"][..],
+        &["-C"][..],
+        &[][..],
+        &["-c", "k", "-r", "soon"][..],
+    ] {
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+        let (code, out, err) = run(&args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(out.is_empty());
+        let first = err.lines().next().unwrap_or("");
+        assert!(first.starts_with("tportknockd: "), "{args:?}: {err}");
+        assert!(err.contains("Usage: tportknockd"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn help_and_version() {
+    let (code, out, _) = run(&["-h".as_ref()]);
+    assert_eq!(code, Some(0));
+    for opt in [
+        "-c", "-C", "-i", "-r", "-l", "-d", "-D", "-p", "-s", "-m", "-t", "-j", "-V", "-h",
+    ] {
+        assert!(out.contains(opt), "help lacks {opt}: {out}");
+    }
+    let (code, out, _) = run(&["-V".as_ref()]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        out.trim(),
+        format!("tportknockd {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn run_refuses_a_config_others_can_write() {
+    let dir = TempDir::new("cli4");
+    let f = fixture(&dir, "valid.conf");
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let pid = dir.join("pid");
+    let (code, _, err) = run(&["-c".as_ref(), f.as_os_str(), "-p".as_ref(), pid.as_os_str()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("chmod go-w"), "{err}");
+}
