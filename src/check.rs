@@ -255,43 +255,12 @@ pub fn warnings(config: &Config, file: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
-    use std::path::PathBuf;
-
-    /// A directory removed on drop.
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(tag: &str) -> Scratch {
-            use std::sync::atomic::{AtomicUsize, Ordering};
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "tportknockd-check-{}-{}-{tag}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::SeqCst)
-            ));
-            std::fs::create_dir_all(&dir).unwrap();
-            Scratch(dir)
-        }
-
-        fn file(&self, text: &[u8], mode: u32) -> PathBuf {
-            let path = self.0.join("knock.conf");
-            std::fs::write(&path, text).unwrap();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-            path
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::testutil::Scratch;
 
     /// Runs the checker on `text` saved with `mode`: (status, out, err, file name).
     fn check(text: &[u8], mode: u32) -> (i32, String, String, String) {
         let dir = Scratch::new("run");
-        let path = dir.file(text, mode);
+        let path = dir.file("knock.conf", text, mode);
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let status = run(&path, &mut out, &mut err);
         (

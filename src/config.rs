@@ -626,9 +626,9 @@ fn parse_knock_conf(text: &[u8], file: &str) -> Result<Config, LoadError> {
 mod tests {
     use super::*;
     use crate::knock::{flags, FlagSpec, Proto};
+    use crate::testutil::Scratch;
     use std::net::{Ipv4Addr, Ipv6Addr};
     use std::os::unix::fs::PermissionsExt;
-    use std::path::PathBuf;
 
     const SSH: &str = "<SSH>
  sequence      = udp:1234 tcp:543 tcp:543:i tcp:123:frap tcp:434:x tcp:2345:n
@@ -1154,36 +1154,6 @@ mod tests {
     }
 
     // ---- load: ownership and permissions ----
-
-    /// A directory removed on drop.
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(tag: &str) -> Scratch {
-            use std::sync::atomic::{AtomicUsize, Ordering};
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "tportknockd-config-{}-{}-{tag}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::SeqCst)
-            ));
-            std::fs::create_dir_all(&dir).unwrap();
-            Scratch(dir)
-        }
-
-        fn file(&self, name: &str, text: &str, mode: u32) -> PathBuf {
-            let path = self.0.join(name);
-            std::fs::write(&path, text).unwrap();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-            path
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 
     #[test]
     fn load_accepts_a_private_file() {

@@ -428,27 +428,7 @@ pub(crate) mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
 
-    /// A fresh directory under the system temp dir, removed on drop.
-    pub(crate) struct Tmp(pub PathBuf);
-    impl Tmp {
-        pub(crate) fn new(tag: &str) -> Tmp {
-            use std::sync::atomic::{AtomicU32, Ordering};
-            static N: AtomicU32 = AtomicU32::new(0);
-            let path = std::env::temp_dir().join(format!(
-                "tportknockd-{tag}-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = fs::remove_dir_all(&path);
-            fs::create_dir_all(&path).unwrap();
-            Tmp(path)
-        }
-    }
-    impl Drop for Tmp {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    pub(crate) use crate::testutil::Scratch as Tmp;
 
     pub(crate) fn entry(id: u64, due: u64, cmd: &str) -> JournalEntry {
         JournalEntry {

@@ -24,5 +24,7 @@ pub mod ring;
 pub mod runner;
 #[allow(unsafe_code)]
 pub mod sys;
+#[cfg(test)]
+mod testutil;
 pub mod wheel;
 pub mod wire;
