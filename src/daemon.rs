@@ -15,7 +15,7 @@ use crate::journal::Journal;
 use crate::matcher::{Fired, Matcher, Trace};
 use crate::netif::{Addresses, Change};
 use crate::ring::{Ring, RingConfig};
-use crate::runner::{Completion, Outcome, Request, Runner, RunnerConfig};
+use crate::runner::{Completion, Request, Runner, RunnerConfig};
 use crate::sys::daemon::{self as sysd, Forked, PidFile};
 use crate::sys::signal::SignalFd;
 use crate::wire::{self, Decoded, Link};
@@ -308,21 +308,19 @@ impl Daemon {
                 deadline = deadline.min(t);
             }
             let timeout = deadline.saturating_sub(now).min(1000) as i32;
-            let mut fds = vec![
+            // poll(2) skips a negative fd (revents stays 0): -1 while the
+            // ring is closed.
+            let mut fds = [
                 pollfd(self.signals.as_raw_fd()),
                 pollfd(self.addrs.fd()),
                 pollfd(self.runner.wake_fd()),
+                pollfd(self.ring.as_ref().map_or(-1, |r| r.fd())),
             ];
-            if let Some(ring) = &self.ring {
-                fds.push(pollfd(ring.fd()));
-            }
             if let Err(e) = sysd::poll(&mut fds, timeout) {
                 error!("poll: {e}");
                 std::thread::sleep(Duration::from_millis(100));
             }
-            if fds.len() > 3
-                && fds[3].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0
-            {
+            if fds[3].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
                 self.ring_error();
             }
             self.drain_ring();
@@ -333,8 +331,7 @@ impl Daemon {
                 }
             }
             if fds[2].revents != 0 {
-                let done = self.runner.completions();
-                self.on_completions(done);
+                settle(&mut self.doors, self.runner.completions());
             }
             let now = self.now_ms();
             self.doors.tick(now, &mut self.requests);
@@ -414,12 +411,12 @@ impl Daemon {
         }
         self.flush_trace();
         if !self.fired.is_empty() {
-            let fired = std::mem::take(&mut self.fired);
-            for f in &fired {
+            // Taken and put back so the buffer keeps its capacity.
+            let mut fired = std::mem::take(&mut self.fired);
+            for f in fired.drain(..) {
                 self.open_door(f.event, f.src);
             }
             self.fired = fired;
-            self.fired.clear();
             self.submit_requests();
         }
     }
@@ -467,26 +464,13 @@ impl Daemon {
         for req in self.requests.drain(..) {
             let (kind, tag) = match req.kind {
                 CommandKind::Start => ("start", 0),
-                CommandKind::Stop => ("stop", req.journal_id.map_or(0, |id| id + 1)),
+                CommandKind::Stop => ("stop", journal_tag(req.journal_id)),
             };
             self.runner.submit(Request {
                 tag,
                 label: format!("{} {} {kind}", req.src, req.event),
                 command: req.command,
             });
-        }
-    }
-
-    fn on_completions(&mut self, done: Vec<Completion>) {
-        for c in done {
-            if c.tag > 0 {
-                // The stop ran (whatever its outcome, which the runner logged):
-                // it leaves the journal so a restart does not repeat it.
-                self.doors.stop_ran(c.tag - 1);
-            }
-            if let Outcome::SpawnFailed(e) = &c.outcome {
-                error!("{}: could not run: {e}", c.label);
-            }
         }
     }
 
@@ -631,17 +615,27 @@ impl Daemon {
         self.doors.close_all(&mut self.requests);
         self.submit_requests();
         let limit = self.opts.command_limit.min(Duration::from_secs(30)) + SHUTDOWN_GRACE;
-        let done = self.runner.shutdown(limit);
-        for c in done {
-            if c.tag > 0 {
-                self.doors.stop_ran(c.tag - 1);
-            }
-        }
+        settle(&mut self.doors, self.runner.shutdown(limit));
         if let Some(p) = self.pidfile.take() {
             p.remove();
         }
         info!("stopped");
         0
+    }
+}
+
+/// Journal tag of a command: 0 for none, else the journal id + 1.
+fn journal_tag(journal_id: Option<u64>) -> u64 {
+    journal_id.map_or(0, |id| id + 1)
+}
+
+/// Finished commands: a stop that ran leaves the journal so a restart does
+/// not repeat it. (The runner has already logged every outcome.)
+fn settle(doors: &mut Doors, done: Vec<Completion>) {
+    for c in done {
+        if c.tag > 0 {
+            doors.stop_ran(c.tag - 1);
+        }
     }
 }
 
