@@ -15,7 +15,7 @@ use crate::journal::Journal;
 use crate::matcher::{Fired, Matcher, Trace};
 use crate::netif::{Addresses, Change};
 use crate::ring::{Ring, RingConfig};
-use crate::runner::{Completion, Request, Runner, RunnerConfig};
+use crate::runner::{Completion, Outcome, Request, Runner, RunnerConfig};
 use crate::sys::daemon::{self as sysd, Forked, PidFile};
 use crate::sys::signal::SignalFd;
 use crate::wire::{self, Decoded, Link};
@@ -629,12 +629,22 @@ fn journal_tag(journal_id: Option<u64>) -> u64 {
     journal_id.map_or(0, |id| id + 1)
 }
 
-/// Finished commands: a stop that ran leaves the journal so a restart does
-/// not repeat it. (The runner has already logged every outcome.)
+/// Finished commands: a stop that ran to its exit leaves the journal so a
+/// restart does not repeat it. One that never ran or was killed part-way
+/// (cancelled at shutdown, failed to start, timed out) stays there, so the
+/// next start runs it again: a door must not stay open because its close
+/// was cut short. (The runner has already logged every outcome.)
 fn settle(doors: &mut Doors, done: Vec<Completion>) {
     for c in done {
-        if c.tag > 0 {
-            doors.stop_ran(c.tag - 1);
+        if c.tag == 0 {
+            continue;
+        }
+        match c.outcome {
+            Outcome::Exited(_) | Outcome::Signaled(_) => doors.stop_ran(c.tag - 1),
+            _ => warn!(
+                "{}: did not complete ({}); kept in the journal for the next start",
+                c.label, c.outcome
+            ),
         }
     }
 }
@@ -644,5 +654,76 @@ fn pollfd(fd: i32) -> libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::knock::Step;
+    use crate::testutil::Scratch;
+
+    fn completion(tag: u64, outcome: Outcome) -> Completion {
+        Completion {
+            tag,
+            label: "10.0.0.1 SSH stop".into(),
+            outcome,
+            duration: Duration::ZERO,
+            pid: None,
+            output: String::new(),
+            discarded: 0,
+        }
+    }
+
+    /// Opens one door with a journaled stop; returns its tag.
+    fn open_one(doors: &mut Doors) -> u64 {
+        let event = config::Event {
+            name: "SSH".into(),
+            line: 1,
+            sequence: vec!["tcp:7000:s".parse::<Step>().unwrap()],
+            timeout: 5,
+            start_command: "true".into(),
+            stop_command: Some("true %IP%".into()),
+            command_delay: Some(30),
+        };
+        let mut out = Vec::new();
+        doors.open(&event, "10.0.0.1".parse().unwrap(), 0, 1_000_000, &mut out);
+        doors.close_all(&mut out);
+        let stop = out
+            .iter()
+            .find(|r| matches!(r.kind, CommandKind::Stop))
+            .unwrap();
+        journal_tag(stop.journal_id)
+    }
+
+    fn journaled(dir: &Scratch) -> usize {
+        Journal::open(&dir.0).unwrap().1.len()
+    }
+
+    #[test]
+    fn only_stops_that_ran_leave_the_journal() {
+        for outcome in [
+            Outcome::Cancelled,
+            Outcome::SpawnFailed("fork".into()),
+            Outcome::Lost("x".into()),
+            Outcome::TimedOut,
+            Outcome::Terminated,
+        ] {
+            let dir = Scratch::new("settle");
+            let (journal, _, _) = Journal::open(&dir.0).unwrap();
+            let mut doors = Doors::new(Some(journal), 0, 1_000_000);
+            let tag = open_one(&mut doors);
+            assert!(tag > 0);
+            settle(&mut doors, vec![completion(tag, outcome.clone())]);
+            assert_eq!(journaled(&dir), 1, "{outcome:?} must stay journaled");
+        }
+        for outcome in [Outcome::Exited(0), Outcome::Exited(1), Outcome::Signaled(9)] {
+            let dir = Scratch::new("settle");
+            let (journal, _, _) = Journal::open(&dir.0).unwrap();
+            let mut doors = Doors::new(Some(journal), 0, 1_000_000);
+            let tag = open_one(&mut doors);
+            settle(&mut doors, vec![completion(tag, outcome.clone())]);
+            assert_eq!(journaled(&dir), 0, "{outcome:?} ran: its entry must go");
+        }
     }
 }
