@@ -1,12 +1,19 @@
 # tportknockd — see README.md. `make test` is the one test command (CI runs it).
-CARGO   ?= cargo
-PREFIX  ?= /usr/local
-DESTDIR ?=
+CARGO      ?= cargo
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+SBINDIR    ?= $(PREFIX)/sbin
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+# Where install takes the binaries from (the tests install debug builds).
+RELEASE_DIR ?= target/release
 
 # Debian packages the end-to-end tests drive for real.
-TEST_DEBS := iproute2 nftables iptables tcpdump knockd
+TEST_DEBS := iproute2 nftables iptables tcpdump knockd netcat-openbsd systemd util-linux
 
-.PHONY: all build release test deps check clean
+.PHONY: all build release test deps check clean demo install uninstall
 
 all: build
 
@@ -27,6 +34,41 @@ deps:
 test: deps
 	$(CARGO) test --all-targets
 	$(CARGO) test --doc
+
+# A door opened by a knock and closed again, in two throwaway network
+# namespaces (root; installs iproute2, nftables and netcat-openbsd if missing).
+demo: release
+	demo/demo.sh
+
+install: release
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(UNITDIR)
+	install -m 0755 $(RELEASE_DIR)/tportknockd $(DESTDIR)$(SBINDIR)/tportknockd
+	install -m 0755 $(RELEASE_DIR)/tportknock $(DESTDIR)$(BINDIR)/tportknock
+	install -m 0644 man/tportknockd.8 $(DESTDIR)$(MANDIR)/man8/tportknockd.8
+	install -m 0644 man/knock.conf.5 $(DESTDIR)$(MANDIR)/man5/knock.conf.5
+	install -m 0644 man/tportknock.1 $(DESTDIR)$(MANDIR)/man1/tportknock.1
+	sed -e 's,@SBINDIR@,$(SBINDIR),g' -e 's,@SYSCONFDIR@,$(SYSCONFDIR),g' \
+		dist/tportknockd.service.in >$(DESTDIR)$(UNITDIR)/tportknockd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/tportknockd.service
+	install -d -m 0700 $(DESTDIR)$(SYSCONFDIR)/tportknockd
+	@# Never overwrite a configuration someone may have edited.
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/tportknockd/knock.conf ]; then \
+		echo "kept $(DESTDIR)$(SYSCONFDIR)/tportknockd/knock.conf"; \
+	else \
+		install -m 0600 knock.conf.example $(DESTDIR)$(SYSCONFDIR)/tportknockd/knock.conf; \
+	fi
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+
+# Removes what install put there, except the configuration (and the journal
+# in /var/lib/tportknockd), which hold the user's own data.
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/tportknockd $(DESTDIR)$(BINDIR)/tportknock \
+		$(DESTDIR)$(MANDIR)/man8/tportknockd.8 $(DESTDIR)$(MANDIR)/man5/knock.conf.5 \
+		$(DESTDIR)$(MANDIR)/man1/tportknock.1 $(DESTDIR)$(UNITDIR)/tportknockd.service
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "left $(DESTDIR)$(SYSCONFDIR)/tportknockd/ in place; remove it by hand if no longer wanted"
 
 check:
 	$(CARGO) fmt --check
