@@ -56,6 +56,7 @@ fn event(name: &str, seq: &str, timeout: u32) -> Event {
         start_command: String::new(),
         stop_command: None,
         command_delay: None,
+        ..Default::default()
     }
 }
 

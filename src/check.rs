@@ -2,6 +2,7 @@
 //! event does in words, and warn about legal but risky choices.
 
 use std::io::Write;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use crate::config::{self, Config, Event};
@@ -25,7 +26,8 @@ pub fn run(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             for event in &config.events {
                 let _ = describe(event, out);
             }
-            let warnings = warnings(&config, &file);
+            let mut warnings = config.warnings.clone();
+            warnings.extend(self::warnings(&config, &file));
             for w in &warnings {
                 let _ = writeln!(out, "warning: {w}");
             }
@@ -50,20 +52,62 @@ fn plural(n: usize, word: &str) -> String {
 
 fn describe(event: &Event, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "event {} (line {})", event.name, event.line)?;
-    writeln!(
-        out,
-        "  sequence: {} within {} s",
-        plural(event.sequence.len(), "frame"),
-        event.timeout
-    )?;
+    if let Some(file) = &event.one_time {
+        writeln!(out, "  one-time sequences from {}", file.display())?;
+    }
+    if event.sequence.is_empty() {
+        writeln!(out, "  sequence: none left: event disabled")?;
+    } else {
+        writeln!(
+            out,
+            "  sequence: {} within {} s",
+            plural(event.sequence.len(), "frame"),
+            event.timeout
+        )?;
+    }
     for (i, step) in event.sequence.iter().enumerate() {
         writeln!(out, "    {}. {}", i + 1, step.describe())?;
     }
-    writeln!(out, "  start: {}", event.start_command)?;
-    match (&event.stop_command, event.command_delay) {
-        (Some(stop), Some(delay)) => writeln!(out, "  stop after {delay} s: {stop}"),
-        _ => writeln!(out, "  stop: none"),
+    if let Some(gate) = event.tcp_gate {
+        let any = Step {
+            proto: Proto::Tcp,
+            port: 0,
+            flags: gate,
+        };
+        let words = any.describe();
+        let words = words.trim_start_matches("tcp/0 ");
+        writeln!(out, "  TCP frames not {words} are ignored, not wrong")?;
     }
+    if let Some(target) = event.target {
+        writeln!(
+            out,
+            "  watches frames to {target} instead of the own addresses"
+        )?;
+    }
+    let none = |c: &str| {
+        if c.is_empty() {
+            "none".to_string()
+        } else {
+            c.to_string()
+        }
+    };
+    writeln!(out, "  start: {}", none(&event.start_command))?;
+    if let Some(cmd6) = &event.start_command_6 {
+        writeln!(out, "  start for IPv6: {}", none(cmd6))?;
+    }
+    match (&event.stop_command, event.command_delay) {
+        (Some(stop), Some(delay)) => writeln!(out, "  stop after {delay} s: {stop}")?,
+        _ => writeln!(out, "  stop: none")?,
+    }
+    if let Some(cmd6) = &event.stop_command_6 {
+        match event.command_delay {
+            Some(delay) if !cmd6.is_empty() => {
+                writeln!(out, "  stop for IPv6 after {delay} s: {cmd6}")?
+            }
+            _ => writeln!(out, "  stop for IPv6: none")?,
+        }
+    }
+    Ok(())
 }
 
 /// Well-known services whose ordinary traffic would hit a knock port.
@@ -164,6 +208,14 @@ fn ordinary_traffic(step: &Step) -> Vec<String> {
             }
             bits & (flags::ACK | flags::RST) != 0
         }
+        (Proto::Tcp, spec @ FlagSpec::Mask { .. }) => {
+            if CONNECTION_FLAGS.iter().any(|&bits| spec.accepts(bits)) {
+                why.push(
+                    "established and closing TCP connections send such flags all the time".into(),
+                );
+            }
+            spec.accepts(flags::ACK) || spec.accepts(flags::RST | flags::ACK)
+        }
     };
     if EPHEMERAL.contains(&step.port) && reply_like {
         why.push(format!(
@@ -180,7 +232,8 @@ fn ordinary_traffic(step: &Step) -> Vec<String> {
 fn covers(a: &Step, b: &Step) -> bool {
     a.proto == b.proto
         && a.port == b.port
-        && (a.proto == Proto::Udp || a.flags == FlagSpec::Any || a.flags == b.flags)
+        && (a.proto == Proto::Udp
+            || (0..=flags::CLASSIC).all(|f| !b.flags.accepts(f) || a.flags.accepts(f)))
 }
 
 /// Legal but risky choices, each as `FILE:LINE: message` (the line of the
@@ -207,7 +260,12 @@ pub fn warnings(config: &Config, file: &str) -> Vec<String> {
                     .into(),
             ));
         }
-        let start_has_ip = event.start_command.contains("%IP%");
+        if event.start_for(Ipv4Addr::UNSPECIFIED.into()).is_none()
+            && event.start_for(Ipv6Addr::UNSPECIFIED.into()).is_none()
+        {
+            out.push(at("runs no command: a knock only shows in the log".into()));
+        }
+        let start_has_ip = event.start_command.is_empty() || event.start_command.contains("%IP%");
         if !start_has_ip {
             out.push(at(
                 "has a start_command without %IP%: it does the same whoever knocks \
@@ -225,7 +283,11 @@ pub fn warnings(config: &Config, file: &str) -> Vec<String> {
             }
         }
         for (j, other) in config.events.iter().enumerate() {
-            if i == j || event.sequence.len() > other.sequence.len() {
+            if i == j
+                || event.sequence.is_empty()
+                || event.target != other.target
+                || event.sequence.len() > other.sequence.len()
+            {
                 continue;
             }
             if event.sequence == other.sequence {

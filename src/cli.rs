@@ -14,6 +14,8 @@ pub struct Options {
     pub debug: bool,
     pub daemon: bool,
     pub pidfile: PathBuf,
+    /// `-p` was given: a knockd config's `PidFile` does not override it.
+    pub pidfile_set: bool,
     pub state_dir: PathBuf,
     pub max_sources: usize,
     pub command_limit: Duration,
@@ -157,6 +159,7 @@ pub fn parse_args(args: &[String]) -> Result<Mode, String> {
         refresh,
         debug: m.opt_present("d"),
         daemon: m.opt_present("D"),
+        pidfile_set: m.opt_present("p"),
         pidfile: m
             .opt_str("p")
             .unwrap_or_else(|| DEFAULT_PIDFILE.into())

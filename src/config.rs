@@ -19,30 +19,96 @@ use std::fmt;
 use std::io::Read;
 use std::net::IpAddr;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::knock::Step;
+use crate::knock::{FlagSpec, Step};
 
-/// One `<NAME>` block.
-#[derive(Debug, Clone, PartialEq, Eq)]
+pub mod knockd;
+pub mod onetime;
+
+/// One `<NAME>` block (or knockd `[name]` section).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Event {
     pub name: String,
     /// Line of the opening tag, for messages.
     pub line: usize,
+    /// Empty only for a one-time event whose file has no unused line left:
+    /// such an event is disabled.
     pub sequence: Vec<Step>,
     /// Seconds, at least 1; the whole sequence must arrive within it,
     /// counted from its first frame.
     pub timeout: u32,
+    /// Empty: nothing runs for IPv4 knockers (a knockd IPv6-only door).
     pub start_command: String,
     pub stop_command: Option<String>,
     /// Seconds after completion that `stop_command` runs.
     pub command_delay: Option<u32>,
+    /// For IPv6 knockers: `None` runs `start_command`, `Some("")` nothing.
+    pub start_command_6: Option<String>,
+    /// For IPv6 knockers: `None` runs `stop_command`, `Some("")` nothing.
+    pub stop_command_6: Option<String>,
+    /// knockd's `TCPFlags`: a TCP frame whose flags this does not accept is
+    /// ignored by the event (it neither advances nor resets an attempt).
+    /// `None` (knock.conf): such a frame is a wrong frame like any other.
+    pub tcp_gate: Option<FlagSpec>,
+    /// knockd's `Target`: the event matches frames sent to this address,
+    /// and only those, instead of frames to the own addresses.
+    pub target: Option<IpAddr>,
+    /// knockd's `One_Time_Sequences`: `sequence` is this file's first
+    /// unused line, and each use marks that line used.
+    pub one_time: Option<PathBuf>,
+}
+
+impl Event {
+    /// The start command for a knocker at `ip`, unexpanded; `None` when
+    /// nothing is to run for its address family.
+    pub fn start_for(&self, ip: IpAddr) -> Option<&str> {
+        let cmd = match (ip, &self.start_command_6) {
+            (IpAddr::V6(_), Some(cmd6)) => cmd6,
+            _ => &self.start_command,
+        };
+        (!cmd.is_empty()).then_some(cmd.as_str())
+    }
+
+    /// The stop command for a knocker at `ip`, unexpanded; `None` when
+    /// nothing is to run.
+    pub fn stop_for(&self, ip: IpAddr) -> Option<&str> {
+        let cmd = match (ip, &self.stop_command_6) {
+            (IpAddr::V6(_), Some(cmd6)) => Some(cmd6),
+            _ => self.stop_command.as_ref(),
+        }?;
+        (!cmd.is_empty()).then_some(cmd.as_str())
+    }
+}
+
+/// The file format a config was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// tportknockd's `<NAME>` blocks.
+    #[default]
+    KnockConf,
+    /// knockd's `[name]` sections.
+    Knockd,
+}
+
+/// knockd's `[options]`; the command line overrides each.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GlobalOptions {
+    pub use_syslog: bool,
+    pub log_file: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub interface: Option<String>,
 }
 
 /// A whole, valid configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Config {
     pub events: Vec<Event>,
+    pub format: Format,
+    pub options: GlobalOptions,
+    /// Problems `load` found in one-time files: lines skipped, events
+    /// disabled for want of a sequence.
+    pub warnings: Vec<String>,
 }
 
 /// Every problem found in a file, each as `FILE:LINE: message` (or
@@ -89,15 +155,71 @@ pub fn expand(command: &str, ip: IpAddr) -> String {
 /// Parses a file's bytes; `file` names it in messages. Does not look at
 /// ownership or permissions (the client uses this to read sequences).
 ///
-/// This is the format entry point: only knock.conf is understood today; a
-/// reader for other formats plugs in here.
+/// The format is detected from the file: one whose first meaningful line is
+/// a `[section]` header is knockd's, anything else knock.conf. A one-time
+/// event's sequence is left empty here; `load` reads its file.
 pub fn parse(text: &[u8], file: &str) -> Result<Config, LoadError> {
-    parse_knock_conf(text, file)
+    match detect(text) {
+        Format::KnockConf => parse_knock_conf(text, file),
+        Format::Knockd => knockd::parse(text, file),
+    }
+}
+
+/// knockd's format if the first line that is not blank or a comment starts
+/// with `[`: knock.conf never has such a line.
+pub fn detect(text: &[u8]) -> Format {
+    let text = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(text);
+    for line in text.split(|&b| b == b'\n') {
+        match line.iter().find(|b| !b.is_ascii_whitespace()) {
+            None | Some(b'#') => continue,
+            Some(b'[') => return Format::Knockd,
+            Some(_) => return Format::KnockConf,
+        }
+    }
+    Format::KnockConf
 }
 
 /// Reads and parses `path` for the daemon: refuses a file that group or
 /// others can write, or owned by someone other than root or the running user.
+/// The one-time sequence files a knockd config names are read (under the
+/// same rules) to fill in their events' sequences.
 pub fn load(path: &Path) -> Result<Config, LoadError> {
+    let name = path.display().to_string();
+    let (_, bytes) = open_private(path, false)?;
+    let mut config = parse(&bytes, &name)?;
+    let mut messages = Vec::new();
+    for event in config.events.iter_mut() {
+        let Some(file) = &event.one_time else {
+            continue;
+        };
+        let tcp = event.tcp_gate.unwrap_or(FlagSpec::Any);
+        match onetime::read(file, tcp) {
+            Err(e) => messages.push(format!("{name}:{}: One_Time_Sequences: {e}", event.line)),
+            Ok(scan) => {
+                config.warnings.extend(scan.skipped);
+                match scan.active {
+                    Some(active) => event.sequence = active.steps,
+                    None => config.warnings.push(format!(
+                        "{name}:{}: event {} is disabled: {} has no unused sequence left",
+                        event.line,
+                        event.name,
+                        file.display()
+                    )),
+                }
+            }
+        }
+    }
+    if messages.is_empty() {
+        Ok(config)
+    } else {
+        Err(LoadError { messages })
+    }
+}
+
+/// Opens `path` (read-only, or also for writing) after checking that it
+/// is a regular file only root or the running user can change; returns it
+/// with its bytes.
+fn open_private(path: &Path, write: bool) -> Result<(std::fs::File, Vec<u8>), LoadError> {
     let name = path.display().to_string();
     let fail = |msg: String| LoadError {
         messages: vec![format!("{name}: {msg}")],
@@ -105,6 +227,7 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
     // O_NONBLOCK: opening a FIFO must not hang the daemon; it is refused below.
     let file = std::fs::OpenOptions::new()
         .read(true)
+        .write(write)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
         .map_err(|e| fail(format!("cannot open: {e}")))?;
@@ -120,7 +243,8 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
         return Err(LoadError { messages: refusals });
     }
     let mut bytes = Vec::new();
-    file.take(MAX_FILE + 1)
+    (&file)
+        .take(MAX_FILE + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| fail(format!("cannot read: {e}")))?;
     if bytes.len() as u64 > MAX_FILE {
@@ -129,7 +253,7 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
             MAX_FILE >> 20
         )));
     }
-    parse(&bytes, &name)
+    Ok((file, bytes))
 }
 
 /// Why a config with these owner and mode bits must not be trusted.
@@ -162,17 +286,22 @@ enum Key {
     StartCommand,
     StopCommand,
     CommandDelay,
+    StartCommand6,
+    StopCommand6,
 }
 
 impl Key {
-    const ALL: [Key; 5] = [
+    const ALL: [Key; 7] = [
         Key::Sequence,
         Key::Timeout,
         Key::StartCommand,
         Key::StopCommand,
         Key::CommandDelay,
+        Key::StartCommand6,
+        Key::StopCommand6,
     ];
-    const KNOWN: &'static str = "sequence, timeout, start_command, stop_command, command_delay";
+    const KNOWN: &'static str = "sequence, timeout, start_command, stop_command, command_delay, \
+         start_command_6, stop_command_6";
 
     fn name(self) -> &'static str {
         match self {
@@ -181,6 +310,8 @@ impl Key {
             Key::StartCommand => "start_command",
             Key::StopCommand => "stop_command",
             Key::CommandDelay => "command_delay",
+            Key::StartCommand6 => "start_command_6",
+            Key::StopCommand6 => "stop_command_6",
         }
     }
 
@@ -227,12 +358,14 @@ struct Block {
     damaged: bool,
     /// Line where each key (indexed by `Key as usize`) first appeared, even if
     /// its value was bad.
-    seen: [Option<usize>; 5],
+    seen: [Option<usize>; Key::ALL.len()],
     sequence: Option<Vec<Step>>,
     timeout: Option<u32>,
     start_command: Option<String>,
     stop_command: Option<String>,
     command_delay: Option<u32>,
+    start_command_6: Option<String>,
+    stop_command_6: Option<String>,
 }
 
 impl Block {
@@ -242,12 +375,14 @@ impl Block {
             line,
             discard,
             damaged: false,
-            seen: [None; 5],
+            seen: [None; Key::ALL.len()],
             sequence: None,
             timeout: None,
             start_command: None,
             stop_command: None,
             command_delay: None,
+            start_command_6: None,
+            stop_command_6: None,
         }
     }
 
@@ -293,7 +428,8 @@ impl Block {
             return;
         }
         self.mark_seen(key, n);
-        if value.is_empty() {
+        // An empty IPv6 command is knockd's way to say: nothing for IPv6.
+        if value.is_empty() && !matches!(key, Key::StartCommand6 | Key::StopCommand6) {
             diag.at(n, format!("{} has no value", key.name()));
             return;
         }
@@ -308,6 +444,8 @@ impl Block {
             }
             Key::StartCommand => self.start_command = Some(value.to_string()),
             Key::StopCommand => self.stop_command = Some(value.to_string()),
+            Key::StartCommand6 => self.start_command_6 = Some(value.to_string()),
+            Key::StopCommand6 => self.stop_command_6 = Some(value.to_string()),
         }
     }
 
@@ -326,10 +464,20 @@ impl Block {
                     );
                 }
             }
-            match (self.seen(Key::StopCommand), self.seen(Key::CommandDelay)) {
-                (Some(stop), None) => diag.at(
-                    stop,
-                    "stop_command needs command_delay (the seconds to wait before running it)",
+            let stop6 = self
+                .seen(Key::StopCommand6)
+                .filter(|_| self.stop_command_6.as_ref().is_some_and(|c| !c.is_empty()));
+            let stop = self
+                .seen(Key::StopCommand)
+                .map(|line| (line, Key::StopCommand))
+                .or(stop6.map(|line| (line, Key::StopCommand6)));
+            match (stop, self.seen(Key::CommandDelay)) {
+                (Some((line, key)), None) => diag.at(
+                    line,
+                    format!(
+                        "{} needs command_delay (the seconds to wait before running it)",
+                        key.name()
+                    ),
                 ),
                 (None, Some(delay)) => diag.at(
                     delay,
@@ -341,10 +489,12 @@ impl Block {
         if self.discard {
             return None;
         }
-        let stop_given =
-            self.seen(Key::StopCommand).is_some() || self.seen(Key::CommandDelay).is_some();
+        let stop6 = self.stop_command_6.as_ref().is_some_and(|c| !c.is_empty());
+        let stop_given = self.seen(Key::StopCommand).is_some()
+            || self.seen(Key::CommandDelay).is_some()
+            || stop6;
         let stop_pair = match (self.stop_command, self.command_delay) {
-            (Some(stop), Some(delay)) => (Some(stop), Some(delay)),
+            (stop, Some(delay)) if stop.is_some() || stop6 => (stop, Some(delay)),
             (None, None) if !stop_given => (None, None),
             _ => return None,
         };
@@ -356,6 +506,9 @@ impl Block {
             start_command: self.start_command?,
             stop_command: stop_pair.0,
             command_delay: stop_pair.1,
+            start_command_6: self.start_command_6,
+            stop_command_6: self.stop_command_6,
+            ..Event::default()
         })
     }
 }
@@ -614,7 +767,10 @@ fn parse_knock_conf(text: &[u8], file: &str) -> Result<Config, LoadError> {
         ));
     }
     if diag.messages.is_empty() {
-        Ok(Config { events })
+        Ok(Config {
+            events,
+            ..Config::default()
+        })
     } else {
         Err(LoadError {
             messages: diag.messages,
@@ -711,6 +867,7 @@ mod tests {
                     "/usr/sbin/iptables -D INPUT -s %IP% -p tcp --dport 22 -j ACCEPT".into()
                 ),
                 command_delay: Some(30),
+                ..Default::default()
             }]
         );
     }
@@ -843,7 +1000,7 @@ mod tests {
     fn unknown_key_names_the_known_ones() {
         assert_eq!(
             errors(block("E", "colour = red\n")),
-            ["k.conf:5: unknown key 'colour' (known keys: sequence, timeout, start_command, stop_command, command_delay)"]
+            ["k.conf:5: unknown key 'colour' (known keys: sequence, timeout, start_command, stop_command, command_delay, start_command_6, stop_command_6)"]
         );
     }
 
@@ -1051,7 +1208,7 @@ mod tests {
                 "k.conf:1: 'junk' is outside any <NAME> … </NAME> block",
                 "k.conf:3: sequence: frame 'tcp:0': port must be a number from 1 to 65535, not '0'",
                 "k.conf:4: timeout must be whole seconds from 1 to 86400 (one day), not '0'",
-                "k.conf:6: unknown key 'foo' (known keys: sequence, timeout, start_command, stop_command, command_delay)",
+                "k.conf:6: unknown key 'foo' (known keys: sequence, timeout, start_command, stop_command, command_delay, start_command_6, stop_command_6)",
                 "k.conf:8: event name 'A' already used by <A> at line 2",
                 "k.conf:12: closing tag </B> does not match <A> opened at line 8",
                 "k.conf:13: <C> is never closed (missing </C>)",

@@ -12,7 +12,8 @@ use crate::cli::Options;
 use crate::config::{self, Config};
 use crate::doors::{CommandKind, CommandRequest, Doors, Opened};
 use crate::journal::Journal;
-use crate::matcher::{Fired, Matcher, Trace};
+use crate::matcher::{Fired, Trace};
+use crate::matchset::MatchSet;
 use crate::netif::{Addresses, Change};
 use crate::ring::{Ring, RingConfig};
 use crate::runner::{Completion, Outcome, Request, Runner, RunnerConfig};
@@ -41,7 +42,7 @@ pub struct Counters {
 struct Daemon {
     opts: Options,
     config: Config,
-    matcher: Matcher,
+    matcher: MatchSet,
     addrs: Addresses,
     ring: Option<Ring>,
     /// ifindex the ring is bound to; 0 = all interfaces.
@@ -183,19 +184,23 @@ fn notify(state: &str) {
     }
 }
 
-fn open_ring(ifindex: u32, matcher: &Matcher) -> std::io::Result<Ring> {
+fn open_ring(ifindex: u32, matcher: &MatchSet) -> std::io::Result<Ring> {
     let cfg = RingConfig::default();
     let program = filter::build(&matcher.ports(), cfg.snaplen);
     Ring::open(ifindex, &program, cfg)
 }
 
 impl Daemon {
-    fn setup(opts: Options) -> Result<Daemon, String> {
+    fn setup(mut opts: Options) -> Result<Daemon, String> {
         let clock = Instant::now();
         // Block the signals before any thread exists so only the signalfd sees them.
         let signals = SignalFd::new(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1])
             .map_err(|e| format!("signalfd: {e}"))?;
         let config = config::load(&opts.config).map_err(|e| e.to_string())?;
+        apply_global_options(&mut opts, &config)?;
+        for w in &config.warnings {
+            warn!("{w}");
+        }
         let pidfile = PidFile::create(&opts.pidfile)
             .map_err(|e| format!("pid file {}: {e}", opts.pidfile.display()))?;
         let addrs = Addresses::open().map_err(|e| format!("netlink: {e}"))?;
@@ -210,7 +215,7 @@ impl Daemon {
                 }
             },
         };
-        let matcher = Matcher::new(&config.events, opts.max_sources, 0);
+        let matcher = MatchSet::new(&config.events, opts.max_sources, 0);
         let runner = Runner::new(RunnerConfig {
             max_running: opts.max_running,
             time_limit: opts.command_limit,
@@ -391,12 +396,11 @@ impl Daemon {
                 };
                 match wire::decode(bytes, link) {
                     Decoded::Knock(k) => {
-                        if !addrs.is_local(meta.ifindex as u32, k.dst) {
-                            counters.not_local += 1;
-                            return;
-                        }
+                        let local = addrs.is_local(meta.ifindex as u32, k.dst);
                         let t = if trace_on { Some(&mut *trace) } else { None };
-                        matcher.feed(k.src, k.proto, k.dst_port, k.flags, now, fired, t);
+                        if !matcher.feed(local, &k, now, fired, t) {
+                            counters.not_local += 1;
+                        }
                     }
                     Decoded::Other => {}
                     Decoded::Malformed(why) => {
@@ -413,10 +417,16 @@ impl Daemon {
         if !self.fired.is_empty() {
             // Taken and put back so the buffer keeps its capacity.
             let mut fired = std::mem::take(&mut self.fired);
+            let mut one_time_used = Vec::new();
             for f in fired.drain(..) {
-                self.open_door(f.event, f.src);
+                if self.one_time_gate(f.event, f.src, &mut one_time_used) {
+                    self.open_door(f.event, f.src);
+                }
             }
             self.fired = fired;
+            if !one_time_used.is_empty() {
+                self.sequences_changed();
+            }
             self.submit_requests();
         }
     }
@@ -457,6 +467,75 @@ impl Daemon {
                 ev.name
             ),
             Opened::StartOnly => info!("{src} {}: knock complete, running start command", ev.name),
+            Opened::Nothing => info!(
+                "{src} {}: knock complete, no command for this address family",
+                ev.name
+            ),
+        }
+    }
+
+    /// For a one-time event: marks its sequence used in its file (fsync'ed
+    /// before the door opens) and moves to the next; false when the door
+    /// must stay shut (already used in this batch, or the file could not be
+    /// marked, which also disables the event).
+    fn one_time_gate(&mut self, event: usize, src: IpAddr, used: &mut Vec<usize>) -> bool {
+        let Some(ev) = self.config.events.get_mut(event) else {
+            return false;
+        };
+        let Some(path) = ev.one_time.clone() else {
+            return true;
+        };
+        if used.contains(&event) {
+            info!(
+                "{src} {}: one-time sequence already used by an earlier knock: ignored",
+                ev.name
+            );
+            return false;
+        }
+        used.push(event);
+        let tcp = ev.tcp_gate.unwrap_or(crate::knock::FlagSpec::Any);
+        match config::onetime::mark_used(&path, tcp, &ev.sequence) {
+            Err(e) => {
+                error!("{src} {}: {e}; event disabled, door stays shut", ev.name);
+                ev.sequence.clear();
+                false
+            }
+            Ok(scan) => {
+                match scan.active {
+                    Some(next) => {
+                        info!(
+                            "{}: one-time sequence used; next is line {} of {} ({} left)",
+                            ev.name,
+                            next.line,
+                            path.display(),
+                            scan.unused
+                        );
+                        ev.sequence = next.steps;
+                    }
+                    None => {
+                        warn!(
+                            "{}: no unused sequence left in {}: event disabled",
+                            ev.name,
+                            path.display()
+                        );
+                        ev.sequence.clear();
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    /// Sequences of the running config changed (one-time rotation): the
+    /// matchers and the kernel filter follow.
+    fn sequences_changed(&mut self) {
+        let now = self.now_ms();
+        self.matcher.reload(&self.config.events, now);
+        if let Some(ring) = &self.ring {
+            let program = filter::build(&self.matcher.ports(), RingConfig::default().snaplen);
+            if let Err(e) = ring.set_filter(&program) {
+                error!("cannot install the new kernel filter: {e}");
+            }
         }
     }
 
@@ -562,6 +641,9 @@ impl Daemon {
                 error!("reload failed: keeping the running configuration");
             }
             Ok(new) => {
+                for w in &new.warnings {
+                    warn!("reload: {w}");
+                }
                 let now = self.now_ms();
                 self.matcher.reload(&new.events, now);
                 self.config = new;
@@ -583,7 +665,7 @@ impl Daemon {
                 self.kernel_drops = s.drops;
             }
         }
-        let m = self.matcher.stats();
+        let m = self.matcher.stats(self.config.events.len());
         let r = self.runner.stats();
         let c = &self.counters;
         let mut events = String::new();
@@ -622,6 +704,26 @@ impl Daemon {
         info!("stopped");
         0
     }
+}
+
+/// knockd's `[options]` fill in what the command line left unset.
+fn apply_global_options(opts: &mut Options, config: &Config) -> Result<(), String> {
+    let g = &config.options;
+    if opts.iface.is_none() {
+        opts.iface = g.interface.clone();
+    }
+    if !opts.pidfile_set {
+        if let Some(p) = &g.pid_file {
+            opts.pidfile = p.clone();
+        }
+    }
+    if g.use_syslog {
+        crate::log::also_syslog();
+    }
+    if let Some(path) = &g.log_file {
+        crate::log::to_file(path).map_err(|e| format!("LogFile {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Journal tag of a command: 0 for none, else the journal id + 1.
@@ -685,6 +787,7 @@ mod tests {
             start_command: "true".into(),
             stop_command: Some("true %IP%".into()),
             command_delay: Some(30),
+            ..Default::default()
         };
         let mut out = Vec::new();
         doors.open(&event, "10.0.0.1".parse().unwrap(), 0, 1_000_000, &mut out);

@@ -47,6 +47,9 @@ pub enum Opened {
     Rearmed,
     /// The event has no stop command: Start emitted, nothing scheduled.
     StartOnly,
+    /// The event runs nothing for this address family (a knockd event with
+    /// an empty or absent command): nothing emitted.
+    Nothing,
 }
 
 struct PendingStop {
@@ -118,8 +121,12 @@ impl Doors {
         now_unix_ms: u64,
         out: &mut Vec<CommandRequest>,
     ) -> Opened {
-        let Some(stop) = &event.stop_command else {
-            out.push(start_request(event, src));
+        // As knockd: no start command, no stop either.
+        let Some(start) = event.start_for(src) else {
+            return Opened::Nothing;
+        };
+        let Some(stop) = event.stop_for(src) else {
+            out.push(start_request(event, start, src));
             return Opened::StartOnly;
         };
         let delay = u64::from(event.command_delay.unwrap_or(DEFAULT_COMMAND_DELAY));
@@ -139,7 +146,7 @@ impl Doors {
 
         let command = expand(stop, src);
         let journal_id = self.journal_add(&event.name, src, &command, due_unix_ms, delay_ms);
-        out.push(start_request(event, src));
+        out.push(start_request(event, start, src));
         let id = self.wheel.insert(
             due_ms,
             PendingStop {
@@ -272,12 +279,12 @@ impl Doors {
     }
 }
 
-fn start_request(event: &Event, src: IpAddr) -> CommandRequest {
+fn start_request(event: &Event, start: &str, src: IpAddr) -> CommandRequest {
     CommandRequest {
         kind: CommandKind::Start,
         event: event.name.clone(),
         src,
-        command: expand(&event.start_command, src),
+        command: expand(start, src),
         journal_id: None,
     }
 }
@@ -311,6 +318,7 @@ mod tests {
             start_command: "iptables -I INPUT -s %IP% -j ACCEPT".into(),
             stop_command: Some("iptables -D INPUT -s %IP% -j ACCEPT".into()),
             command_delay: Some(delay),
+            ..Default::default()
         }
     }
 
@@ -425,6 +433,39 @@ mod tests {
         assert_eq!(kinds(&out), [CommandKind::Start, CommandKind::Start]);
         assert_eq!(doors.pending(), 0);
         assert_eq!(doors.next_due_ms(), None);
+    }
+
+    #[test]
+    fn ipv6_knockers_get_the_ipv6_commands() {
+        let mut doors = Doors::new(None, T0_MS, T0_UNIX_MS);
+        let mut ev = event("smtp", 5);
+        ev.start_command_6 = Some("ip6tables -I INPUT -s %IP%".into());
+        ev.stop_command_6 = Some("ip6tables -D INPUT -s %IP%".into());
+        let mut out = Vec::new();
+        doors.open(&ev, ip("fd00::2"), T0_MS, T0_UNIX_MS, &mut out);
+        doors.open(&ev, ip("10.0.0.2"), T0_MS, T0_UNIX_MS, &mut out);
+        doors.close_all(&mut out);
+        let cmds: Vec<&str> = out.iter().map(|r| r.command.as_str()).collect();
+        assert_eq!(
+            cmds,
+            [
+                "ip6tables -I INPUT -s fd00::2",
+                "iptables -I INPUT -s 10.0.0.2 -j ACCEPT",
+                "ip6tables -D INPUT -s fd00::2",
+                "iptables -D INPUT -s 10.0.0.2 -j ACCEPT",
+            ]
+        );
+        // Without _6 commands IPv6 falls back; an empty one means nothing.
+        let mut out = Vec::new();
+        let plain = event("ssh", 5);
+        doors.open(&plain, ip("fd00::3"), T0_MS, T0_UNIX_MS, &mut out);
+        assert_eq!(out[0].command, "iptables -I INPUT -s fd00::3 -j ACCEPT");
+        ev.start_command_6 = Some(String::new());
+        assert_eq!(
+            doors.open(&ev, ip("fd00::4"), T0_MS, T0_UNIX_MS, &mut out),
+            Opened::Nothing
+        );
+        assert_eq!(out.len(), 1);
     }
 
     #[test]

@@ -66,6 +66,9 @@ pub enum FlagSpec {
     Exact(u8),
     /// `i`: any flags.
     Any,
+    /// knockd's `TCPFlags`: the bits of `set` must be set and those of
+    /// `clear` clear; the other classic flags do not matter.
+    Mask { set: u8, clear: u8 },
 }
 
 impl FlagSpec {
@@ -73,8 +76,18 @@ impl FlagSpec {
         match self {
             FlagSpec::Exact(bits) => raw_flags & flags::CLASSIC == bits,
             FlagSpec::Any => true,
+            FlagSpec::Mask { set, clear } => raw_flags & (set | clear) == set,
         }
     }
+}
+
+/// Names of the flags in `bits`, in print order.
+fn flag_names(bits: u8) -> Vec<&'static str> {
+    flags::LETTERS
+        .iter()
+        .filter(|(_, bit, _)| bits & bit != 0)
+        .map(|(_, _, name)| *name)
+        .collect()
 }
 
 /// One frame of a knock sequence: `protocol:port[:flags]`.
@@ -103,18 +116,32 @@ impl Step {
             (Proto::Tcp, FlagSpec::Any) => format!("tcp/{} with any flags", self.port),
             (Proto::Tcp, FlagSpec::Exact(0)) => format!("tcp/{} with no flags", self.port),
             (Proto::Tcp, FlagSpec::Exact(bits)) => {
-                let names: Vec<&str> = flags::LETTERS
-                    .iter()
-                    .filter(|(_, bit, _)| bits & bit != 0)
-                    .map(|(_, _, name)| *name)
-                    .collect();
-                format!("tcp/{} with exactly {}", self.port, names.join(" "))
+                format!(
+                    "tcp/{} with exactly {}",
+                    self.port,
+                    flag_names(bits).join(" ")
+                )
+            }
+            (Proto::Tcp, FlagSpec::Mask { set, clear }) => {
+                let mut text = format!("tcp/{}", self.port);
+                if set != 0 {
+                    text += &format!(" with {}", flag_names(set).join(" "));
+                }
+                if clear != 0 {
+                    text += &format!(" without {}", flag_names(clear).join(" "));
+                }
+                if set | clear == 0 {
+                    text += " with any flags";
+                }
+                text
             }
         }
     }
 }
 
 /// Canonical config spelling: `udp:1234`, `tcp:123:frap`, `tcp:434:x`.
+/// knockd's masks, which knock.conf cannot express, print as the set
+/// letters, `!`, the clear letters: `tcp:25:f!a`.
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.proto, self.port)?;
@@ -125,16 +152,27 @@ impl fmt::Display for Step {
                 FlagSpec::Exact(flags::CLASSIC) => f.write_str(":x")?,
                 FlagSpec::Exact(bits) => {
                     f.write_str(":")?;
-                    for (letter, bit, _) in flags::LETTERS {
-                        if bits & bit != 0 {
-                            write!(f, "{letter}")?;
-                        }
-                    }
+                    write_letters(f, bits)?;
+                }
+                FlagSpec::Mask { set, clear } => {
+                    f.write_str(":")?;
+                    write_letters(f, set)?;
+                    f.write_str("!")?;
+                    write_letters(f, clear)?;
                 }
             }
         }
         Ok(())
     }
+}
+
+fn write_letters(f: &mut fmt::Formatter<'_>, bits: u8) -> fmt::Result {
+    for (letter, bit, _) in flags::LETTERS {
+        if bits & bit != 0 {
+            write!(f, "{letter}")?;
+        }
+    }
+    Ok(())
 }
 
 /// Why a step did not parse; the text is meant for `FILE:LINE: ` prefixes.
@@ -339,5 +377,25 @@ mod tests {
         assert!(step("udp:80").matches(Proto::Udp, 80, 0xff));
         assert!(step("tcp:80:x").matches(Proto::Tcp, 80, 0xff));
         assert!(step("tcp:80:n").matches(Proto::Tcp, 80, 0xc0));
+    }
+
+    #[test]
+    fn masks_match_set_and_clear_bits_only() {
+        let s = Step {
+            proto: Proto::Tcp,
+            port: 25,
+            flags: FlagSpec::Mask {
+                set: flags::FIN,
+                clear: flags::ACK,
+            },
+        };
+        assert!(s.matches(Proto::Tcp, 25, flags::FIN));
+        assert!(s.matches(Proto::Tcp, 25, flags::FIN | flags::PSH | flags::URG));
+        assert!(!s.matches(Proto::Tcp, 25, flags::FIN | flags::ACK));
+        assert!(!s.matches(Proto::Tcp, 25, flags::SYN));
+        assert_eq!(s.to_string(), "tcp:25:f!a");
+        assert_eq!(s.describe(), "tcp/25 with FIN without ACK");
+        let any = FlagSpec::Mask { set: 0, clear: 0 };
+        assert!(any.accepts(0) && any.accepts(0xff));
     }
 }

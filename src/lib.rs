@@ -18,6 +18,7 @@ pub mod filter;
 pub mod journal;
 pub mod knock;
 pub mod matcher;
+pub mod matchset;
 pub mod netif;
 #[allow(unsafe_code)]
 pub mod ring;

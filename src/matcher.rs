@@ -11,6 +11,8 @@
 //! - otherwise a retransmission of the frame that last advanced the event
 //!   (same protocol, port and classic flags) is ignored — the next step is
 //!   tried first, so two identical consecutive steps still work;
+//! - otherwise, for an event with knockd's `TCPFlags` (`Event::tcp_gate`), a
+//!   TCP frame whose flags the gate refuses is ignored;
 //! - otherwise any frame to a knock port (one used by *any* event) resets the
 //!   event's progress and is then tried as its first step;
 //! - frames to ports no event uses are ignored after one bit test;
@@ -65,7 +67,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::config::Event;
-use crate::knock::{flags, Proto, Step};
+use crate::knock::{flags, FlagSpec, Proto, Step};
 
 /// Sources tracked at once unless the caller says otherwise.
 pub const DEFAULT_CAPACITY: usize = 65_536;
@@ -202,6 +204,7 @@ struct Ev {
     timeout: u32,
     timeout_ms: u64,
     usable: bool,
+    gate: Option<FlagSpec>,
 }
 
 /// Tracks knock progress of every source; see the module docs.
@@ -306,6 +309,7 @@ fn build_events(events: &[Event]) -> Vec<Ev> {
             timeout: e.timeout,
             timeout_ms: u64::from(e.timeout) * 1000,
             usable: !e.sequence.is_empty() && e.sequence.len() <= MAX_STEPS,
+            gate: e.tcp_gate,
         })
         .collect()
 }
@@ -659,6 +663,14 @@ impl Matcher {
                 }) {
                     max_step = max_step.max(step);
                     continue; // retransmission
+                } else if ev
+                    .gate
+                    .is_some_and(|g| proto == Proto::Tcp && !g.accepts(flags))
+                {
+                    // Only reached when the frame would reset: costs the
+                    // matching path nothing.
+                    max_step = max_step.max(step);
+                    continue;
                 } else {
                     note(trace, Trace::Reset { event, src });
                     step = 0;
@@ -784,6 +796,7 @@ impl Matcher {
                         && o.name == n.name
                         && o.steps == n.steps
                         && o.timeout == n.timeout
+                        && o.gate == n.gate
                 })?;
                 taken[o] = true;
                 Some(o)
@@ -887,6 +900,7 @@ mod tests {
             start_command: String::new(),
             stop_command: None,
             command_delay: None,
+            ..Default::default()
         }
     }
 
@@ -915,6 +929,7 @@ mod tests {
         let fl = match s.flags {
             crate::knock::FlagSpec::Exact(b) => b,
             crate::knock::FlagSpec::Any => 0,
+            crate::knock::FlagSpec::Mask { set, .. } => set,
         };
         (s.proto, s.port, fl)
     }
@@ -963,6 +978,41 @@ mod tests {
             }
         }
         assert_eq!(m.index.iter().filter(|&&e| e != 0).count(), indexed);
+    }
+
+    #[test]
+    fn tcp_gate_ignores_frames_with_other_flags() {
+        let gate = FlagSpec::Mask { set: SYN, clear: 0 };
+        let mut ev = event("knockd", "tcp:7000:s tcp:8000:s udp:9000", 10);
+        for s in ev.sequence.iter_mut().filter(|s| s.proto == Proto::Tcp) {
+            s.flags = gate;
+        }
+        ev.tcp_gate = Some(gate);
+        let plain = event("plain", "tcp:7000:s tcp:8000:s udp:9000", 10);
+        let mut m = Matcher::new(&[ev, plain], 16, 0);
+        let a = ip("192.0.2.1");
+        // SYN with extra flags matches the mask, not `plain`'s exact SYN.
+        let (proto, port, _) = frame("tcp:7000:s");
+        let mut fired = Vec::new();
+        m.feed(a, proto, port, SYN | ECE | PSH, 1, &mut fired, None);
+        assert_eq!((m.progress(a, 0), m.progress(a, 1)), (1, 0));
+        assert!(knock(&mut m, a, "tcp:7000:s", 1).is_empty());
+        assert_eq!((m.progress(a, 0), m.progress(a, 1)), (1, 1));
+        // Wrong port without SYN: ignored by the gated event, resets the other.
+        assert!(knock(&mut m, a, "tcp:9000:a tcp:8000:fa udp:7000", 2).is_empty());
+        assert_eq!((m.progress(a, 0), m.progress(a, 1)), (1, 0));
+        // A wrong frame with SYN resets (here to a new first step).
+        assert!(knock(&mut m, a, "tcp:8000:s", 3).is_empty());
+        assert_eq!(m.progress(a, 0), 2);
+        assert!(knock(&mut m, a, "tcp:7000:s", 3).is_empty());
+        assert_eq!((m.progress(a, 0), m.progress(a, 1)), (1, 1));
+        assert!(knock(&mut m, a, "udp:9000", 3).is_empty());
+        assert_eq!((m.progress(a, 0), m.progress(a, 1)), (0, 0));
+        assert_eq!(
+            knock(&mut m, a, "tcp:7000:s tcp:8000:sa tcp:7000:r udp:9000", 4),
+            [0]
+        );
+        check(&m);
     }
 
     #[test]

@@ -277,6 +277,15 @@ pub fn wire_flags(step: &Step) -> Option<u8> {
         (Proto::Udp, _) => None,
         (Proto::Tcp, FlagSpec::Any) => Some(flags::SYN),
         (Proto::Tcp, FlagSpec::Exact(bits)) => Some(bits),
+        // knockd's TCPFlags: the flags it demands, else a SYN if allowed.
+        (Proto::Tcp, spec @ FlagSpec::Mask { set, .. }) => Some(if set != 0 {
+            set
+        } else {
+            [flags::SYN, flags::ACK, flags::FIN, 0]
+                .into_iter()
+                .find(|&f| spec.accepts(f))
+                .unwrap_or(0)
+        }),
     }
 }
 
