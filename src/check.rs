@@ -68,15 +68,26 @@ fn describe(event: &Event, out: &mut dyn Write) -> std::io::Result<()> {
     for (i, step) in event.sequence.iter().enumerate() {
         writeln!(out, "    {}. {}", i + 1, step.describe())?;
     }
-    if let Some(gate) = event.tcp_gate {
-        let any = Step {
-            proto: Proto::Tcp,
-            port: 0,
-            flags: gate,
+    if let Some(FlagSpec::Mask { set, clear }) = event.tcp_gate {
+        let names = |bits: u8| -> Vec<&str> {
+            flags::LETTERS
+                .iter()
+                .filter(|(_, bit, _)| bits & bit != 0)
+                .map(|(_, _, name)| *name)
+                .collect()
         };
-        let words = any.describe();
-        let words = words.trim_start_matches("tcp/0 ");
-        writeln!(out, "  TCP frames not {words} are ignored, not wrong")?;
+        let mut demands = Vec::new();
+        if set != 0 {
+            demands.push(format!("{} set", names(set).join(" ")));
+        }
+        if clear != 0 {
+            demands.push(format!("{} clear", names(clear).join(" ")));
+        }
+        writeln!(
+            out,
+            "  TCPFlags: {}; other TCP frames are ignored, not wrong",
+            demands.join(", ")
+        )?;
     }
     if let Some(target) = event.target {
         writeln!(
