@@ -1045,6 +1045,38 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_commands() {
+        let c = ok(&block(
+            "E",
+            "start_command_6 = run6 %IP%\nstop_command_6 = undo6 %IP%\ncommand_delay = 9\n",
+        ));
+        let e = &c.events[0];
+        let (v4, v6): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "fd00::1".parse().unwrap());
+        assert_eq!(
+            (e.start_for(v4), e.start_for(v6)),
+            (Some("run %IP%"), Some("run6 %IP%"))
+        );
+        assert_eq!((e.stop_for(v4), e.stop_for(v6)), (None, Some("undo6 %IP%")));
+        assert_eq!(e.command_delay, Some(9));
+        // Empty: nothing for IPv6; absent: IPv4's command.
+        let c = ok(&block(
+            "E",
+            "start_command_6 =\nstop_command = undo %IP%\ncommand_delay = 9\n",
+        ));
+        let e = &c.events[0];
+        assert_eq!((e.start_for(v6), e.stop_for(v6)), (None, Some("undo %IP%")));
+        assert_eq!(
+            errors(block("E", "stop_command_6 = undo6\n")),
+            ["k.conf:5: stop_command_6 needs command_delay (the seconds to wait before running it)"]
+        );
+        // An empty stop_command_6 is no stop: command_delay has nothing to wait for.
+        assert_eq!(
+            errors(block("E", "stop_command_6 =\ncommand_delay = 3\n")),
+            ["k.conf:6: command_delay without stop_command: there is nothing to run after the delay"]
+        );
+    }
+
+    #[test]
     fn stop_and_delay_go_together() {
         assert_eq!(
             errors(block("E", "stop_command = x %IP%\n")),

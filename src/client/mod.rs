@@ -343,6 +343,11 @@ pub fn event_steps(file: &Path, name: &str) -> Result<Vec<Step>, Error> {
     let names: Vec<String> = config.events.iter().map(|e| e.name.clone()).collect();
     match config.events.into_iter().find(|e| e.name == name) {
         Some(event) if !event.sequence.is_empty() => Ok(event.sequence),
+        Some(event) if event.one_time.is_some() => Err(Error(format!(
+            "{shown}: event '{}' takes one-time sequences from a file; give the ports \
+             of the current one on the command line",
+            name.escape_debug()
+        ))),
         Some(_) => Err(Error(format!(
             "{shown}: event '{}' has no sequence",
             name.escape_debug()
