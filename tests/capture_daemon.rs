@@ -286,29 +286,3 @@ fn raw_ip_link_knocks() {
     // SAFETY: closing the descriptor we opened.
     unsafe { libc::close(fd) };
 }
-
-fn open_tun(name: &str) -> i32 {
-    // SAFETY: plain open of the tun clone device.
-    let fd = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-    assert!(
-        fd >= 0,
-        "open /dev/net/tun: {}",
-        std::io::Error::last_os_error()
-    );
-    #[repr(C)]
-    struct IfReq {
-        name: [u8; 16],
-        flags: i16,
-        pad: [u8; 22],
-    }
-    let mut req = IfReq {
-        name: [0; 16],
-        flags: (libc::IFF_TUN | libc::IFF_NO_PI) as i16,
-        pad: [0; 22],
-    };
-    req.name[..name.len()].copy_from_slice(name.as_bytes());
-    // SAFETY: TUNSETIFF reads an ifreq-sized struct we own.
-    let rc = unsafe { libc::ioctl(fd, libc::TUNSETIFF, &mut req) };
-    assert_eq!(rc, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
-    fd
-}

@@ -487,3 +487,94 @@ fn check_summarises_a_knockd_file() {
         "{err}"
     );
 }
+
+/// knockd decodes IPv6 only on Ethernet; here a TUN device (a raw-IP link,
+/// as under a VPN) carries IPv6 knocks that run `Start_Command_6`.
+#[test]
+fn ipv6_knocks_on_a_raw_ip_link_run_the_6_command() {
+    let pair = Pair::new();
+    let dir = TempDir::new("kd10");
+    let out = dir.join("doors");
+    write_config(
+        &dir,
+        &format!(
+            "[vpn]\nsequence = 7000,8000:udp,9000\ntcpflags = syn\ncommand = echo v4 %IP% >> {out}\n\
+             command_6 = echo v6 %IP% >> {out}\n",
+            out = out.display()
+        ),
+    );
+    let tun = format!("tk6{}", std::process::id() % 10000);
+    pair.server.must(&format!(
+        "ip tuntap add mode tun name {tun} && ip -6 addr add fd01::1/64 dev {tun} nodad && ip link set {tun} up"
+    ));
+    let tun_name = tun.clone();
+    let fd = pair.server.run(move || open_tun(&tun_name));
+    let d = start_daemon_on(&pair.server, Some(&tun), &dir, &[]);
+    let (src, dst): (std::net::Ipv6Addr, std::net::Ipv6Addr) =
+        ("fd01::2".parse().unwrap(), "fd01::1".parse().unwrap());
+    for (proto, port) in [(TCP, 7000), (UDP, 8000), (TCP, 9000)] {
+        let l4 = if proto == TCP {
+            frame::tcp(40000, port, 0x02)
+        } else {
+            frame::udp(40000, port, b"knock")
+        };
+        let ip = frame::ipv6(src, dst, proto, l4, &[]);
+        // SAFETY: writing a buffer to the tun descriptor we own.
+        let n = unsafe { libc::write(fd, ip.as_ptr().cast(), ip.len()) };
+        assert_eq!(
+            n as usize,
+            ip.len(),
+            "tun write: {}",
+            std::io::Error::last_os_error()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(
+        expect_lines(&d, &out, 1, Duration::from_secs(3)),
+        [format!("v6 {src}")]
+    );
+    // SAFETY: closing the descriptor we opened.
+    unsafe { libc::close(fd) };
+}
+
+/// knockd sleeps through Cmd_Timeout in a child; here the stop is a timer,
+/// so reload and shutdown answer at once, and shutdown runs the stop.
+#[test]
+fn reload_and_shutdown_do_not_wait_for_cmd_timeout() {
+    let pair = Pair::new();
+    let dir = TempDir::new("kd11");
+    let out = dir.join("doors");
+    write_config(
+        &dir,
+        &format!(
+            "[long]\nsequence = 7000,8000\nstart_command = echo start %IP% >> {out}\n\
+             cmd_timeout = 600\nstop_command = echo stop %IP% >> {out}\n",
+            out = out.display()
+        ),
+    );
+    let mut d = start_daemon(&pair, &dir, &[]);
+    knock_client(&pair, &[&pair.server4.to_string(), "7000", "8000"]);
+    expect_lines(&d, &out, 1, Duration::from_secs(3));
+    let t = Instant::now();
+    d.proc.signal(libc::SIGHUP);
+    d.expect_log("reloaded:", Duration::from_secs(2));
+    d.proc.signal(libc::SIGTERM);
+    let status = d.proc.wait_timeout(Duration::from_secs(5));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "log:\n{}",
+        d.log_text()
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        lines(&out),
+        [
+            format!("start {}", pair.client4),
+            format!("stop {}", pair.client4)
+        ]
+    );
+}
