@@ -10,6 +10,9 @@
 //! </SSH>
 //! ```
 //!
+//! knockd's `[section]` format is read by [`knockd`] into the same types;
+//! [`parse`] tells the two apart.
+//!
 //! The file is read by root and its commands run as root, so the parser
 //! trusts nothing: every problem is collected as `FILE:LINE: message`, echoed
 //! text is clipped and escaped, and no input can make it panic.

@@ -198,7 +198,8 @@ impl MatchSet {
             all.tracked += s.tracked;
             all.evictions += s.evictions;
             for (i, e) in s.events.into_iter().enumerate() {
-                let at = g.map.as_ref().map_or(i, |m| m[i]);
+                let at = g.map.as_ref().map_or(Some(i), |m| m.get(i).copied());
+                let Some(at) = at else { continue };
                 if let Some(slot) = per.get_mut(at) {
                     *slot = Some(e);
                 }

@@ -175,6 +175,22 @@ fn manual_example_2_flags_ignored_not_wrong_and_stop_after_cmd_timeout() {
         after >= Duration::from_millis(1900) && after < Duration::from_millis(3500),
         "stop {after:?} after the knock; Cmd_Timeout is 2 s"
     );
+    // tportknock reads the event from the knockd file and sends SYN+ACK.
+    let conf = dir.join("knock.conf");
+    tportknock(
+        &pair,
+        &[
+            "-c",
+            &conf.display().to_string(),
+            "-e",
+            "opencloseSSH",
+            &server,
+        ],
+    );
+    assert_eq!(
+        expect_lines(&d, &out, 3, Duration::from_secs(3))[2],
+        format!("start {client}")
+    );
 }
 
 fn one_time_config(dir: &TempDir, seqs: &Path, flags: &str) -> String {

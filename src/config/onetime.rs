@@ -197,6 +197,29 @@ mod tests {
     }
 
     #[test]
+    fn random_bytes_never_panic() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for round in 0..300 {
+            let mut bytes = Vec::new();
+            for _ in 0..(round * 13) % 1500 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                bytes.push(match x % 4 {
+                    0 => b"0123456789,:#\n "[(x >> 8) as usize % 15],
+                    _ => x as u8,
+                });
+            }
+            let s = scan(&bytes, FlagSpec::Any, "f");
+            if let Some(a) = s.active {
+                assert!(a.offset < bytes.len() as u64);
+                assert_ne!(bytes[a.offset as usize], b'#');
+                assert!(!a.steps.is_empty());
+            }
+        }
+    }
+
+    #[test]
     fn refuses_files_others_can_write() {
         let dir = Scratch::new("onetime-mode");
         let path = dir.file("seq", "1,2\n", 0o666);
