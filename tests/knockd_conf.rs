@@ -598,3 +598,38 @@ fn reload_and_shutdown_do_not_wait_for_cmd_timeout() {
         ]
     );
 }
+
+#[test]
+fn the_manuals_knockd_example_checks() {
+    require_root();
+    let page =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/man/knock.conf.5")).unwrap();
+    let section = page
+        .split_once(".SH KNOCKD.CONF")
+        .expect("KNOCKD.CONF section")
+        .1;
+    let example = section
+        .split_once(".nf\n")
+        .and_then(|(_, rest)| rest.split_once(".fi\n"))
+        .expect("an example between .nf and .fi")
+        .0
+        .replace("\\-", "-");
+    let dir = TempDir::new("kd12");
+    write_config(&dir, &example);
+    let out = std::process::Command::new(BIN)
+        .arg("-C")
+        .arg(dir.join("knock.conf"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{example}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("event openSSH (line 7)"), "{text}");
+    assert!(
+        text.contains("start for IPv6: /usr/sbin/ip6tables -A INPUT"),
+        "{text}"
+    );
+}
