@@ -13,7 +13,7 @@ RELEASE_DIR ?= target/release
 # Debian packages the end-to-end tests drive for real.
 TEST_DEBS := iproute2 nftables iptables tcpdump knockd netcat-openbsd systemd util-linux groff-base
 
-.PHONY: all build release test deps check clean demo install uninstall
+.PHONY: all build release test deps check clean demo install uninstall fuzz
 
 all: build
 
@@ -73,6 +73,19 @@ uninstall:
 check:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+
+# Each fuzz target for FUZZ_SECONDS; new inputs go to fuzz/target/corpus,
+# the checked-in seeds (fuzz/corpus) are only read. cargo-fuzz needs nightly
+# flags: RUSTC_BOOTSTRAP lets the stable toolchain accept them.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := config decode decode_match
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/target/corpus/$$t && \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --fuzz-dir fuzz $$t fuzz/target/corpus/$$t fuzz/corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
+	done
 
 clean:
 	$(CARGO) clean
