@@ -1,5 +1,5 @@
 //! The `tportknockd` command line: the original's options (`-c -C -i -r -l
-//! -d -D -h`) plus `-p`, `-s`, `-m`, `-t`, `-V`.
+//! -d -D -h`) plus `-p`, `-s`, `-m`, `-t`, `-j`, `-k`, `-V`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,6 +20,9 @@ pub struct Options {
     pub max_sources: usize,
     pub command_limit: Duration,
     pub max_running: usize,
+    /// `-k`: capabilities commands may hold (the bounding set kept after
+    /// start-up as root); `None` keeps every one.
+    pub keep_caps: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +92,13 @@ fn opts() -> getopts::Options {
         "commands running at once (default 16; the rest queue)",
         "N",
     );
+    o.optopt(
+        "k",
+        "",
+        "capabilities commands keep when run as root: a list like \
+         cap_net_admin,cap_net_raw (the default), none, or all",
+        "CAPS",
+    );
     o.optflag("V", "", "print the version and exit");
     o.optflag("h", "", "print this help and exit");
     o
@@ -144,6 +154,10 @@ pub fn parse_args(args: &[String]) -> Result<Mode, String> {
     let max_sources = number::<usize>(&m, "m", 1, 1 << 24)?.unwrap_or(DEFAULT_MAX_SOURCES);
     let command_limit = Duration::from_secs(number::<u64>(&m, "t", 1, 86_400)?.unwrap_or(60));
     let max_running = number::<usize>(&m, "j", 1, 1024)?.unwrap_or(16);
+    let keep_caps = match m.opt_str("k") {
+        None => Some(crate::sys::caps::DEFAULT_KEEP),
+        Some(text) => crate::sys::caps::parse_list(&text).map_err(|e| format!("-k: {e}"))?,
+    };
     let iface = m.opt_str("i");
     if let Some(name) = &iface {
         if name.is_empty() || name.len() > 15 || name.contains('/') {
@@ -171,6 +185,7 @@ pub fn parse_args(args: &[String]) -> Result<Mode, String> {
         max_sources,
         command_limit,
         max_running,
+        keep_caps,
     }))
 }
 
@@ -231,6 +246,7 @@ mod tests {
         assert_eq!(o.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
         assert_eq!(o.max_sources, DEFAULT_MAX_SOURCES);
         assert_eq!(o.command_limit, Duration::from_secs(60));
+        assert_eq!(o.keep_caps, Some(crate::sys::caps::DEFAULT_KEEP));
         let Mode::Run(o) = parse("-c k -p /tmp/p -s /tmp/s -m 10 -t 5 -j 2").unwrap() else {
             panic!()
         };
@@ -240,6 +256,14 @@ mod tests {
         );
         assert_eq!(o.pidfile, PathBuf::from("/tmp/p"));
         assert_eq!(o.iface, None);
+        let Mode::Run(o) = parse("-c k -k all").unwrap() else {
+            panic!()
+        };
+        assert_eq!(o.keep_caps, None);
+        let Mode::Run(o) = parse("-c k -k cap_net_admin,cap_dac_override").unwrap() else {
+            panic!()
+        };
+        assert_eq!(o.keep_caps, Some((1 << 12) | (1 << 1)));
     }
 
     #[test]
@@ -262,6 +286,10 @@ mod tests {
             ("-c k stray", "unexpected argument"),
             ("-c k -C k", "exclude each other"),
             ("-c k -i averyveryverylongname", "not an interface name"),
+            (
+                "-c k -k cap_net_admin,cap_nope",
+                "-k: unknown capability 'cap_nope'",
+            ),
         ] {
             let e = parse(args).unwrap_err();
             assert!(e.contains(needle), "{args:?}: {e}");

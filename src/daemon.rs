@@ -216,6 +216,17 @@ impl Daemon {
             },
         };
         let matcher = MatchSet::new(&config.events, opts.max_sources, 0);
+                let ring = open_ring(ifindex, &matcher).map_err(|e| {
+            let on = opts.iface.as_deref().unwrap_or("all interfaces");
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                format!("capture on {on}: {e} (needs root or CAP_NET_RAW)")
+            } else {
+                format!("capture on {on}: {e}")
+            }
+        })?;
+        // Sockets are open: give up what neither the daemon nor its commands
+        // need, before the runner's threads exist (the sets are per thread).
+        drop_capabilities(opts.keep_caps)?;
         let runner = Runner::new(RunnerConfig {
             max_running: opts.max_running,
             time_limit: opts.command_limit,
@@ -250,14 +261,6 @@ impl Daemon {
             );
         }
         doors.restore(entries, now_ms, now_unix_ms(), &mut requests);
-        let ring = open_ring(ifindex, &matcher).map_err(|e| {
-            let on = opts.iface.as_deref().unwrap_or("all interfaces");
-            if e.kind() == std::io::ErrorKind::PermissionDenied {
-                format!("capture on {on}: {e} (needs root or CAP_NET_RAW)")
-            } else {
-                format!("capture on {on}: {e}")
-            }
-        })?;
         let mut d = Daemon {
             next_refresh_ms: opts.refresh.map(|r| now_ms + r.as_millis() as u64),
             opts,
@@ -749,6 +752,26 @@ fn settle(doors: &mut Doors, done: Vec<Completion>) {
             ),
         }
     }
+}
+
+/// As root: commands keep `keep` (their bounding set), the daemon itself
+/// only what re-opening the capture socket needs. `None` keeps everything.
+fn drop_capabilities(keep: Option<u64>) -> Result<(), String> {
+    use crate::sys::caps;
+    let Some(keep) = keep else {
+        return Ok(());
+    };
+    if sysd::euid() != 0 {
+        return Ok(());
+    }
+    caps::restrict(keep, caps::DAEMON_NEEDS)
+        .map_err(|e| format!("cannot drop capabilities: {e}"))?;
+    debug!(
+        "capabilities: commands keep {}; the daemon keeps {}",
+        caps::format_list(keep),
+        caps::format_list(caps::DAEMON_NEEDS)
+    );
+    Ok(())
 }
 
 fn pollfd(fd: i32) -> libc::pollfd {

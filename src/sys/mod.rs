@@ -22,6 +22,7 @@ macro_rules! syscall {
 #[allow(unused_imports)] // for `crate::sys::syscall!` in ring.rs
 pub(crate) use syscall;
 
+pub mod caps;
 pub mod daemon;
 pub mod netlink;
 pub mod signal;
