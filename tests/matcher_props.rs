@@ -1,0 +1,398 @@
+//! Property tests (issue 8) for what the matcher promises whatever arrives:
+//! sources cannot influence each other, an event fires exactly when its
+//! sequence arrived within its timeout (checked against a from-scratch model
+//! of the rules in `matcher.rs`'s docs), memory stays within the documented
+//! bound, and `%IP%` only ever becomes a printed address.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use proptest::prelude::*;
+use tportknockd::config::{self, Event};
+use tportknockd::knock::{flags, FlagSpec, Proto, Step};
+use tportknockd::matcher::Matcher;
+use tportknockd::wire::{decode, Decoded, Link};
+
+// ---- heap accounting, per thread (tests run in parallel threads) ----
+
+struct Counting;
+
+thread_local! {
+    static LIVE: Cell<usize> = const { Cell::new(0) };
+    static PEAK: Cell<usize> = const { Cell::new(0) };
+}
+
+fn account(add: usize, sub: usize) {
+    let _ = LIVE.try_with(|l| {
+        let v = (l.get() + add).saturating_sub(sub);
+        l.set(v);
+        let _ = PEAK.try_with(|p| p.set(p.get().max(v)));
+    });
+}
+
+// SAFETY: forwards to the system allocator unchanged; only counts sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        account(layout.size(), 0);
+        // SAFETY: the caller's contract for `alloc` is passed on.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        account(0, layout.size());
+        // SAFETY: the caller's contract for `dealloc` is passed on.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        account(layout.size(), 0);
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
+        account(new, layout.size());
+        // SAFETY: the caller's contract for `realloc` is passed on.
+        unsafe { System.realloc(ptr, layout, new) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+// ---- inputs ----
+
+/// Ports come from a tiny set so random frames hit steps often.
+const PORTS: [u16; 4] = [1000, 1001, 1002, 1003];
+
+fn step() -> impl Strategy<Value = Step> {
+    (
+        any::<bool>(),
+        0..PORTS.len(),
+        prop_oneof![
+            Just(FlagSpec::Exact(flags::SYN)),
+            Just(FlagSpec::Exact(0)),
+            Just(FlagSpec::Exact(flags::FIN | flags::ACK)),
+            Just(FlagSpec::Any),
+        ],
+    )
+        .prop_map(|(tcp, p, f)| Step {
+            proto: if tcp { Proto::Tcp } else { Proto::Udp },
+            port: PORTS[p],
+            flags: if tcp { f } else { FlagSpec::Any },
+        })
+}
+
+fn events() -> impl Strategy<Value = Vec<Event>> {
+    prop::collection::vec((prop::collection::vec(step(), 1..5), 1u32..4), 1..4).prop_map(|evs| {
+        evs.into_iter()
+            .enumerate()
+            .map(|(i, (sequence, timeout))| Event {
+                name: format!("E{i}"),
+                line: 1,
+                sequence,
+                timeout,
+                start_command: "true".into(),
+                stop_command: None,
+                command_delay: None,
+            })
+            .collect()
+    })
+}
+
+/// One frame: (protocol, port, raw flag byte, milliseconds since the last).
+type Frame = (Proto, u16, u8, u64);
+
+fn frame() -> impl Strategy<Value = Frame> {
+    (
+        any::<bool>(),
+        0..PORTS.len() + 1,
+        prop_oneof![
+            Just(flags::SYN),
+            Just(0u8),
+            Just(flags::FIN | flags::ACK),
+            Just(0xc2u8), // ECN bits + SYN: the classic flags are SYN
+            any::<u8>(),
+        ],
+        prop_oneof![3 => 0u64..400, 1 => 0u64..4000],
+    )
+        .prop_map(|(tcp, p, f, dt)| {
+            let proto = if tcp { Proto::Tcp } else { Proto::Udp };
+            // one in five frames goes to a port no event uses
+            let port = PORTS.get(p).copied().unwrap_or(2000);
+            (proto, port, if tcp { f } else { 0 }, dt)
+        })
+}
+
+fn v4(n: u32) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(0x0a00_0000u32.wrapping_add(n)))
+}
+
+// ---- a model of the documented rules, one source, one event ----
+
+#[derive(Clone, Copy, Default)]
+struct ModelAttempt {
+    step: usize,
+    flags: u8,
+    deadline: u64,
+}
+
+fn model_feed(
+    evs: &[Event],
+    state: &mut [ModelAttempt],
+    (proto, port, fl, now): (Proto, u16, u8, u64),
+) -> Vec<usize> {
+    let knock_port = evs.iter().any(|e| {
+        e.sequence
+            .iter()
+            .any(|s| s.proto == proto && s.port == port)
+    });
+    let mut fired = Vec::new();
+    if !knock_port {
+        return fired;
+    }
+    for (i, ev) in evs.iter().enumerate() {
+        let a = &mut state[i];
+        if a.step > 0 {
+            if now > a.deadline {
+                *a = ModelAttempt::default(); // dead: never continued
+            } else if ev.sequence[a.step].matches(proto, port, fl) {
+                a.step += 1;
+                a.flags = fl & flags::CLASSIC;
+                if a.step == ev.sequence.len() {
+                    fired.push(i);
+                    *a = ModelAttempt::default();
+                }
+                continue;
+            } else {
+                let prev = ev.sequence[a.step - 1];
+                if prev.proto == proto
+                    && prev.port == port
+                    && (proto == Proto::Udp || a.flags == fl & flags::CLASSIC)
+                {
+                    continue; // a retransmission of the last step
+                }
+                *a = ModelAttempt::default(); // reset, then try as a first step
+            }
+        }
+        if ev.sequence[0].matches(proto, port, fl) {
+            if ev.sequence.len() == 1 {
+                fired.push(i);
+            } else {
+                *a = ModelAttempt {
+                    step: 1,
+                    flags: fl & flags::CLASSIC,
+                    deadline: now + u64::from(ev.timeout) * 1000,
+                };
+            }
+        }
+    }
+    fired
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 200,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// The matcher fires exactly what the model of its documented rules
+    /// fires, frame by frame: only after the exact sequence, within the
+    /// timeout counted from the first frame.
+    #[test]
+    fn fires_exactly_as_the_rules_say(evs in events(), frames in prop::collection::vec(frame(), 0..60)) {
+        let src = v4(1);
+        let mut m = Matcher::new(&evs, 64, 0);
+        let mut state = vec![ModelAttempt::default(); evs.len()];
+        let (mut now, mut fired) = (0u64, Vec::new());
+        for (i, &(proto, port, fl, dt)) in frames.iter().enumerate() {
+            now += dt;
+            if i % 7 == 6 {
+                m.expire(now, None);
+            }
+            fired.clear();
+            m.feed(src, proto, port, fl, now, &mut fired, None);
+            let got: Vec<usize> = fired.iter().map(|f| f.event).collect();
+            let want = model_feed(&evs, &mut state, (proto, port, fl, now));
+            prop_assert_eq!(&got, &want, "frame {} ({:?} {} {:#x} at {})", i, proto, port, fl, now);
+            prop_assert!(fired.iter().all(|f| f.src == src));
+        }
+    }
+
+    /// Whenever an event fires, the source's own frames contain its steps
+    /// in order, the first no longer ago than the timeout.
+    #[test]
+    fn a_fire_has_its_whole_sequence_within_the_timeout(evs in events(), frames in prop::collection::vec(frame(), 0..60)) {
+        let src = v4(1);
+        let mut m = Matcher::new(&evs, 64, 0);
+        let (mut now, mut fired, mut seen) = (0u64, Vec::new(), Vec::new());
+        for &(proto, port, fl, dt) in &frames {
+            now += dt;
+            seen.push((proto, port, fl, now));
+            fired.clear();
+            m.feed(src, proto, port, fl, now, &mut fired, None);
+            for f in &fired {
+                let ev = &evs[f.event];
+                let window = u64::from(ev.timeout) * 1000;
+                // Match the steps backwards from this frame.
+                let mut need = ev.sequence.len();
+                let mut first_at = now;
+                for &(p, po, fla, t) in seen.iter().rev() {
+                    if need == 0 || now - t > window {
+                        break;
+                    }
+                    if ev.sequence[need - 1].matches(p, po, fla) {
+                        need -= 1;
+                        first_at = t;
+                    }
+                }
+                prop_assert_eq!(need, 0, "{} fired without its sequence in the window", ev.name);
+                prop_assert!(now - first_at <= window);
+            }
+        }
+    }
+
+    /// Frames from other sources, interleaved in any way, change nothing
+    /// about what one source's frames fire (while the table has room).
+    #[test]
+    fn other_sources_change_nothing(
+        evs in events(),
+        mine in prop::collection::vec(frame(), 0..40),
+        others in prop::collection::vec((1u32..6, frame()), 0..120),
+        merge in prop::collection::vec(any::<bool>(), 160),
+    ) {
+        let me = v4(0);
+        let alone = {
+            let mut m = Matcher::new(&evs, 64, 0);
+            let (mut now, mut out, mut fired) = (0u64, Vec::new(), Vec::new());
+            for &(proto, port, fl, dt) in &mine {
+                now += dt;
+                fired.clear();
+                m.feed(me, proto, port, fl, now, &mut fired, None);
+                out.push(fired.iter().map(|f| f.event).collect::<Vec<_>>());
+            }
+            out
+        };
+        // Same frames at the same times, others' frames slotted in between
+        // (they take their time from the running clock, adding none).
+        let mut m = Matcher::new(&evs, 64, 0);
+        let (mut now, mut got, mut fired) = (0u64, Vec::new(), Vec::new());
+        let (mut i, mut j, mut k) = (0, 0, 0);
+        while i < mine.len() {
+            let other_turn = j < others.len() && merge.get(k).copied().unwrap_or(false);
+            k += 1;
+            fired.clear();
+            if other_turn {
+                let (n, (proto, port, fl, _)) = others[j];
+                j += 1;
+                m.feed(v4(n), proto, port, fl, now, &mut fired, None);
+                prop_assert!(fired.iter().all(|f| f.src == v4(n)));
+                if k % 5 == 0 {
+                    m.expire(now, None);
+                }
+            } else {
+                let (proto, port, fl, dt) = mine[i];
+                i += 1;
+                now += dt;
+                m.feed(me, proto, port, fl, now, &mut fired, None);
+                prop_assert!(fired.iter().all(|f| f.src == me));
+                got.push(fired.iter().map(|f| f.event).collect::<Vec<_>>());
+            }
+        }
+        prop_assert_eq!(got, alone);
+    }
+
+    /// Any stream of frames from any number of sources: at most `capacity`
+    /// sources tracked, and the heap never holds more than the documented
+    /// 32 bytes per slot + 8 per event per slot + 8 per index entry
+    /// (2 × capacity rounded up to a power of two), plus the two 16 KiB
+    /// port bitmaps and the events themselves.
+    #[test]
+    fn memory_stays_within_the_documented_bound(
+        evs in events(),
+        cap_log in 2u32..9,
+        frames in prop::collection::vec((any::<u32>(), frame()), 0..1500),
+    ) {
+        let capacity = 1usize << cap_log;
+        let mut fired = Vec::with_capacity(16);
+        let start = LIVE.with(Cell::get);
+        PEAK.with(|p| p.set(start));
+        let mut m = Matcher::new(&evs, capacity, 0);
+        let mut now = 0;
+        for (n, &(src, (proto, port, fl, dt))) in frames.iter().enumerate() {
+            now += dt / 8;
+            // Mostly fresh sources (a spoofed flood), some repeating.
+            let addr = if src % 4 == 0 {
+                IpAddr::V6(Ipv6Addr::from(u128::from(src % 64)))
+            } else {
+                v4(src)
+            };
+            fired.clear();
+            m.feed(addr, proto, port, fl, now, &mut fired, None);
+            if n % 100 == 99 {
+                m.expire(now, None);
+            }
+            if n % 64 == 0 {
+                prop_assert!(m.stats().tracked <= capacity);
+            }
+        }
+        prop_assert!(m.stats().tracked <= capacity);
+        let ne = evs.len();
+        let index = (2 * capacity).next_power_of_two().max(16) * 8;
+        let bitmaps = 2 * 2 * 65_536 / 8;
+        let events: usize = evs.iter().map(|e| 64 + e.name.len() + e.sequence.len() * 8 + 16).sum();
+        let bound = capacity * (32 + 8 * ne) + index + bitmaps + events + 1024;
+        let peak = PEAK.with(Cell::get) - start;
+        prop_assert!(peak <= bound, "peak heap {} B > bound {} B (capacity {}, {} events)", peak, bound, capacity, ne);
+        drop(m);
+    }
+
+    /// `%IP%` becomes the printed address and nothing else: only hex
+    /// digits, `.` and `:`, which parse back to the very address; the rest
+    /// of the command is untouched.
+    #[test]
+    fn ip_expands_only_to_a_printed_address(
+        pieces in prop::collection::vec("[^%]{0,12}", 1..5),
+        bits in any::<u128>(),
+        is_v4 in any::<bool>(),
+    ) {
+        let ip = if is_v4 { IpAddr::V4(Ipv4Addr::from(bits as u32)) } else { IpAddr::V6(Ipv6Addr::from(bits)) };
+        let text = ip.to_string();
+        prop_assert!(text.chars().all(|c| c.is_ascii_hexdigit() || c == '.' || c == ':'), "{}", text);
+        prop_assert_eq!(text.parse::<IpAddr>().unwrap(), ip);
+        let command = pieces.join("%IP%");
+        let out = config::expand(&command, ip);
+        prop_assert_eq!(out, pieces.join(&text));
+    }
+
+    /// Whatever bytes a frame holds, the source address it yields prints
+    /// as an address: the only frame-chosen text a command ever sees.
+    #[test]
+    fn any_frame_yields_only_an_address(bytes in prop::collection::vec(any::<u8>(), 0..120), link in 0usize..3) {
+        let link = [Link::Ethernet, Link::RawIp, Link::Loopback][link];
+        if let Decoded::Knock(k) = decode(&bytes, link) {
+            let out = config::expand("iptables -A INPUT -s %IP% -j ACCEPT", k.src);
+            let addr = out.strip_prefix("iptables -A INPUT -s ").and_then(|s| s.strip_suffix(" -j ACCEPT")).unwrap();
+            prop_assert_eq!(addr.parse::<IpAddr>().unwrap(), k.src);
+        }
+    }
+
+    /// Config bytes reach logs through error messages: never a control
+    /// character or a line break, whatever the file holds.
+    #[test]
+    fn config_errors_are_printable_single_lines(text in prop::collection::vec(any::<u8>(), 0..400)) {
+        let mut doc = b"<A>\n sequence = ".to_vec();
+        doc.extend_from_slice(&text);
+        doc.extend_from_slice(b"\n timeout = \x1b[31m\n</A>\n");
+        for bytes in [&text[..], &doc[..]] {
+            if let Err(e) = config::parse(bytes, "k.conf") {
+                for msg in &e.messages {
+                    prop_assert!(!msg.chars().any(char::is_control), "{:?}", msg);
+                }
+            }
+        }
+    }
+}
