@@ -106,17 +106,31 @@ fn utc(secs: u64) -> String {
 }
 
 /// Log lines may carry attacker-chosen or command-chosen text: keep them on
-/// one line and printable.
+/// one line and printable. Besides control characters, the Unicode line and
+/// paragraph separators (some viewers break lines there) and the invisible
+/// format characters (bidi overrides can make a line read differently from
+/// its bytes) are escaped.
 pub fn sanitize(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c.is_control() {
+        if c.is_control() || invisible(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
     }
     out
+}
+
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{feff}'
+    )
 }
 
 fn syslog(level: Level, line: &str) {
@@ -150,6 +164,26 @@ mod tests {
     fn sanitize_escapes_control_bytes() {
         assert_eq!(sanitize("a\nb\x1b[31m"), "a\\nb\\u{1b}[31m");
         assert_eq!(sanitize("plain %IP% #1"), "plain %IP% #1");
+        assert_eq!(sanitize("\u{85}x\r\0"), "\\u{85}x\\r\\u{0}");
+        // Unicode line breaks and bidi overrides are escaped too; ordinary
+        // non-ASCII text stays readable.
+        assert_eq!(
+            sanitize("a\u{2028}b\u{202e}c\u{2066}d\u{feff}"),
+            "a\\u{2028}b\\u{202e}c\\u{2066}d\\u{feff}"
+        );
+        assert_eq!(sanitize("Grüße ✓"), "Grüße ✓");
+    }
+
+    #[test]
+    fn sanitized_text_is_one_printable_line() {
+        // Every char of the first planes, and invalid UTF-8 as the runner
+        // receives it (lossily decoded).
+        let all: String = (0..0x3_0000u32).filter_map(char::from_u32).collect();
+        let lossy = String::from_utf8_lossy(b"\xff\xfe\x1b[2J\xc0\n").into_owned();
+        for text in [all, lossy] {
+            let s = sanitize(&text);
+            assert!(!s.chars().any(|c| c.is_control() || invisible(c)));
+        }
     }
 
     #[test]
