@@ -24,6 +24,12 @@ fn config(dir: &TempDir) -> String {
     )
 }
 
+/// A daemon without `-d`: under a flood, a debug line per frame would
+/// measure the log file, not the daemon.
+fn quiet_daemon(pair: &Pair, dir: &TempDir, extra: &[&str]) -> Daemon {
+    start_daemon_opts(&pair.server, Some(&pair.server_if), dir, extra, false)
+}
+
 fn opened(dir: &TempDir, n: usize, limit: Duration) -> Vec<String> {
     wait_lines(&dir.join("opened"), n, limit)
 }
@@ -45,13 +51,13 @@ impl Stats {
 /// Asks for a stats line (SIGUSR1) and returns it.
 fn stats(d: &Daemon) -> Stats {
     let count = |t: &str| t.matches("stats: frames=").count();
-    let before = count(&d.log_text());
+    let before = count(&d.log_tail(40));
     d.proc.signal(libc::SIGUSR1);
     let text = wait_for(Duration::from_secs(5), || {
-        let t = d.log_text();
+        let t = d.log_tail(40);
         (count(&t) > before).then_some(t)
     })
-    .unwrap_or_else(|| panic!("no stats line after SIGUSR1; log:\n{}", d.log_text()));
+    .unwrap_or_else(|| panic!("no stats line after SIGUSR1; log:\n{}", d.log_tail(40)));
     let line = text
         .lines()
         .rfind(|l| l.contains("stats: frames="))
@@ -218,9 +224,9 @@ fn malformed_frames(pair: &Pair) -> Vec<(Vec<u8>, bool)> {
 }
 
 const MALFORMED_TOTAL: usize = 1_000_000;
-/// Half the frames reach the decoder. At this rate a debug build decodes
-/// most of them on a busy two-core machine; what the ring cannot hold the
-/// kernel counts as drops, and the test accounts for both.
+/// Half the frames reach the decoder. A debug build keeps up with this rate
+/// (no ring drops seen on a busy two-core machine); should the ring
+/// overflow, the kernel counts the drops and the test accounts for them.
 const MALFORMED_RATE: u64 = 120_000;
 
 #[test]
@@ -228,7 +234,7 @@ fn a_million_malformed_frames_are_counted_and_a_knock_still_opens() {
     let pair = Pair::new();
     let dir = TempDir::new("h1");
     write_config(&dir, &config(&dir));
-    let d = start_daemon(&pair, &dir, &[]);
+    let d = quiet_daemon(&pair, &dir, &[]);
     let kinds = malformed_frames(&pair);
     let per_cycle = kinds.iter().filter(|k| k.1).count();
     let expected = MALFORMED_TOTAL / kinds.len() * per_cycle
@@ -259,7 +265,7 @@ fn a_million_malformed_frames_are_counted_and_a_knock_still_opens() {
     assert!(
         alive(d.proc.pid()),
         "the daemon died; log:\n{}",
-        d.log_text()
+        d.log_tail(40)
     );
     eprintln!("stats: {s:?}");
     // Every frame that reached the decoder was counted malformed (or, if
@@ -268,15 +274,112 @@ fn a_million_malformed_frames_are_counted_and_a_knock_still_opens() {
         s.n("malformed") + s.n("drops"),
         expected as u64,
         "stats {s:?}; log:\n{}",
-        d.log_text()
+        d.log_tail(40)
     );
-    assert!(s.n("malformed") >= expected as u64 / 4, "{s:?}");
+    assert!(s.n("malformed") >= expected as u64 / 2, "{s:?}");
     assert_eq!(s.0["OPEN"], "0/0", "{s:?}");
     knock(&pair, SEQ);
     assert_eq!(
         opened(&dir, 1, Duration::from_secs(5)),
         vec![pair.client4.to_string()],
         "log:\n{}",
-        d.log_text()
+        d.log_tail(40)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Spoofed flood
+
+const FLOOD_SOURCES: u32 = 1_000_000;
+const FLOOD_RATE: u64 = 100_000;
+/// Resident memory the daemon may reach, whatever the flood: the matcher's
+/// full default table (65,536 sources × 56 B = 3.5 MiB), the 4 MiB ring, the
+/// port bitmaps and the binary itself stay under issue 7's goal of 16 MB.
+const RSS_BOUND_KB: u64 = 16 * 1000;
+
+/// First knocks (tcp/7000 SYN) from `count` distinct spoofed sources in
+/// 100.64.0.0/10, starting at offset `from`.
+fn spoofed_first_knocks(pair: &Pair, from: u32, count: u32) -> Vec<Vec<u8>> {
+    let template = knock_frame(
+        pair,
+        IpAddr::V4(Ipv4Addr::new(100, 64, 0, 0)),
+        IpAddr::V4(pair.server4),
+        (TCP, 7000, 0x02),
+    );
+    (from..from + count)
+        .map(|n| {
+            let mut f = template.clone();
+            let src = u32::from(Ipv4Addr::new(100, 64, 0, 0)) + n;
+            // Checksums stay stale: the server's own stack drops these
+            // instead of answering a million spoofed sources.
+            f[26..30].copy_from_slice(&src.to_be_bytes());
+            f
+        })
+        .collect()
+}
+
+#[test]
+fn a_million_source_spoofed_flood_stays_in_bounded_memory_and_a_real_knock_opens() {
+    let pair = Pair::new();
+    let dir = TempDir::new("h2");
+    write_config(&dir, &config(&dir));
+    let d = quiet_daemon(&pair, &dir, &[]);
+    let pid = d.proc.pid();
+    let rss_before = status_kb(pid, "VmRSS");
+    let ifname = pair.client_if.clone();
+    let chunk = 100_000;
+    let chunks: Vec<Vec<Vec<u8>>> = (0..FLOOD_SOURCES / chunk)
+        .map(|i| spoofed_first_knocks(&pair, i * chunk, chunk))
+        .collect();
+    let t = Instant::now();
+    let flood = {
+        let path = format!("/run/netns/{}", pair.client.name);
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).unwrap();
+            use std::os::fd::AsRawFd;
+            // SAFETY: a network namespace fd; moves only this new thread.
+            assert_eq!(
+                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+                0
+            );
+            let mut sent = 0;
+            for frames in &chunks {
+                sent += send_raw_many(&ifname, frames, frames.len(), Some(FLOOD_RATE)).unwrap();
+            }
+            sent
+        })
+    };
+    // The real knock, in the middle of the flood.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !flood.is_finished(),
+        "the flood ended before the real knock"
+    );
+    knock(&pair, SEQ);
+    let during = opened(&dir, 1, Duration::from_secs(5));
+    let still_flooding = !flood.is_finished();
+    let sent = flood.join().unwrap();
+    let took = t.elapsed();
+    assert_eq!(sent, FLOOD_SOURCES as usize);
+    assert_eq!(
+        during,
+        vec![pair.client4.to_string()],
+        "log:\n{}",
+        d.log_tail(40)
+    );
+    assert!(still_flooding, "the door opened only after the flood");
+    let s = stats(&d);
+    let (rss, hwm) = (status_kb(pid, "VmRSS"), status_kb(pid, "VmHWM"));
+    eprintln!(
+        "{sent} spoofed first knocks in {took:?}; RSS {rss_before} kB before, {rss} kB after, peak {hwm} kB; {s:?}"
+    );
+    assert!(alive(pid));
+    assert_eq!(s.0["OPEN"].split('/').nth(1), Some("1"), "{s:?}");
+    // Most of the flood reached the matcher: the bound below was tested.
+    assert!(s.n("frames") >= u64::from(FLOOD_SOURCES) / 2, "{s:?}");
+    assert!(s.n("sources") <= 65_536, "{s:?}");
+    assert!(
+        hwm <= RSS_BOUND_KB,
+        "peak RSS {hwm} kB over the {RSS_BOUND_KB} kB bound"
     );
 }

@@ -21,6 +21,13 @@ impl Daemon {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The last `n` lines of the log, for failure messages.
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = self.log_text();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
     /// Waits until the log contains `needle`; panics with the log if not.
     #[track_caller]
     pub fn expect_log(&self, needle: &str, limit: Duration) {
@@ -48,6 +55,18 @@ pub fn start_daemon(pair: &Pair, dir: &TempDir, extra: &[&str]) -> Daemon {
 }
 
 pub fn start_daemon_on(ns: &Netns, iface: Option<&str>, dir: &TempDir, extra: &[&str]) -> Daemon {
+    start_daemon_opts(ns, iface, dir, extra, true)
+}
+
+/// As [`start_daemon_on`]; `debug: false` leaves out `-d`, for floods whose
+/// every frame would otherwise be a log line.
+pub fn start_daemon_opts(
+    ns: &Netns,
+    iface: Option<&str>,
+    dir: &TempDir,
+    extra: &[&str],
+    debug: bool,
+) -> Daemon {
     let log = dir.join(&format!(
         "daemon{}.log",
         COUNTER.fetch_add(1, Ordering::SeqCst)
@@ -60,8 +79,10 @@ pub fn start_daemon_on(ns: &Netns, iface: Option<&str>, dir: &TempDir, extra: &[
     cmd.arg("-p")
         .arg(dir.join("pid"))
         .arg("-s")
-        .arg(dir.join("state"))
-        .arg("-d");
+        .arg(dir.join("state"));
+    if debug {
+        cmd.arg("-d");
+    }
     cmd.args(extra);
     cmd.stdout(Stdio::null())
         .stderr(fs::File::create(&log).unwrap());
