@@ -383,3 +383,121 @@ fn a_million_source_spoofed_flood_stays_in_bounded_memory_and_a_real_knock_opens
         "peak RSS {hwm} kB over the {RSS_BOUND_KB} kB bound"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Commands that misbehave
+
+/// Kills, on drop, the processes whose pids the test's commands wrote down
+/// (a command's lingering child is nobody else's to clean up).
+struct PidFiles(Vec<std::path::PathBuf>);
+
+impl Drop for PidFiles {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            if let Some(pid) = std::fs::read_to_string(path)
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok())
+            {
+                // SAFETY: signalling a pid our own test command recorded.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+fn read_pid(path: &std::path::Path) -> i32 {
+    wait_for(Duration::from_secs(3), || {
+        std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    })
+    .unwrap_or_else(|| panic!("{} was never written", path.display()))
+}
+
+#[test]
+fn hung_failing_and_forking_commands_leave_capture_alone() {
+    let pair = Pair::new();
+    let dir = TempDir::new("h3");
+    let (hang, child) = (dir.join("hang.pid"), dir.join("child.pid"));
+    let _guard = PidFiles(vec![hang.clone(), child.clone()]);
+    write_config(
+        &dir,
+        &format!(
+            "<HANG>\n sequence = tcp:7100:s\n timeout = 5\n \
+             start_command = echo $$ > {hang}; sleep 600\n</HANG>\n\
+             <FAIL>\n sequence = tcp:7200:s\n timeout = 5\n \
+             start_command = echo went wrong >&2; exit 3\n</FAIL>\n\
+             <FORK>\n sequence = tcp:7300:s\n timeout = 5\n \
+             start_command = sleep 600 & echo $! > {child}; echo forked\n</FORK>\n{}",
+            config(&dir),
+            hang = hang.display(),
+            child = child.display(),
+        ),
+    );
+    let d = start_daemon(&pair, &dir, &["-t", "2"]);
+    let started = Instant::now();
+    knock(
+        &pair,
+        &[(TCP, 7100, 0x02), (TCP, 7200, 0x02), (TCP, 7300, 0x02)],
+    );
+    let hang_pid = read_pid(&hang);
+    let child_pid = read_pid(&child);
+    // The hung command runs; a knock still opens at once.
+    let t = Instant::now();
+    knock(&pair, SEQ);
+    assert_eq!(
+        opened(&dir, 1, Duration::from_secs(2)),
+        vec![pair.client4.to_string()],
+        "log:\n{}",
+        d.log_tail(40)
+    );
+    eprintln!(
+        "door opened {:?} after the knock while a command hung",
+        t.elapsed()
+    );
+    assert!(alive(hang_pid), "the hung command ended too early");
+    let who = pair.client4;
+    d.expect_log(
+        &format!("command {who} FAIL start: | went wrong"),
+        Duration::from_secs(2),
+    );
+    d.expect_log(
+        &format!("command {who} FAIL start: failed: exit status 3"),
+        Duration::from_secs(2),
+    );
+    // The forking command is done when its own shell exits; its child lives
+    // on without holding anything up.
+    d.expect_log(
+        &format!("command {who} FORK start: | forked"),
+        Duration::from_secs(2),
+    );
+    d.expect_log(
+        &format!("command {who} FORK start: exited 0"),
+        Duration::from_secs(2),
+    );
+    assert!(alive(child_pid), "the forked child is not ours to kill");
+    // The hung one is terminated at the 2 s limit, with its process group.
+    d.expect_log(
+        &format!("command {who} HANG start: failed: time limit reached"),
+        Duration::from_secs(4),
+    );
+    let ended = started.elapsed();
+    assert!(
+        ended >= Duration::from_secs(2) && ended < Duration::from_secs(5),
+        "terminated after {ended:?}"
+    );
+    assert!(
+        wait_for(Duration::from_secs(3), || (!alive(hang_pid)).then_some(())).is_some(),
+        "the hung command's shell survived"
+    );
+    // Capture still runs after all of it.
+    let other = Ipv4Addr::new(10, 199, 0, 66);
+    knock_from(&pair, IpAddr::V4(other), IpAddr::V4(pair.server4), SEQ);
+    assert_eq!(
+        opened(&dir, 2, Duration::from_secs(2)).get(1),
+        Some(&other.to_string()),
+        "log:\n{}",
+        d.log_tail(40)
+    );
+    let s = stats(&d);
+    assert_eq!(s.n("failed"), 2, "{s:?}");
+    assert!(alive(d.proc.pid()));
+}
