@@ -501,3 +501,112 @@ fn hung_failing_and_forking_commands_leave_capture_alone() {
     assert_eq!(s.n("failed"), 2, "{s:?}");
     assert!(alive(d.proc.pid()));
 }
+
+// ---------------------------------------------------------------------------
+// The journal cannot be written
+
+/// A tmpfs mounted for the test, lazily unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(path: std::path::PathBuf, opts: &str) -> Tmpfs {
+        std::fs::create_dir_all(&path).unwrap();
+        must(&format!(
+            "mount -t tmpfs -o {opts} tpk-test {}",
+            path.display()
+        ));
+        Tmpfs(path)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = sh(&format!("umount -l {}", self.0.display()));
+    }
+}
+
+fn door_config(dir: &TempDir) -> String {
+    format!(
+        "<OPEN>\n sequence = tcp:7000:s udp:7001 tcp:7002:fpu\n timeout = 5\n \
+         start_command = echo start %IP% >> {out}\n stop_command = echo stop %IP% >> {out}\n \
+         command_delay = 2\n</OPEN>\n",
+        out = dir.join("doors").display()
+    )
+}
+
+/// Knocks and checks the door opens at once and closes 2 s later.
+fn door_closes_on_time(pair: &Pair, dir: &TempDir, d: &Daemon) {
+    let t = Instant::now();
+    knock(pair, SEQ);
+    let out = dir.join("doors");
+    let l = wait_lines(&out, 1, Duration::from_secs(3));
+    assert_eq!(
+        l,
+        vec![format!("start {}", pair.client4)],
+        "log:\n{}",
+        d.log_tail(30)
+    );
+    let l = wait_lines(&out, 2, Duration::from_secs(5));
+    let closed = t.elapsed();
+    assert_eq!(
+        l.get(1),
+        Some(&format!("stop {}", pair.client4)),
+        "log:\n{}",
+        d.log_tail(30)
+    );
+    assert!(
+        closed >= Duration::from_millis(2000) && closed < Duration::from_millis(2800),
+        "closed after {closed:?}, wanted 2 s"
+    );
+}
+
+#[test]
+fn unwritable_journal_directory_is_logged_and_doors_close_on_time() {
+    let pair = Pair::new();
+    let dir = TempDir::new("h4");
+    write_config(&dir, &door_config(&dir));
+    // Read-only whatever the daemon's capabilities.
+    let _state = Tmpfs::mount(dir.join("state"), "ro,size=64k");
+    let d = start_daemon(&pair, &dir, &[]);
+    d.expect_log("journal: cannot open", Duration::from_secs(1));
+    assert!(
+        d.log_text().contains("Read-only file system"),
+        "{}",
+        d.log_tail(10)
+    );
+    door_closes_on_time(&pair, &dir, &d);
+    assert!(alive(d.proc.pid()));
+}
+
+#[test]
+fn full_disk_under_the_journal_is_logged_and_doors_close_on_time() {
+    let pair = Pair::new();
+    let dir = TempDir::new("h5");
+    write_config(&dir, &door_config(&dir));
+    let state = Tmpfs::mount(dir.join("state"), "size=64k,mode=0700");
+    let d = start_daemon(&pair, &dir, &[]);
+    assert!(
+        state.0.join("doors.journal").exists(),
+        "journal not created"
+    );
+    // Fill the file system to the last block.
+    let _ = sh(&format!(
+        "dd if=/dev/zero of={} bs=4k 2>/dev/null",
+        state.0.join("fill").display()
+    ));
+    let df = must(&format!("df -k --output=avail {}", state.0.display()));
+    assert_eq!(df.lines().nth(1).map(str::trim), Some("0"), "{df}");
+    door_closes_on_time(&pair, &dir, &d);
+    d.expect_log("cannot record stop for OPEN", Duration::from_secs(1));
+    assert!(
+        d.log_text().contains("No space left on device"),
+        "{}",
+        d.log_tail(10)
+    );
+    // With room again, the next door is journaled as before.
+    std::fs::remove_file(state.0.join("fill")).unwrap();
+    knock(&pair, SEQ);
+    wait_lines(&dir.join("doors"), 3, Duration::from_secs(3));
+    let journal = std::fs::read_to_string(state.0.join("doors.journal")).unwrap();
+    assert!(journal.contains("add "), "{journal}");
+}
