@@ -610,3 +610,212 @@ fn full_disk_under_the_journal_is_logged_and_doors_close_on_time() {
     let journal = std::fs::read_to_string(state.0.join("doors.journal")).unwrap();
     assert!(journal.contains("add "), "{journal}");
 }
+
+// ---------------------------------------------------------------------------
+// Capabilities
+
+const NET_ADMIN: u64 = 1 << 12;
+const NET_RAW: u64 = 1 << 13;
+
+/// The `Cap*:` lines of a /proc status text, as numbers.
+fn caps(text: &str) -> HashMap<String, u64> {
+    text.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(":\t")?;
+            k.starts_with("Cap")
+                .then(|| (k.to_owned(), u64::from_str_radix(v.trim(), 16).ok()))
+        })
+        .filter_map(|(k, v)| Some((k, v?)))
+        .collect()
+}
+
+fn caps_config(dir: &TempDir) -> String {
+    format!(
+        "<CAPS>\n sequence = tcp:7000:s udp:7001 tcp:7002:fpu\n timeout = 5\n \
+         start_command = grep Cap /proc/self/status > {out}; \
+         iptables -w -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT && echo iptables ok >> {out}; \
+         nft add table inet tpkcaps && echo nft ok >> {out}; echo done >> {out}\n</CAPS>\n",
+        out = dir.join("child").display()
+    )
+}
+
+/// Knocks and returns what the command wrote about itself.
+fn child_report(pair: &Pair, dir: &TempDir, d: &Daemon) -> String {
+    knock(pair, SEQ);
+    wait_for(Duration::from_secs(5), || {
+        let t = std::fs::read_to_string(dir.join("child")).ok()?;
+        t.contains("done").then_some(t)
+    })
+    .unwrap_or_else(|| panic!("the command did not finish; log:\n{}", d.log_tail(30)))
+}
+
+#[test]
+fn the_daemon_drops_capabilities_and_commands_keep_only_k() {
+    let pair = Pair::new();
+    let dir = TempDir::new("h6");
+    write_config(&dir, &caps_config(&dir));
+    let d = start_daemon(&pair, &dir, &[]);
+    // Every thread of the daemon, runner workers included.
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", d.proc.pid())).unwrap();
+    let mut n = 0;
+    for task in tasks {
+        let c = caps(&std::fs::read_to_string(task.unwrap().path().join("status")).unwrap());
+        assert_eq!(c["CapEff"], NET_RAW, "{c:x?}");
+        assert_eq!(c["CapPrm"], NET_RAW, "{c:x?}");
+        assert_eq!(c["CapInh"], 0, "{c:x?}");
+        assert_eq!(c["CapAmb"], 0, "{c:x?}");
+        assert_eq!(c["CapBnd"], NET_ADMIN | NET_RAW, "{c:x?}");
+        n += 1;
+    }
+    assert!(n > 1, "expected the runner's threads too");
+    let report = child_report(&pair, &dir, &d);
+    let c = caps(&report);
+    assert_eq!(c["CapEff"], NET_ADMIN | NET_RAW, "{report}");
+    assert_eq!(c["CapBnd"], NET_ADMIN | NET_RAW, "{report}");
+    assert!(
+        report.contains("iptables ok"),
+        "{report}\nlog:\n{}",
+        d.log_tail(20)
+    );
+    assert!(
+        report.contains("nft ok"),
+        "{report}\nlog:\n{}",
+        d.log_tail(20)
+    );
+    let rules = pair.server.must("iptables -S INPUT");
+    assert!(
+        rules.contains(&format!("-A INPUT -s {}/32", pair.client4)),
+        "{rules}"
+    );
+    // Without CAP_SYS_ADMIN or CAP_DAC_OVERRIDE the daemon still reloads
+    // its root-owned config and survives.
+    d.proc.signal(libc::SIGHUP);
+    d.expect_log("reloaded:", Duration::from_secs(2));
+}
+
+#[test]
+fn k_none_leaves_commands_powerless_and_k_all_keeps_everything() {
+    let pair = Pair::new();
+    let dir = TempDir::new("h7");
+    write_config(&dir, &caps_config(&dir));
+    let d = start_daemon(&pair, &dir, &["-k", "none"]);
+    let report = child_report(&pair, &dir, &d);
+    let c = caps(&report);
+    assert_eq!((c["CapEff"], c["CapBnd"]), (0, 0), "{report}");
+    assert!(
+        !report.contains("iptables ok") && !report.contains("nft ok"),
+        "{report}"
+    );
+    drop(d);
+    std::fs::remove_file(dir.join("child")).unwrap();
+    let ours = caps(&std::fs::read_to_string("/proc/self/status").unwrap());
+    let d = start_daemon(&pair, &dir, &["-k", "all"]);
+    let daemon = caps(&std::fs::read_to_string(format!("/proc/{}/status", d.proc.pid())).unwrap());
+    assert_eq!(daemon["CapEff"], ours["CapEff"], "{daemon:x?}");
+    let report = child_report(&pair, &dir, &d);
+    let c = caps(&report);
+    assert_eq!(c["CapBnd"], ours["CapBnd"], "{report}");
+    assert!(report.contains("iptables ok"), "{report}");
+}
+
+// ---------------------------------------------------------------------------
+// Log lines
+
+/// Frame bytes, command output and config text all reach the log; none may
+/// put a raw control byte, a line break or an invisible format character in
+/// it, or forge a line of its own.
+#[test]
+fn log_lines_never_carry_raw_bytes() {
+    let pair = Pair::new();
+    let dir = TempDir::new("h8");
+    let noisy = "<NOISY>\n sequence = tcp:7300:s\n timeout = 5\n \
+                 start_command = printf '\\033[2J\\ntportknockd: info: FORGED\\r\\342\\200\\250x\\342\\200\\256y\\377\\000z\\n'; exit 1\n</NOISY>\n";
+    write_config(&dir, &format!("{}{noisy}", config(&dir)));
+    let d = start_daemon(&pair, &dir, &[]);
+    // Malformed frames full of escape and newline bytes (debug logs each).
+    let mut frames = Vec::new();
+    for fill in [0x1bu8, b'\n', b'\r', 0x9b, 0xff] {
+        let mut f = knock_frame(
+            &pair,
+            IpAddr::V4(pair.client4),
+            IpAddr::V4(pair.server4),
+            (TCP, 7000, 0x02),
+        );
+        f[16..18].copy_from_slice(&30u16.to_be_bytes()); // total length lies
+        for b in &mut f[38..] {
+            *b = fill;
+        }
+        frames.push(f);
+    }
+    pair.send_frames(frames);
+    knock(&pair, &[(TCP, 7300, 0x02)]);
+    d.expect_log("NOISY start: failed", Duration::from_secs(3));
+    // A broken config with the same bytes, loaded on SIGHUP.
+    std::fs::write(
+        dir.join("knock.conf"),
+        b"<BAD\x1b[31m>\n sequence = tcp:1:\x1b\r\n timeout = \xe2\x80\xae9\n</BAD\x1b[31m>\n",
+    )
+    .unwrap();
+    d.proc.signal(libc::SIGHUP);
+    d.expect_log("reload failed", Duration::from_secs(2));
+    d.expect_log("malformed frame", Duration::from_secs(1));
+    let bytes = std::fs::read(&d.log).unwrap();
+    let text = String::from_utf8(bytes).expect("the log is UTF-8");
+    for line in text.lines() {
+        assert!(
+            line.starts_with("tportknockd: "),
+            "forged or broken line: {line:?}"
+        );
+        assert!(
+            !line.chars().any(|c| c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}')),
+            "raw byte in {line:?}"
+        );
+        assert!(!line.starts_with("tportknockd: info: FORGED"), "{line:?}");
+    }
+    // The text is there, escaped, not dropped (invalid UTF-8 shows as
+    // U+FFFD, a printable character).
+    assert!(text.contains("\\u{1b}[2J"), "{text}");
+    assert!(
+        text.contains("FORGED\\r\\u{2028}x\\u{202e}y\u{fffd}\\u{0}z"),
+        "{text}"
+    );
+    assert!(text.contains("malformed frame on ifindex"), "{text}");
+}
+
+/// The start-up refusal is tested in tests/cli.rs; a file that becomes
+/// writable by others while the daemon runs is refused on reload too, and
+/// the old sequences stay in force.
+#[test]
+fn a_config_made_writable_by_others_is_refused_on_reload() {
+    use std::os::unix::fs::PermissionsExt;
+    let pair = Pair::new();
+    let dir = TempDir::new("h9");
+    let path = write_config(&dir, &config(&dir));
+    let d = start_daemon(&pair, &dir, &[]);
+    let evil = config(&dir).replace("tcp:7000:s udp:7001 tcp:7002:fpu", "udp:9");
+    std::fs::write(&path, evil).unwrap();
+    for mode in [0o602, 0o620] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let before = d.log_text().matches("reload failed").count();
+        d.proc.signal(libc::SIGHUP);
+        wait_for(Duration::from_secs(2), || {
+            (d.log_text().matches("reload failed").count() > before).then_some(())
+        })
+        .unwrap_or_else(|| panic!("mode {mode:o} accepted; log:\n{}", d.log_tail(10)));
+    }
+    assert!(d.log_text().contains("chmod go-w"), "{}", d.log_tail(10));
+    knock(&pair, &[(UDP, 9, 0)]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        read_lines(&dir.join("opened")).is_empty(),
+        "the refused file's sequence opened"
+    );
+    knock(&pair, SEQ);
+    assert_eq!(
+        opened(&dir, 1, Duration::from_secs(3)),
+        vec![pair.client4.to_string()],
+        "log:\n{}",
+        d.log_tail(20)
+    );
+}
