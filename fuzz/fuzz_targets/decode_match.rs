@@ -6,6 +6,8 @@
 //! eviction part of every run.
 #![no_main]
 
+use std::sync::OnceLock;
+
 use libfuzzer_sys::fuzz_target;
 use tportknockd::config;
 use tportknockd::matcher::{Fired, Matcher, Trace};
@@ -19,7 +21,8 @@ timeout = 9\n start_command = true\n</C>\n";
 const CAPACITY: usize = 8;
 
 fuzz_target!(|data: &[u8]| {
-    let cfg = config::parse(CONF, "fuzz").expect("fuzz config");
+    static CFG: OnceLock<config::Config> = OnceLock::new();
+    let cfg = CFG.get_or_init(|| config::parse(CONF, "fuzz").expect("fuzz config"));
     let lens: Vec<usize> = cfg.events.iter().map(|e| e.sequence.len()).collect();
     let mut m = Matcher::new(&cfg.events, CAPACITY, 0);
     let (mut fired, mut trace): (Vec<Fired>, Vec<Trace>) = (Vec::new(), Vec::new());
