@@ -765,7 +765,7 @@ fn drop_capabilities(keep: Option<u64>) -> Result<(), String> {
         return Ok(());
     }
     caps::restrict(keep, caps::DAEMON_NEEDS)
-        .map_err(|e| format!("cannot drop capabilities: {e}"))?;
+        .map_err(|e| format!("cannot drop capabilities: {e} (-k all keeps them all)"))?;
     debug!(
         "capabilities: commands keep {}; the daemon keeps {}",
         caps::format_list(keep),
