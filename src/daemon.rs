@@ -764,11 +764,19 @@ fn drop_capabilities(keep: Option<u64>) -> Result<(), String> {
     if sysd::euid() != 0 {
         return Ok(());
     }
-    caps::restrict(keep, caps::DAEMON_NEEDS)
+    let left = caps::restrict(keep, caps::DAEMON_NEEDS)
         .map_err(|e| format!("cannot drop capabilities: {e} (-k all keeps them all)"))?;
+    if left & !keep != 0 {
+        // A service manager chose the bounding set (and withheld CAP_SETPCAP).
+        info!(
+            "capabilities: commands keep {} as the service manager set it (-k asked for {})",
+            caps::format_list(left),
+            caps::format_list(keep)
+        );
+    }
     debug!(
         "capabilities: commands keep {}; the daemon keeps {}",
-        caps::format_list(keep),
+        caps::format_list(left),
         caps::format_list(caps::DAEMON_NEEDS)
     );
     Ok(())

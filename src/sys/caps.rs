@@ -1,12 +1,13 @@
 //! Linux capabilities: what a root daemon keeps once its sockets are open.
 //!
-//! Two sets matter. The daemon's own permitted/effective sets shrink to
-//! what it still does itself (re-opening the capture socket when the
-//! interface returns: `CAP_NET_RAW`). Its commands are root children that
-//! `exec /bin/sh`; for uid 0 the kernel grants a new program the whole
-//! *bounding* set, whatever the parent held, so the bounding set is what
-//! commands get and must keep what they need (`-k`; by default
-//! `CAP_NET_ADMIN` and `CAP_NET_RAW` for iptables and nft).
+//! The daemon's effective set shrinks to what it still does itself
+//! (re-opening the capture socket when the interface returns: `CAP_NET_RAW`).
+//! Its commands are root children that `exec /bin/sh`; for uid 0 the kernel
+//! grants a new program the whole *bounding* set, so the bounding set is
+//! what commands get and must keep what they need (`-k`; by default
+//! `CAP_NET_ADMIN` and `CAP_NET_RAW` for iptables and nft). Under
+//! `no_new_privs` a child gets no more than its parent's permitted set, so
+//! those stay permitted (not effective) in the daemon too.
 //!
 //! Both sets are per thread, and threads inherit them when created: call
 //! [`restrict`] before starting any thread that will spawn commands.
@@ -58,6 +59,7 @@ pub const NAMES: [&str; 41] = [
     "checkpoint_restore",
 ];
 
+pub const SETPCAP: u32 = 8;
 pub const NET_ADMIN: u32 = 12;
 pub const NET_RAW: u32 = 13;
 
@@ -222,22 +224,32 @@ pub fn bounding() -> io::Result<CapSet> {
 }
 
 /// Narrows the calling thread to `commands` in the bounding set (what
-/// programs it starts can ever hold) and to `own` in its permitted and
-/// effective sets, clears its inheritable and ambient sets. Needs
-/// `CAP_SETPCAP` for the bounding set, so it is for a root daemon.
-pub fn restrict(commands: CapSet, own: CapSet) -> io::Result<()> {
-    for cap in 0..=last_cap() {
-        if commands & bit(cap) != 0 {
-            continue;
+/// programs it starts can ever hold), to `own` in its effective set and to
+/// both in its permitted set, and clears its inheritable and ambient sets.
+/// Returns the bounding set left.
+///
+/// Narrowing the bounding set needs `CAP_SETPCAP`. Without it (a service
+/// manager such as systemd with `CapabilityBoundingSet=` already chose the
+/// set) the bounding set stays as that manager left it and the caller sees
+/// what it holds beyond `commands` in the result.
+pub fn restrict(commands: CapSet, own: CapSet) -> io::Result<CapSet> {
+    let held = current()?;
+    let mut bset = bounding()?;
+    if bset & !commands != 0 && held.effective & bit(SETPCAP) != 0 {
+        for cap in 0..=last_cap() {
+            if bset & !commands & bit(cap) == 0 {
+                continue;
+            }
+            // SAFETY: PR_CAPBSET_DROP takes a capability number and reads nothing else.
+            syscall!(prctl(
+                libc::PR_CAPBSET_DROP,
+                cap as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong
+            ))?;
         }
-        // SAFETY: PR_CAPBSET_DROP takes a capability number and reads nothing else.
-        syscall!(prctl(
-            libc::PR_CAPBSET_DROP,
-            cap as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong
-        ))?;
+        bset = bounding()?;
     }
     // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointers. EINVAL on kernels
     // before 4.3, which have no ambient set to clear.
@@ -251,12 +263,15 @@ pub fn restrict(commands: CapSet, own: CapSet) -> io::Result<()> {
         Err(e) if e.raw_os_error() != Some(libc::EINVAL) => return Err(e),
         _ => {}
     }
-    let keep = own & current()?.permitted;
+    // Commands' capabilities stay permitted (not effective): under
+    // no_new_privs (systemd's NoNewPrivileges=) a root child gets the
+    // bounding set only as far as its parent's permitted set reaches.
     set(Caps {
-        effective: keep,
-        permitted: keep,
+        effective: own & held.permitted,
+        permitted: (own | commands) & held.permitted,
         inheritable: 0,
-    })
+    })?;
+    Ok(bset)
 }
 
 #[cfg(test)]
@@ -295,16 +310,42 @@ mod tests {
         if before.permitted & bit(8) == 0 {
             panic!("needs root (CAP_SETPCAP): run as root, e.g. `sudo make test`");
         }
-        let (caps, bset) = std::thread::spawn(|| {
-            restrict(DEFAULT_KEEP, DAEMON_NEEDS).unwrap();
-            (current().unwrap(), bounding().unwrap())
+        let (caps, bset, left) = std::thread::spawn(|| {
+            let left = restrict(DEFAULT_KEEP, DAEMON_NEEDS).unwrap();
+            (current().unwrap(), bounding().unwrap(), left)
         })
         .join()
         .unwrap();
         assert_eq!(caps.effective, DAEMON_NEEDS);
-        assert_eq!(caps.permitted, DAEMON_NEEDS);
+        assert_eq!(caps.permitted, DEFAULT_KEEP | DAEMON_NEEDS);
         assert_eq!(caps.inheritable, 0);
-        assert_eq!(bset, DEFAULT_KEEP);
+        assert_eq!((bset, left), (DEFAULT_KEEP, DEFAULT_KEEP));
         assert_eq!(current().unwrap(), before, "other threads keep their sets");
+    }
+
+    /// Without CAP_SETPCAP (as under a unit's CapabilityBoundingSet=) the
+    /// bounding set stays as it was, reported; the rest still narrows.
+    #[test]
+    fn without_setpcap_the_bounding_set_is_left_to_the_service_manager() {
+        if current().unwrap().permitted & bit(SETPCAP) == 0 {
+            panic!("needs root (CAP_SETPCAP): run as root, e.g. `sudo make test`");
+        }
+        let (caps, bset, left) = std::thread::spawn(|| {
+            // What systemd does for CapabilityBoundingSet=CAP_NET_RAW CAP_NET_ADMIN CAP_KILL.
+            let unit = DEFAULT_KEEP | bit(5);
+            restrict(unit | bit(SETPCAP), unit | bit(SETPCAP)).unwrap();
+            let mut held = current().unwrap();
+            held.effective &= !bit(SETPCAP);
+            held.permitted &= !bit(SETPCAP);
+            set(held).unwrap();
+            let left = restrict(DEFAULT_KEEP, DAEMON_NEEDS).unwrap();
+            (current().unwrap(), bounding().unwrap(), left)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(caps.effective, DAEMON_NEEDS);
+        assert_eq!(caps.permitted, DEFAULT_KEEP);
+        assert_eq!(bset, DEFAULT_KEEP | bit(5) | bit(SETPCAP));
+        assert_eq!(left, bset);
     }
 }
