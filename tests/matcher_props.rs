@@ -93,6 +93,7 @@ fn events() -> impl Strategy<Value = Vec<Event>> {
                 start_command: "true".into(),
                 stop_command: None,
                 command_delay: None,
+                ..Event::default()
             })
             .collect()
     })
