@@ -216,7 +216,7 @@ impl Daemon {
             },
         };
         let matcher = MatchSet::new(&config.events, opts.max_sources, 0);
-                let ring = open_ring(ifindex, &matcher).map_err(|e| {
+        let ring = open_ring(ifindex, &matcher).map_err(|e| {
             let on = opts.iface.as_deref().unwrap_or("all interfaces");
             if e.kind() == std::io::ErrorKind::PermissionDenied {
                 format!("capture on {on}: {e} (needs root or CAP_NET_RAW)")
