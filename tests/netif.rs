@@ -334,14 +334,16 @@ fn overrun_is_recovered_by_a_full_reread() {
     pair.server.must(&format!("ip -batch {}", file.display()));
 
     let changes = table.process().expect("process");
-    assert_eq!(changes.last(), Some(&Change::Resynced), "overrun not seen");
+    // Other notifications (the link-local address finishing DAD, say) may
+    // follow the resync; what matters is that one happened.
+    assert!(changes.contains(&Change::Resynced), "overrun not seen");
     for i in 0..300 {
         let addr = ip(&format!("10.77.{}.{}", i / 200, i % 200 + 1));
         assert!(table.is_local(index, addr), "{addr} missing after resync");
     }
     let added = changes
         .iter()
-        .filter(|c| matches!(c, Change::AddrAdded { .. }))
+        .filter(|c| matches!(c, Change::AddrAdded { addr: IpAddr::V4(a), .. } if a.octets()[..2] == [10, 77]))
         .count();
     assert_eq!(added, 300, "each address reported once");
     // The table keeps following after the overrun.

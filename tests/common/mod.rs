@@ -187,6 +187,16 @@ impl Pair {
         client.must(&format!(
             "ip addr add {client4}/24 dev {client_if} && ip -6 addr add {client6}/64 dev {client_if} nodad && ip link set {client_if} up"
         ));
+        // A veth end reports carrier only once both ends are up; tests that
+        // list links or send at once must not race that.
+        for (ns, ifname) in [(&server, &server_if), (&client, &client_if)] {
+            let up = wait_for(Duration::from_secs(5), || {
+                ns.must(&format!("ip -o link show dev {ifname}"))
+                    .contains("LOWER_UP")
+                    .then_some(())
+            });
+            assert!(up.is_some(), "{ifname} never got carrier");
+        }
         Pair {
             server_if,
             client_if,
