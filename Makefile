@@ -13,7 +13,7 @@ RELEASE_DIR ?= target/release
 # Debian packages the end-to-end tests drive for real.
 TEST_DEBS := iproute2 nftables iptables tcpdump knockd netcat-openbsd systemd util-linux groff-base
 
-.PHONY: all build release test deps check clean demo install uninstall fuzz
+.PHONY: all build release test deps check clean demo install uninstall fuzz bench
 
 all: build
 
@@ -69,6 +69,11 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man1/tportknock.1 $(DESTDIR)$(UNITDIR)/tportknockd.service
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 	@echo "left $(DESTDIR)$(SYSCONFDIR)/tportknockd/ in place; remove it by hand if no longer wanted"
+
+# tportknockd and knockd side by side (root, a few minutes, quiet machine):
+# writes BENCHMARKS.md. Not part of `test`.
+bench:
+	bench/run.sh
 
 check:
 	$(CARGO) fmt --check

@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# `make bench`: tportknockd and Debian's knockd, one after the other, on the
+# same machine in one run, inside two throw-away network namespaces joined
+# by a veth pair. Writes BENCHMARKS.md (or $BENCH_OUT).
+#
+# Per daemon: start-up time (spawn → first knock acted on), idle RSS,
+# knock-to-command latency (bench/knockbench.rs), then random-port UDP
+# noise and a flood of spoofed first knocks at trafgen's top rate on one
+# core, with real knocks attempted during each: knocks opened, daemon CPU,
+# kernel ring drops, peak RSS. Plus binary sizes, /bin/sh's own cost and
+# the in-process decoder + matcher throughput (benches/pipeline.rs).
+#
+# Environment: BENCH_OUT (file to write), BENCH_KNOCKS (latency knocks,
+# default 60), BENCH_FLOOD_KNOCKS (knocks attempted per load phase,
+# default 6), BENCH_PERF (a directory: `perf record -g` each daemon during
+# the flood into DIR/NAME.perf.data), BENCH_ONLY=tportknockd (that daemon
+# alone, no report: for working on it).
+set -euo pipefail
+if [ "$(id -u)" != 0 ]; then
+  echo "bench/run.sh: must run as root (it creates network namespaces and raw sockets): sudo make bench" >&2
+  exit 1
+fi
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=${BENCH_OUT:-$ROOT/BENCHMARKS.md}
+KNOCKS=${BENCH_KNOCKS:-60}
+LOAD_KNOCKS=${BENCH_FLOOD_KNOCKS:-6}
+
+need=""
+command -v knockd >/dev/null || need="$need knockd"
+command -v trafgen >/dev/null || need="$need netsniff-ng"
+command -v ip >/dev/null || need="$need iproute2"
+command -v strip >/dev/null || need="$need binutils"
+if [ -n "$need" ]; then
+  echo "installing:$need"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need
+fi
+
+echo "== building (release)"
+cargo build --release -q --bin tportknockd --example knockbench
+TPK=$ROOT/target/release/tportknockd
+KB=$ROOT/target/release/examples/knockbench
+KNOCKD=$(command -v knockd)
+
+id=$$
+S=tpkbs$id C=tpkbc$id VS=vbs$id VC=vbc$id
+SIP=10.198.0.1 CIP=10.198.0.2
+tmp=$(mktemp -d /tmp/tpkbench.XXXXXX)
+chmod 755 "$tmp"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  ip netns del "$S" 2>/dev/null || true
+  ip netns del "$C" 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ip netns add "$S"; ip netns add "$C"
+ip link add "$VS" netns "$S" type veth peer name "$VC" netns "$C"
+ip -n "$S" addr add $SIP/16 dev "$VS"; ip -n "$S" link set "$VS" up; ip -n "$S" link set lo up
+ip -n "$C" addr add $CIP/16 dev "$VC"; ip -n "$C" link set "$VC" up; ip -n "$C" link set lo up
+# Replies to the spoofed knock sources (10.197.0.0/16) stay on the veth.
+ip -n "$S" route add 10.0.0.0/8 dev "$VS" 2>/dev/null || true
+ip -n "$C" route add 10.0.0.0/8 dev "$VC" 2>/dev/null || true
+smac=$(ip netns exec "$S" cat /sys/class/net/$VS/address)
+cmac=$(ip netns exec "$C" cat /sys/class/net/$VC/address)
+
+FIFO=$tmp/door
+mkfifo -m 600 "$FIFO"
+SEQ="tcp:7000:s udp:7001 tcp:7002:s"
+cat > "$tmp/knock.conf" <<CONF
+<BENCH>
+ sequence = $SEQ
+ timeout = 10
+ start_command = echo %IP% > $FIFO
+</BENCH>
+CONF
+chmod 600 "$tmp/knock.conf"
+cat > "$tmp/knockd.conf" <<CONF
+[BENCH]
+ sequence = 7000:tcp,7001:udp,7002:tcp
+ tcpflags = syn
+ seq_timeout = 10
+ command = echo %IP% > $FIFO
+CONF
+
+hex() { echo "$1" | sed 's/\([0-9a-f][0-9a-f]\)/0x\1, /g; s/:/ /g'; }
+# IPv4 header checksum over frame bytes 14..33; UDP checksum 0 (none).
+echo "{ $(hex "$smac") $(hex "$cmac") 0x08, 0x00, 0x45, 0x00, const16(32), drnd(2), 0x40, 0x00, 64, 17, csumip(14, 33), 10, 198, 0, 2, 10, 198, 0, 1, const16(40000), drnd(2), const16(12), const16(0), 0x6e, 0x6f, 0x69, 0x73 }" > "$tmp/noise.cfg"
+echo "{ $(hex "$smac") $(hex "$cmac") 0x08, 0x00, 0x45, 0x00, const16(40), drnd(2), 0x40, 0x00, 64, 6, csumip(14, 33), 11, drnd(3), 10, 198, 0, 1, const16(40000), const16(7000), drnd(4), const32(0), 0x50, 0x02, const16(64240), csumtcp(14, 34), const16(0) }" > "$tmp/flood.cfg"
+
+cpu() { awk '{printf "%d", $14 + $15}' "/proc/$1/stat"; }
+TCK=$(getconf CLK_TCK)
+status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+txpk() { ip netns exec "$C" cat /sys/class/net/$VC/statistics/tx_packets; }
+now() { date +%s.%N; }
+kv() { echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k {print $2}'; }
+
+# trafgen forks a worker per CPU and does not pass SIGINT on: stop the
+# workers (its children, by pid) and then itself.
+stop_tree() {
+  local kids
+  kids=$(cat /proc/"$1"/task/*/children 2>/dev/null || true)
+  # shellcheck disable=SC2086
+  [ -n "$kids" ] && kill -INT $kids 2>/dev/null
+  kill -INT "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+declare -A R
+# load NAME DAEMON_PID CFG FIRST: trafgen at full rate on one core while
+# real knocks are attempted.
+load() {
+  local name=$1 dpid=$2 cfg=$3 first=$4 tg c0 c1 t0 t1 x0 x1 out d perf
+  ip netns exec "$C" trafgen -i "$cfg" -o "$VC" -P 1 -q >/dev/null 2>&1 &
+  tg=$!; pids+=("$tg")
+  sleep 1
+  "$KB" drops --pid "$dpid" >/dev/null
+  perf=""
+  if [ -n "${BENCH_PERF:-}" ] && [ "${name#*.}" = flood ]; then
+    mkdir -p "$BENCH_PERF"
+    perf record -q -g -p "$dpid" -o "$BENCH_PERF/${name%%.*}.perf.data" -- sleep 3 >/dev/null 2>&1 &
+    perf=$!
+  fi
+  c0=$(cpu "$dpid"); x0=$(txpk); t0=$(now)
+  out=$(ip netns exec "$C" "$KB" knock --dst $SIP --fifo "$FIFO" --seq "$SEQ" \
+    --first "$first" --count "$LOAD_KNOCKS" --period-ms 1000)
+  c1=$(cpu "$dpid"); x1=$(txpk); t1=$(now)
+  if [ -n "$perf" ]; then wait "$perf" || true; fi
+  d=$("$KB" drops --pid "$dpid")
+  stop_tree "$tg"
+  R[$name.opened]="$(kv "$out" opened)/$(kv "$out" attempted)"
+  R[$name.rate]=$(awk -v a="$x0" -v b="$x1" -v s="$t0" -v e="$t1" 'BEGIN {printf "%.0f", (b-a)/(e-s)}')
+  R[$name.frames]=$((x1 - x0))
+  R[$name.cpu]=$(awk -v c=$((c1 - c0)) -v k="$TCK" 'BEGIN {printf "%.2f", c/k}')
+  R[$name.cpu_per_m]=$(awk -v c=$((c1 - c0)) -v k="$TCK" -v n=$((x1 - x0)) 'BEGIN {printf "%.2f", c/k/n*1e6}')
+  R[$name.secs]=$(awk -v s="$t0" -v e="$t1" 'BEGIN {printf "%.1f", e-s}')
+  R[$name.core]=$(awk -v c=$((c1 - c0)) -v k="$TCK" -v s="$t0" -v e="$t1" 'BEGIN {printf "%.0f%%", 100*c/k/(e-s)}')
+  R[$name.drops]=$(kv "$d" drops)
+  echo "   $name: ${R[$name.rate]} frames/s for ${R[$name.secs]} s, opened ${R[$name.opened]}, CPU ${R[$name.cpu]} s (${R[$name.core]} of a core), drops ${R[$name.drops]}"
+}
+
+# bench NAME COMMAND…: one daemon through every measurement.
+bench() {
+  local d=$1 out pid base
+  shift
+  echo "== $d"
+  case $d in tportknockd) base=0 ;; *) base=20000 ;; esac
+  out=$(ip netns exec "$C" "$KB" startup --dst $SIP --fifo "$FIFO" --seq "$SEQ" \
+    --first $base --log "$tmp/$d.log" -- ip netns exec "$S" "$@")
+  pid=$(kv "$out" pid); pids+=("$pid")
+  R[$d.startup]=$(awk -v u="$(kv "$out" startup_us)" 'BEGIN {printf "%.1f", u/1000}')
+  sleep 1
+  R[$d.idle_rss]=$(status_kb "$pid" VmRSS)
+  echo "   start-up ${R[$d.startup]} ms, idle RSS ${R[$d.idle_rss]} kB"
+  out=$(ip netns exec "$C" "$KB" knock --dst $SIP --fifo "$FIFO" --seq "$SEQ" \
+    --first $((base + 1000)) --count "$KNOCKS" --interval-ms 20 --wait-ms 1000)
+  R[$d.lat_med]=$(awk -v u="$(kv "$out" median_us)" 'BEGIN {printf "%.2f", u/1000}')
+  R[$d.lat_p90]=$(awk -v u="$(kv "$out" p90_us)" 'BEGIN {printf "%.2f", u/1000}')
+  R[$d.lat_n]="$(kv "$out" opened)/$(kv "$out" attempted)"
+  echo "   latency: $out"
+  load "$d.noise" "$pid" "$tmp/noise.cfg" $((base + 5000))
+  load "$d.flood" "$pid" "$tmp/flood.cfg" $((base + 6000))
+  R[$d.hwm]=$(status_kb "$pid" VmHWM)
+  echo "   peak RSS ${R[$d.hwm]} kB"
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
+echo "== /bin/sh -c floor"
+sh_out=$(ip netns exec "$C" "$KB" shell --fifo "$FIFO" --count "$KNOCKS")
+echo "   $sh_out"
+bench tportknockd "$TPK" -c "$tmp/knock.conf" -i "$VS" -p "$tmp/tpk.pid" -s "$tmp/state"
+if [ "${BENCH_ONLY:-}" = tportknockd ]; then exit 0; fi
+bench knockd "$KNOCKD" -i "$VS" -c "$tmp/knockd.conf" -p "$tmp/knockd.pid"
+
+strip -o "$tmp/tpk.stripped" "$TPK"
+R[tportknockd.size]=$(stat -c %s "$tmp/tpk.stripped")
+strip -o "$tmp/knockd.stripped" "$KNOCKD"
+R[knockd.size]=$(stat -c %s "$tmp/knockd.stripped")
+libpcap=$(ldd "$KNOCKD" | awk '/libpcap/ {print $3}')
+pcap_size=$( [ -n "$libpcap" ] && stat -L -c %s "$libpcap" || echo 0)
+
+echo "== decoder + matcher (cargo bench --bench pipeline)"
+pipeline=$(cargo bench -q --bench pipeline 2>/dev/null | grep -v '^$')
+echo "$pipeline"
+
+# ---------------------------------------------------------------- report
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 == 0) print "—"; else printf "%.1f×", b/a }'; }
+kib() { awk -v k="$1" 'BEGIN {printf "%.1f MiB", k/1024}'; }
+T=tportknockd K=knockd
+cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
+{
+  echo "# Benchmarks: tportknockd and knockd side by side"
+  echo
+  echo "One run of \`make bench\` on $(date -u '+%F %H:%M UTC'): $(nproc) cores, $cpu_model, Linux $(uname -r)."
+  echo "knockd $($KNOCKD -V 2>&1 | head -1 | sed 's/^knockd //') from Debian; tportknockd $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?') (release build)."
+  echo "The machine may be busy: compare the ratios, not single absolute times."
+  echo
+  echo "| | tportknockd | knockd | knockd ÷ tportknockd |"
+  echo "|---|---|---|---|"
+  echo "| knock-to-command latency, median | ${R[$T.lat_med]} ms | ${R[$K.lat_med]} ms | $(ratio "${R[$T.lat_med]}" "${R[$K.lat_med]}") |"
+  echo "| knock-to-command latency, 90th percentile | ${R[$T.lat_p90]} ms | ${R[$K.lat_p90]} ms | $(ratio "${R[$T.lat_p90]}" "${R[$K.lat_p90]}") |"
+  echo "| knocks that opened (latency run) | ${R[$T.lat_n]} | ${R[$K.lat_n]} | |"
+  echo "| spoofed flood: frames/s (trafgen, one core) | ${R[$T.flood.rate]} | ${R[$K.flood.rate]} | |"
+  echo "| spoofed flood: real knocks opened | ${R[$T.flood.opened]} | ${R[$K.flood.opened]} | |"
+  echo "| spoofed flood: daemon CPU (s) over ${R[$T.flood.secs]} / ${R[$K.flood.secs]} s | ${R[$T.flood.cpu]} (${R[$T.flood.core]} of a core) | ${R[$K.flood.cpu]} (${R[$K.flood.core]} of a core) | $(ratio "${R[$T.flood.cpu]}" "${R[$K.flood.cpu]}") |"
+  echo "| spoofed flood: daemon CPU per million frames (s) | ${R[$T.flood.cpu_per_m]} | ${R[$K.flood.cpu_per_m]} | $(ratio "${R[$T.flood.cpu_per_m]}" "${R[$K.flood.cpu_per_m]}") |"
+  echo "| spoofed flood: kernel ring drops | ${R[$T.flood.drops]} | ${R[$K.flood.drops]} | |"
+  echo "| random-port noise: frames/s | ${R[$T.noise.rate]} | ${R[$K.noise.rate]} | |"
+  echo "| random-port noise: real knocks opened | ${R[$T.noise.opened]} | ${R[$K.noise.opened]} | |"
+  echo "| random-port noise: daemon CPU (s) over ${R[$T.noise.secs]} / ${R[$K.noise.secs]} s | ${R[$T.noise.cpu]} | ${R[$K.noise.cpu]} | $(ratio "${R[$T.noise.cpu]}" "${R[$K.noise.cpu]}") |"
+  echo "| random-port noise: daemon CPU per million frames (s) | ${R[$T.noise.cpu_per_m]} | ${R[$K.noise.cpu_per_m]} | |"
+  echo "| peak RSS (VmHWM) after the flood | $(kib "${R[$T.hwm]}") | $(kib "${R[$K.hwm]}") | $(ratio "${R[$T.hwm]}" "${R[$K.hwm]}") |"
+  echo "| idle RSS | $(kib "${R[$T.idle_rss]}") | $(kib "${R[$K.idle_rss]}") | $(ratio "${R[$T.idle_rss]}" "${R[$K.idle_rss]}") |"
+  echo "| start-up: spawn to first knock acted on | ${R[$T.startup]} ms | ${R[$K.startup]} ms | $(ratio "${R[$T.startup]}" "${R[$K.startup]}") |"
+  echo "| stripped binary | $((${R[$T.size]} / 1024)) KiB | $((${R[$K.size]} / 1024)) KiB (+ libpcap $((pcap_size / 1024)) KiB) | |"
+  echo
+  echo "\`/bin/sh -c 'echo x > FIFO'\` alone, started by the timing program: median $(awk -v u="$(kv "$sh_out" median_us)" 'BEGIN {printf "%.2f", u/1000}') ms, 90th percentile $(awk -v u="$(kv "$sh_out" p90_us)" 'BEGIN {printf "%.2f", u/1000}') ms — the floor under any daemon that runs its command through a shell."
+  echo
+  echo "Decoder + matcher in process, one core (\`cargo bench --bench pipeline\`: real Ethernet frames through \`wire::decode\` and \`Matcher::feed\`):"
+  echo
+  echo '```'
+  echo "$pipeline"
+  echo '```'
+  echo
+  echo "## How it was measured"
+  echo
+  echo "- Two network namespaces joined by a veth pair; the daemon listens on the server end. Both daemons get the same 3-step sequence (\`$SEQ\`; knockd: \`7000:tcp,7001:udp,7002:tcp\` with \`tcpflags = syn\`) and the same start command, \`echo %IP% > FIFO\` (a shell builtin: the command is timed when it runs, not when something it starts runs). No stop command."
+  echo "- Latency: \`bench/knockbench.rs\` (in the client namespace) sends each knock's frames from its own raw socket, each knock from a fresh source address, stamps the clock right after the last \`sendto\` returns, and stamps again when the FIFO read returns. $KNOCKS knocks, 20 ms apart."
+  echo "- Load: \`trafgen -P 1\` on one core, at its top rate, for $LOAD_KNOCKS s, during which $LOAD_KNOCKS real knocks are sent, one per second (each waited for until the next). Noise: UDP to random ports from one address. Flood: TCP SYNs to the first knock port (7000) from random spoofed sources in 11.0.0.0/8. The rate is the client veth's tx counter over the window; CPU is the daemon's utime + stime over the same window; ring drops are the daemon's packet sockets' \`PACKET_STATISTICS\` over the window (read by borrowing the sockets with \`pidfd_getfd\`, so the same for libpcap)."
+  echo "- Peak RSS: the daemon's VmHWM after the flood (tportknockd's source table is then full: 65,536 sources). Idle RSS: VmRSS 1 s after start-up."
+  echo "- Start-up: from spawning the daemon to sending the first knock it acted on (the timing program knocks from a new source every millisecond until one opens)."
+  echo
+  echo "Reproduce (root, on a quiet machine; about 2 minutes): \`make bench\` (runs \`bench/run.sh\`)."
+} > "$OUT"
+echo "== wrote $OUT"

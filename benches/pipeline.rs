@@ -1,0 +1,213 @@
+//! Decoder + matcher throughput on one core (`cargo bench --bench pipeline`):
+//! what the daemon does per captured frame, minus the ring and the kernel.
+//!
+//! Real Ethernet frames (IPv4 and IPv6, TCP and UDP, checksums filled in)
+//! are built up front into one buffer, one per 128-byte stride, the way they
+//! sit in ring slots; each run pushes every frame through `wire::decode` and
+//! `Matcher::feed` (with the once-per-millisecond `expire` the daemon runs).
+//! The median of several runs is printed in frames per second.
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Instant;
+
+use tportknockd::client::segment;
+use tportknockd::config::Event;
+use tportknockd::matcher::{Fired, Matcher, DEFAULT_CAPACITY};
+use tportknockd::wire::{self, Decoded, Link};
+
+const RUNS: usize = 7;
+const FRAMES: usize = 1_000_000;
+const STRIDE: usize = 128;
+const PER_MS: usize = 20_000;
+const SERVER4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const SERVER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// One frame to the server: TCP with `flags`, or UDP when `flags` is None.
+fn frame(src: IpAddr, port: u16, flags: Option<u8>) -> Vec<u8> {
+    let dst = match src {
+        IpAddr::V4(_) => IpAddr::V4(SERVER4),
+        IpAddr::V6(_) => IpAddr::V6(SERVER6),
+    };
+    let (proto, l4) = match flags {
+        Some(f) => (6u8, segment::tcp_segment(src, dst, 40000, port, 1, f)),
+        None => {
+            let mut u = vec![0x9c, 0x40];
+            u.extend_from_slice(&port.to_be_bytes());
+            u.extend_from_slice(&[0, 12, 0, 0, b'k', b'n', b'c', b'k']);
+            let sum = segment::checksum(src, dst, 17, &u);
+            u[6..8].copy_from_slice(&sum.to_be_bytes());
+            (17u8, u)
+        }
+    };
+    let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2];
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            f.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+            f.extend_from_slice(&(20 + l4.len() as u16).to_be_bytes());
+            f.extend_from_slice(&[0, 0, 0x40, 0, 64, proto, 0, 0]);
+            f.extend_from_slice(&s.octets());
+            f.extend_from_slice(&d.octets());
+            let sum = ip_checksum(&f[14..34]);
+            f[24..26].copy_from_slice(&sum.to_be_bytes());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+            f.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+            f.extend_from_slice(&[proto, 64]);
+            f.extend_from_slice(&s.octets());
+            f.extend_from_slice(&d.octets());
+        }
+        _ => unreachable!("one family"),
+    }
+    f.extend_from_slice(&l4);
+    f
+}
+
+fn ip_checksum(h: &[u8]) -> u16 {
+    let mut sum: u32 = h
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn spoofed(r: &mut Rng, v6_share: u64) -> IpAddr {
+    if r.next() % 100 < v6_share {
+        IpAddr::V6(Ipv6Addr::from(
+            (u128::from(r.next()) << 64) | u128::from(r.next()),
+        ))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(r.next() as u32))
+    }
+}
+
+/// Frames laid out in one buffer at a fixed stride; (offset, length) each.
+struct Frames {
+    buf: Vec<u8>,
+    lens: Vec<u16>,
+}
+
+impl Frames {
+    fn build(mut make: impl FnMut() -> Vec<u8>) -> Frames {
+        let mut buf = vec![0u8; FRAMES * STRIDE];
+        let mut lens = Vec::with_capacity(FRAMES);
+        for i in 0..FRAMES {
+            let f = make();
+            buf[i * STRIDE..i * STRIDE + f.len()].copy_from_slice(&f);
+            lens.push(f.len() as u16);
+        }
+        Frames { buf, lens }
+    }
+}
+
+fn events() -> Vec<Event> {
+    vec![Event {
+        name: "bench".into(),
+        line: 1,
+        sequence: "tcp:7000:s udp:7001 tcp:7002:s"
+            .split_whitespace()
+            .map(|s| s.parse().unwrap())
+            .collect(),
+        timeout: 10,
+        start_command: String::new(),
+        stop_command: None,
+        command_delay: None,
+    }]
+}
+
+/// A matcher whose table is already full of spoofed step-1 sources.
+fn full_table(evs: &[Event], r: &mut Rng) -> Matcher {
+    let mut m = Matcher::new(evs, DEFAULT_CAPACITY, 0);
+    let mut fired = Vec::new();
+    for _ in 0..DEFAULT_CAPACITY {
+        let src = spoofed(r, 25);
+        m.feed(
+            src,
+            tportknockd::knock::Proto::Tcp,
+            7000,
+            0x02,
+            0,
+            &mut fired,
+            None,
+        );
+    }
+    m
+}
+
+fn run(name: &str, frames: &Frames, evs: &[Event]) {
+    let mut rates = Vec::new();
+    let mut knocks = 0u64;
+    for run in 0..RUNS {
+        let mut r = Rng(0x5eed + run as u64);
+        let mut m = full_table(evs, &mut r);
+        let mut fired: Vec<Fired> = Vec::with_capacity(256);
+        let start = Instant::now();
+        for (ms, chunk) in frames.lens.chunks(PER_MS).enumerate() {
+            let now = 1 + ms as u64;
+            for (j, &len) in chunk.iter().enumerate() {
+                let at = (ms * PER_MS + j) * STRIDE;
+                let bytes = &frames.buf[at..at + usize::from(len)];
+                if let Decoded::Knock(k) = wire::decode(bytes, Link::Ethernet) {
+                    knocks += 1;
+                    m.feed(k.src, k.proto, k.dst_port, k.flags, now, &mut fired, None);
+                    fired.clear();
+                }
+            }
+            m.expire(now, None);
+        }
+        rates.push(FRAMES as f64 / start.elapsed().as_secs_f64());
+        black_box(&m);
+    }
+    assert_eq!(
+        knocks,
+        (RUNS * FRAMES) as u64,
+        "every frame decodes as a knock"
+    );
+    rates.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "{name:<46} {:>5.1} M frames/s  (min {:.1}, max {:.1})",
+        rates[RUNS / 2] / 1e6,
+        rates[0] / 1e6,
+        rates[RUNS - 1] / 1e6
+    );
+}
+
+fn main() {
+    let evs = events();
+    let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+    println!(
+        "{FRAMES} frames per run, table full ({DEFAULT_CAPACITY} sources), median of {RUNS} runs"
+    );
+    let flood4 = Frames::build(|| frame(spoofed(&mut r, 0), 7000, Some(0x02)));
+    run("IPv4 SYN first knocks from new sources", &flood4, &evs);
+    drop(flood4);
+    let flood6 = Frames::build(|| frame(spoofed(&mut r, 100), 7000, Some(0x02)));
+    run("IPv6 SYN first knocks from new sources", &flood6, &evs);
+    drop(flood6);
+    // Knock-port frames from a small set of sources: resets, re-starts.
+    let pool: Vec<IpAddr> = (0..4096).map(|_| spoofed(&mut r, 25)).collect();
+    let mixed = Frames::build(|| {
+        let src = pool[(r.next() % pool.len() as u64) as usize];
+        match r.next() % 3 {
+            0 => frame(src, 7000, Some(0x02)),
+            1 => frame(src, 7001, None),
+            _ => frame(src, 7002, Some(0x02)),
+        }
+    });
+    run("knock-port mix from 4,096 returning sources", &mixed, &evs);
+}
