@@ -497,6 +497,30 @@ impl Matcher {
         self.free = s;
     }
 
+    /// Under a flood of newcomers every frame evicts the probation tail:
+    /// warm what the next two evictions will touch. The next victim's slot
+    /// was prefetched by the previous eviction, so its address is at hand
+    /// for the index entry; the one after gets its slot loaded.
+    fn prefetch_victims(&self) {
+        let t = self.probation.tail;
+        let Some(next) = self.sources.get(t as usize) else {
+            return;
+        };
+        if let Some(e) = self
+            .index
+            .get(self.hash(next.addr, next.v4) as usize & self.mask)
+        {
+            crate::sys::prefetch(e);
+        }
+        let ne = self.events.len();
+        if let Some(a) = self.attempts.get(t as usize * ne) {
+            crate::sys::prefetch(a);
+        }
+        if let Some(after) = self.sources.get(next.prev as usize) {
+            crate::sys::prefetch(after);
+        }
+    }
+
     /// A fresh slot for a new source, evicting the least recently active
     /// probation source (protected only if probation is empty) when full.
     fn alloc(&mut self, h: u32, addr: [u64; 2], v4: bool) -> u32 {
@@ -527,6 +551,7 @@ impl Matcher {
             };
             self.release(victim);
             self.evictions += 1;
+            self.prefetch_victims();
             self.free = self.sources[victim as usize].next;
             self.sources[victim as usize] = fresh;
             victim
@@ -534,6 +559,19 @@ impl Matcher {
         self.index_insert(h, s);
         self.lru_push(s, Seg::Probation);
         s
+    }
+
+    /// Starts loading the index entry a `feed` of `src` will probe first. A
+    /// caller that decodes a batch of frames, prefetches each source, then
+    /// feeds them, has the batch's cache misses overlap instead of queueing
+    /// one after the other (they are most of a frame's cost). A hint only.
+    #[inline]
+    pub fn prefetch(&self, src: IpAddr) {
+        let (addr, v4) = key_of(src);
+        let h = self.hash(addr, v4);
+        if let Some(e) = self.index.get(h as usize & self.mask) {
+            crate::sys::prefetch(e);
+        }
     }
 
     /// Feeds one frame; pushes completed events into `fired`. With `trace`,

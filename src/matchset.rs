@@ -97,6 +97,15 @@ impl MatchSet {
         }
     }
 
+    /// Warms what `feed` will probe first for `k` in the common case (see
+    /// [`Matcher::prefetch`]). A hint only.
+    #[inline]
+    pub fn prefetch(&self, local: bool, k: &Knock) {
+        if local {
+            self.local.matcher.prefetch(k.src);
+        }
+    }
+
     /// Feeds one frame: to the own-address events if `local`, and to the
     /// events targeting its destination. False if no event watches that
     /// destination.
