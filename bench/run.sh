@@ -14,7 +14,8 @@
 # default 60), BENCH_FLOOD_KNOCKS (knocks attempted per load phase,
 # default 6), BENCH_PERF (a directory: `perf record -g` each daemon during
 # the flood into DIR/NAME.perf.data), BENCH_ONLY=tportknockd (that daemon
-# alone, no report: for working on it).
+# alone, no report: for working on it), BENCH_TPK (another tportknockd
+# binary, to compare two builds).
 set -euo pipefail
 if [ "$(id -u)" != 0 ]; then
   echo "bench/run.sh: must run as root (it creates network namespaces and raw sockets): sudo make bench" >&2
@@ -38,7 +39,7 @@ fi
 
 echo "== building (release)"
 cargo build --release -q --bin tportknockd --example knockbench
-TPK=$ROOT/target/release/tportknockd
+TPK=${BENCH_TPK:-$ROOT/target/release/tportknockd}
 KB=$ROOT/target/release/examples/knockbench
 KNOCKD=$(command -v knockd)
 

@@ -127,6 +127,9 @@ pub struct MatcherStats {
 }
 
 const NIL: u32 = u32::MAX;
+/// How many evictions ahead `prefetch_victims` warms the victim's memory:
+/// far enough for a DRAM miss to complete behind a few frames of work.
+const VICTIMS_AHEAD: usize = 4;
 /// Deadlines are milliseconds after the matcher's creation, in 42 bits
 /// (139 years; a `u32` timeout in seconds still fits).
 const MAX_REL: u64 = (1 << 42) - 1;
@@ -497,26 +500,31 @@ impl Matcher {
         self.free = s;
     }
 
-    /// Under a flood of newcomers every frame evicts the probation tail:
-    /// warm what the next two evictions will touch. The next victim's slot
-    /// was prefetched by the previous eviction, so its address is at hand
-    /// for the index entry; the one after gets its slot loaded.
+    /// Under a flood of newcomers every frame evicts the probation tail, and
+    /// each eviction misses the cache on the victim's slot, attempts and
+    /// index entry. Warm them a few evictions ahead: walk from the tail
+    /// over slots earlier calls warmed (cheap reads), then warm the index
+    /// entry and attempts of the victim `VICTIMS_AHEAD - 1` evictions away
+    /// and the slot of the one after it.
     fn prefetch_victims(&self) {
-        let t = self.probation.tail;
-        let Some(next) = self.sources.get(t as usize) else {
+        let mut t = self.probation.tail;
+        for _ in 0..VICTIMS_AHEAD - 2 {
+            match self.sources.get(t as usize) {
+                Some(s) => t = s.prev,
+                None => return,
+            }
+        }
+        let Some(v) = self.sources.get(t as usize) else {
             return;
         };
-        if let Some(e) = self
-            .index
-            .get(self.hash(next.addr, next.v4) as usize & self.mask)
-        {
+        if let Some(e) = self.index.get(self.hash(v.addr, v.v4) as usize & self.mask) {
             crate::sys::prefetch(e);
         }
         let ne = self.events.len();
         if let Some(a) = self.attempts.get(t as usize * ne) {
             crate::sys::prefetch(a);
         }
-        if let Some(after) = self.sources.get(next.prev as usize) {
+        if let Some(after) = self.sources.get(v.prev as usize) {
             crate::sys::prefetch(after);
         }
     }

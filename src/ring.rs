@@ -364,6 +364,11 @@ impl Ring {
             // kernel can see it free and overwrite it.
             status.store(libc::TP_STATUS_KERNEL, Ordering::Release);
             self.next = (self.next + 1) % self.frame_count;
+            // The kernel wrote the next slots from another core: start
+            // fetching the one after next (header and frame start) now.
+            let ahead = self.slot((self.next + 1) % self.frame_count);
+            crate::sys::prefetch(ahead);
+            crate::sys::prefetch(ahead.wrapping_add(FRAME_OVERHEAD as usize));
             done += 1;
         }
         done

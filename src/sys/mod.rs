@@ -24,18 +24,19 @@ pub(crate) use syscall;
 
 pub mod caps;
 
-/// Asks the CPU to start loading the cache line that holds `*p` (and to
-/// walk the page tables for it), so that a read a few frames later does not
-/// stall. Only a hint: it changes no value and cannot fault.
+/// Asks the CPU to start loading the cache line at `p` (and to walk the
+/// page tables for it), so that a read a little later does not stall. Only
+/// a hint: it reads nothing visible, writes nothing and never faults, so
+/// any address will do, even one the kernel is writing.
 #[inline(always)]
-pub fn prefetch<T>(p: &T) {
+pub fn prefetch<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     #[allow(unused_unsafe)]
-    // SAFETY: PREFETCHT0 never faults and writes nothing; `p` is a live
-    // reference besides. SSE is part of the x86_64 baseline.
+    // SAFETY: PREFETCHT0 has no architectural effect and cannot fault, for
+    // any address. SSE is part of the x86_64 baseline.
     unsafe {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>((p as *const T).cast());
+        _mm_prefetch::<_MM_HINT_T0>(p.cast());
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
