@@ -140,6 +140,7 @@ load() {
   R[$name.secs]=$(awk -v s="$t0" -v e="$t1" 'BEGIN {printf "%.1f", e-s}')
   R[$name.core]=$(awk -v c=$((c1 - c0)) -v k="$TCK" -v s="$t0" -v e="$t1" 'BEGIN {printf "%.0f%%", 100*c/k/(e-s)}')
   R[$name.drops]=$(kv "$d" drops)
+  R[$name.read]=$(( $(kv "$d" packets) - $(kv "$d" drops) ))
   echo "   $name: ${R[$name.rate]} frames/s for ${R[$name.secs]} s, opened ${R[$name.opened]}, CPU ${R[$name.cpu]} s (${R[$name.core]} of a core), drops ${R[$name.drops]}"
 }
 
@@ -211,6 +212,7 @@ cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   echo "| spoofed flood: daemon CPU (s) over ${R[$T.flood.secs]} / ${R[$K.flood.secs]} s | ${R[$T.flood.cpu]} (${R[$T.flood.core]} of a core) | ${R[$K.flood.cpu]} (${R[$K.flood.core]} of a core) | $(ratio "${R[$T.flood.cpu]}" "${R[$K.flood.cpu]}") |"
   echo "| spoofed flood: daemon CPU per million frames (s) | ${R[$T.flood.cpu_per_m]} | ${R[$K.flood.cpu_per_m]} | $(ratio "${R[$T.flood.cpu_per_m]}" "${R[$K.flood.cpu_per_m]}") |"
   echo "| spoofed flood: kernel ring drops | ${R[$T.flood.drops]} | ${R[$K.flood.drops]} | |"
+  echo "| spoofed flood: frames the daemon read (past its filter, not dropped) | ${R[$T.flood.read]} | ${R[$K.flood.read]} | |"
   echo "| random-port noise: frames/s | ${R[$T.noise.rate]} | ${R[$K.noise.rate]} | |"
   echo "| random-port noise: real knocks opened | ${R[$T.noise.opened]} | ${R[$K.noise.opened]} | |"
   echo "| random-port noise: daemon CPU (s) over ${R[$T.noise.secs]} / ${R[$K.noise.secs]} s | ${R[$T.noise.cpu]} | ${R[$K.noise.cpu]} | $(ratio "${R[$T.noise.cpu]}" "${R[$K.noise.cpu]}") |"
