@@ -131,6 +131,7 @@ fn events() -> Vec<Event> {
         start_command: String::new(),
         stop_command: None,
         command_delay: None,
+        ..Default::default()
     }]
 }
 
