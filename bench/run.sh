@@ -191,7 +191,7 @@ pipeline=$(cargo bench -q --bench pipeline 2>/dev/null | grep -v '^$')
 echo "$pipeline"
 
 # ---------------------------------------------------------------- report
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 == 0) print "—"; else printf "%.1f×", b/a }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 == 0 || b + 0 == 0) print "—"; else printf "%.1f×", b/a }'; }
 kib() { awk -v k="$1" 'BEGIN {printf "%.1f MiB", k/1024}'; }
 T=tportknockd K=knockd
 cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
