@@ -12,6 +12,7 @@ pub mod daemon;
 use std::fs;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -225,25 +226,36 @@ impl Pair {
     }
 }
 
-/// Sends link-layer frames through an AF_PACKET socket bound to `ifname`
-/// in the calling thread's namespace.
-pub fn send_raw(ifname: &str, frames: &[Vec<u8>]) -> io::Result<()> {
+/// A send-only AF_PACKET socket (protocol 0: it receives nothing) and the
+/// address of `ifname` in the calling thread's namespace.
+fn packet_sender(ifname: &str) -> io::Result<(OwnedFd, libc::sockaddr_ll)> {
     let cname = std::ffi::CString::new(ifname).unwrap();
     // SAFETY: NUL-terminated name.
     let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
     if ifindex == 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: plain socket creation; protocol 0 so it receives nothing.
+    // SAFETY: plain socket creation.
     let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
+    // SAFETY: fd was just opened and is owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: zeroed sockaddr_ll is a valid starting value.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     addr.sll_family = libc::AF_PACKET as u16;
     addr.sll_ifindex = ifindex as i32;
     addr.sll_halen = 6;
+    Ok((fd, addr))
+}
+
+/// Sends link-layer frames through an AF_PACKET socket bound to `ifname`
+/// in the calling thread's namespace.
+pub fn send_raw(ifname: &str, frames: &[Vec<u8>]) -> io::Result<()> {
+    // `sock` closes the socket when it goes out of scope.
+    let (sock, addr) = packet_sender(ifname)?;
+    let fd = sock.as_raw_fd();
     let mut result = Ok(());
     for frame in frames {
         // SAFETY: buffer and address are valid for the given lengths.
@@ -262,8 +274,6 @@ pub fn send_raw(ifname: &str, frames: &[Vec<u8>]) -> io::Result<()> {
             break;
         }
     }
-    // SAFETY: fd is ours.
-    unsafe { libc::close(fd) };
     result
 }
 
@@ -279,22 +289,9 @@ pub fn send_raw_many(
 ) -> io::Result<usize> {
     const BATCH: usize = 512;
     assert!(!frames.is_empty());
-    let cname = std::ffi::CString::new(ifname).unwrap();
-    // SAFETY: NUL-terminated name.
-    let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
-    if ifindex == 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: plain socket creation; protocol 0 so it receives nothing.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: zeroed sockaddr_ll is a valid starting value.
-    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_ifindex = ifindex as i32;
-    addr.sll_halen = 6;
+    // `sock` closes the socket when it goes out of scope.
+    let (sock, mut addr) = packet_sender(ifname)?;
+    let fd = sock.as_raw_fd();
     let mut iovs: Vec<libc::iovec> = Vec::with_capacity(BATCH);
     // SAFETY: an all-zero mmsghdr is valid; the pointers are set below.
     let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; BATCH];
@@ -336,8 +333,6 @@ pub fn send_raw_many(
         sent += r as usize;
         next += r as usize;
     }
-    // SAFETY: fd is ours.
-    unsafe { libc::close(fd) };
     result.map(|()| sent)
 }
 
