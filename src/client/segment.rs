@@ -4,27 +4,14 @@
 
 use std::net::IpAddr;
 
-type Field = std::ops::Range<usize>;
-
-mod field {
-    use super::Field;
-
-    pub const SRC_PORT: Field = 0..2;
-    pub const DST_PORT: Field = 2..4;
-    pub const SEQ_NUM: Field = 4..8;
-    pub const ACK_NUM: Field = 8..12;
-    pub const DATA_OFF: usize = 12;
-    pub const FLAGS: usize = 13;
-    pub const WINDOW: Field = 14..16;
-    pub const CHECKSUM: Field = 16..18;
-    // 18..20 is the urgent pointer, always zero here.
-}
+// The decoder's offsets: the client writes the header the daemon reads.
+use crate::wire::tcp::field;
 
 /// A TCP header without options: all a knock needs.
-pub const HEADER_LEN: usize = 20;
+pub const HEADER_LEN: usize = crate::wire::tcp::MIN_HEADER_LEN;
 
 /// IP protocol number of TCP, as it enters the pseudo header.
-pub const PROTO_TCP: u8 = 6;
+pub const PROTO_TCP: u8 = crate::wire::ip_proto::TCP;
 
 /// Receive window of the segments `tcp_segment` builds: an ordinary Linux
 /// SYN window, so a knock does not stand out by it.
@@ -54,7 +41,7 @@ impl TcpRepr {
         b[field::ACK_NUM].copy_from_slice(&self.ack.to_be_bytes());
         b[field::DATA_OFF] = ((HEADER_LEN / 4) as u8) << 4;
         b[field::FLAGS] = self.flags;
-        b[field::WINDOW].copy_from_slice(&self.window.to_be_bytes());
+        b[field::WIN_SIZE].copy_from_slice(&self.window.to_be_bytes());
         let sum = checksum(src, dst, PROTO_TCP, &b);
         b[field::CHECKSUM].copy_from_slice(&sum.to_be_bytes());
         b
