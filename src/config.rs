@@ -644,6 +644,22 @@ fn text_line(raw: &[u8]) -> Result<&str, String> {
     Ok(line)
 }
 
+/// The lines of both formats that say something, each with its 1-based
+/// number and without the CR of a CRLF ending. Blank lines and comments are
+/// skipped before any other check: whatever bytes a comment holds (an old
+/// Latin-1 remark, a long ruler) do no harm.
+fn content_lines(text: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    text.split(|&b| b == b'\n')
+        .enumerate()
+        .filter_map(|(idx, raw)| {
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            match raw.iter().find(|b| !matches!(b, b' ' | b'\t')) {
+                None | Some(b'#') => None,
+                Some(_) => Some((idx + 1, raw)),
+            }
+        })
+}
+
 /// The knock.conf reader behind `parse`.
 fn parse_knock_conf(text: &[u8], file: &str) -> Result<Config, LoadError> {
     // Windows editors like to start files with a byte order mark.
@@ -659,15 +675,7 @@ fn parse_knock_conf(text: &[u8], file: &str) -> Result<Config, LoadError> {
     let mut open: Option<Block> = None;
     let mut any_block = false;
 
-    for (idx, raw) in text.split(|&b| b == b'\n').enumerate() {
-        let n = idx + 1;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        // Comments are skipped before any other check: whatever bytes they
-        // hold (an old Latin-1 remark, a long ruler) do no harm.
-        match raw.iter().find(|b| !matches!(b, b' ' | b'\t')) {
-            None | Some(b'#') => continue,
-            Some(_) => {}
-        }
+    for (n, raw) in content_lines(text) {
         let line = match text_line(raw) {
             Ok(line) => line,
             Err(problem) => {

@@ -397,13 +397,7 @@ pub fn parse(text: &[u8], file: &str) -> Result<Config, LoadError> {
     let mut current: Option<Option<Section>> = None;
     let mut options_seen: HashMap<&'static str, usize> = HashMap::new();
 
-    for (idx, raw) in text.split(|&b| b == b'\n').enumerate() {
-        let n = idx + 1;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        match raw.iter().find(|b| !matches!(b, b' ' | b'\t')) {
-            None | Some(b'#') => continue,
-            Some(_) => {}
-        }
+    for (n, raw) in super::content_lines(text) {
         let line = match text_line(raw) {
             Ok(line) => line.trim(),
             Err(problem) => {
