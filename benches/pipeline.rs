@@ -35,16 +35,9 @@ const PER_MS: usize = 20_000;
 const SERVER4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const SERVER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
+#[path = "support/rng.rs"]
+mod rng;
+use rng::Rng;
 
 /// One frame to the server: TCP with `flags`, or UDP when `flags` is None.
 fn frame(src: IpAddr, port: u16, flags: Option<u8>) -> Vec<u8> {
@@ -269,8 +262,8 @@ fn main() {
     // Knock-port frames from a small set of sources: resets, re-starts.
     let pool: Vec<IpAddr> = (0..4096).map(|_| spoofed(&mut r, 25)).collect();
     let mixed = Frames::build(|| {
-        let src = pool[(r.next() % pool.len() as u64) as usize];
-        match r.next() % 3 {
+        let src = pool[r.below(pool.len() as u64) as usize];
+        match r.below(3) {
             0 => frame(src, 7000, Some(0x02)),
             1 => frame(src, 7001, None),
             _ => frame(src, 7002, Some(0x02)),

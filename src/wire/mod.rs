@@ -1233,22 +1233,6 @@ mod test {
         }
     }
 
-    /// Deterministic xorshift64: reproducible without a dependency.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
-
     #[test]
     fn mutated_frames_never_panic() {
         let mut frames: Vec<(&[u8], Link)> = knock_fixtures()
@@ -1261,7 +1245,7 @@ mod test {
                 .map(|&(_, frame, link)| (frame, link)),
         );
         let links = [Link::Ethernet, Link::RawIp, Link::Loopback];
-        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        let mut rng = crate::testutil::XorShift(0x9e37_79b9_7f4a_7c15);
         let mut buf = Vec::with_capacity(256);
         let (mut knocks, mut others, mut malformed) = (0u32, 0u32, 0u32);
         for _ in 0..200_000 {
