@@ -267,14 +267,7 @@ fn raw_ip_link_knocks() {
     let src = Ipv4Addr::new(10, 250, 0, 2);
     for h in SEQ {
         let ip = frame::ipv4(src, Ipv4Addr::new(10, 250, 0, 1), h.0, l4(*h));
-        // SAFETY: writing a buffer to the tun descriptor we own.
-        let n = unsafe { libc::write(fd, ip.as_ptr().cast(), ip.len()) };
-        assert_eq!(
-            n as usize,
-            ip.len(),
-            "tun write: {}",
-            std::io::Error::last_os_error()
-        );
+        tun_write(fd, &ip);
         std::thread::sleep(Duration::from_millis(2));
     }
     assert_eq!(

@@ -364,19 +364,6 @@ fn daemon_mode_returns_when_ready_and_fails_loudly() {
     assert_eq!(lines(&dir.join("doors")).len(), 2, "SIGTERM ran the stop");
 }
 
-/// Alive and not a zombie waiting for its (re-)parent to reap it.
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => false,
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-    }
-}
-
 #[test]
 fn commands_get_a_clean_environment_fds_and_signal_mask() {
     let pair = Pair::new();

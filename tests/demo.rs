@@ -29,16 +29,6 @@ fn namespaces_of(pid: u32) -> Vec<String> {
         .collect()
 }
 
-fn alive(pid: i32) -> bool {
-    // A zombie is dead: PID 1 here may not reap orphans.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
 #[test]
 fn demo_shows_hidden_open_and_closed_again_and_cleans_up() {
     let mut cmd = demo();

@@ -539,14 +539,7 @@ fn ipv6_knocks_on_a_raw_ip_link_run_the_6_command() {
             frame::udp(40000, port, b"knock")
         };
         let ip = frame::ipv6(src, dst, proto, l4, &[]);
-        // SAFETY: writing a buffer to the tun descriptor we own.
-        let n = unsafe { libc::write(fd, ip.as_ptr().cast(), ip.len()) };
-        assert_eq!(
-            n as usize,
-            ip.len(),
-            "tun write: {}",
-            std::io::Error::last_os_error()
-        );
+        tun_write(fd, &ip);
         std::thread::sleep(Duration::from_millis(2));
     }
     assert_eq!(

@@ -336,6 +336,20 @@ pub fn send_raw_many(
     result.map(|()| sent)
 }
 
+/// Alive and not a zombie: PID 1 here may not reap orphans, so a process
+/// that ended can linger as 'Z'.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => false,
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+    }
+}
+
 /// A process killed (by pid) and reaped on drop.
 pub struct Proc {
     pub child: Child,
@@ -581,4 +595,17 @@ pub fn open_tun(name: &str) -> i32 {
     let rc = unsafe { libc::ioctl(fd, libc::TUNSETIFF, &mut req) };
     assert_eq!(rc, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
     fd
+}
+
+/// Writes one IP packet to a tun descriptor from `open_tun`: the kernel
+/// takes it as received on that interface.
+pub fn tun_write(fd: i32, packet: &[u8]) {
+    // SAFETY: writing a buffer we own to a descriptor the caller owns.
+    let n = unsafe { libc::write(fd, packet.as_ptr().cast(), packet.len()) };
+    assert_eq!(
+        n as usize,
+        packet.len(),
+        "tun write: {}",
+        std::io::Error::last_os_error()
+    );
 }
