@@ -25,11 +25,7 @@ release:
 
 # Installs what the tests need on a fresh Debian machine (as root), only when missing.
 deps:
-	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	fi
+	@scripts/need-debs $(TEST_DEBS)
 
 test: deps
 	$(CARGO) test --all-targets

@@ -27,15 +27,8 @@ OUT=${BENCH_OUT:-$ROOT/BENCHMARKS.md}
 KNOCKS=${BENCH_KNOCKS:-60}
 LOAD_KNOCKS=${BENCH_FLOOD_KNOCKS:-6}
 
-need=""
-command -v knockd >/dev/null || need="$need knockd"
-command -v trafgen >/dev/null || need="$need netsniff-ng"
-command -v ip >/dev/null || need="$need iproute2"
-command -v strip >/dev/null || need="$need binutils"
-if [ -n "$need" ]; then
-  echo "installing:$need"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need
-fi
+# knockd, trafgen (netsniff-ng), ip, strip (binutils): installed when missing.
+scripts/need-debs knockd netsniff-ng iproute2 binutils
 
 echo "== building (release)"
 cargo build --release -q --bin tportknockd --example knockbench

@@ -26,14 +26,7 @@ for b in tportknockd tportknock; do
 done
 
 # Debian packages the demo drives, installed only when missing.
-missing=""
-for p in iproute2 nftables netcat-openbsd; do
-    dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-    echo "installing:$missing"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
-fi
+"$here/scripts/need-debs" iproute2 nftables netcat-openbsd
 
 # Names carry the pid so two demos (or a demo and the tests) never collide.
 srv="tpkdemo-srv-$$"
