@@ -10,8 +10,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 use tportknockd::config::Event;
+use tportknockd::knock::matcher::{Fired, Matcher, DEFAULT_CAPACITY};
 use tportknockd::knock::{flags, Knock, Proto};
-use tportknockd::matcher::{Fired, Matcher, DEFAULT_CAPACITY};
 
 const RUNS: usize = 7;
 const FRAMES: usize = 2_000_000;

@@ -16,8 +16,8 @@ use std::time::Instant;
 
 use tportknockd::client::segment;
 use tportknockd::config::Event;
+use tportknockd::knock::matcher::{Fired, Matcher, DEFAULT_CAPACITY};
 use tportknockd::knock::Knock;
-use tportknockd::matcher::{Fired, Matcher, DEFAULT_CAPACITY};
 use tportknockd::wire::{self, Decoded, Link};
 
 /// Runs and frames per run: `cargo bench` passes `--bench`; `cargo test

@@ -4,7 +4,7 @@
 
 use std::hint::black_box;
 use std::time::Instant;
-use tportknockd::wheel::Wheel;
+use tportknockd::doors::wheel::Wheel;
 
 const PENDING: u64 = 100_000;
 const ROUNDS: usize = 7;

@@ -1,3 +1,3 @@
 fn main() {
-    std::process::exit(tportknockd::cli::main());
+    std::process::exit(tportknockd::daemon::cli::main());
 }

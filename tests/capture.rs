@@ -8,9 +8,9 @@ use std::io;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::time::{Duration, Instant, SystemTime};
-use tportknockd::filter::{self, Insn};
+use tportknockd::capture::filter::{self, Insn};
+use tportknockd::capture::ring::{FrameMeta, Ring, RingConfig, RingStats};
 use tportknockd::knock::Proto;
-use tportknockd::ring::{FrameMeta, Ring, RingConfig, RingStats};
 
 const KNOCKS: [(Proto, u16); 2] = [(Proto::Tcp, 7000), (Proto::Udp, 7001)];
 const ARPHRD_ETHER: u16 = 1;

@@ -10,8 +10,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
 use tportknockd::config::{self, Event};
+use tportknockd::knock::matcher::Matcher;
 use tportknockd::knock::{flags, FlagSpec, Proto, Step};
-use tportknockd::matcher::Matcher;
 use tportknockd::wire::{decode, Decoded, Link};
 
 // ---- heap accounting, per thread (tests run in parallel threads) ----

@@ -9,7 +9,7 @@ use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 use common::{Netns, Pair};
-use tportknockd::netif::{self, Addresses, Change};
+use tportknockd::capture::netif::{self, Addresses, Change};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()

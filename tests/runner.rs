@@ -9,7 +9,7 @@ use std::fs;
 use std::os::fd::RawFd;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tportknockd::runner::{Completion, Outcome, Request, Runner, RunnerConfig, PATH};
+use tportknockd::doors::runner::{Completion, Outcome, Request, Runner, RunnerConfig, PATH};
 
 fn config(max_running: usize, time_limit: Duration) -> RunnerConfig {
     RunnerConfig {

@@ -7,8 +7,8 @@
 use std::sync::OnceLock;
 
 use tportknockd::config::{self, Config};
+use tportknockd::knock::matchset::MatchSet;
 use tportknockd::knock::{FlagSpec, Step};
-use tportknockd::matchset::MatchSet;
 use tportknockd::wire::{decode as decode_frame, Decoded, Link};
 
 /// The frame decoder on arbitrary bytes, with every link type: never
@@ -47,7 +47,7 @@ pub fn config(data: &[u8]) {
             return;
         }
     };
-    let _ = tportknockd::check::warnings(&cfg, "fuzz.conf");
+    let _ = tportknockd::config::check::warnings(&cfg, "fuzz.conf");
     for ev in &cfg.events {
         // Only a knockd one-time event gets its steps later, from its file.
         assert!(

@@ -24,7 +24,7 @@
 //! interface gets a new ifindex). A ring on every interface (ifindex 0) is
 //! not affected by any of this.
 
-use crate::filter::Insn;
+use crate::capture::filter::Insn;
 use crate::sys::syscall;
 use memmap2::{MmapOptions, MmapRaw};
 use socket2::{Domain, Protocol, SockFilter, Socket, Type};

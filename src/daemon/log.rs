@@ -148,13 +148,13 @@ fn syslog(level: Level, line: &str) {
 }
 
 #[macro_export]
-macro_rules! error { ($($t:tt)*) => { $crate::log::write($crate::log::Level::Error, format_args!($($t)*)) } }
+macro_rules! error { ($($t:tt)*) => { $crate::daemon::log::write($crate::daemon::log::Level::Error, format_args!($($t)*)) } }
 #[macro_export]
-macro_rules! warn { ($($t:tt)*) => { $crate::log::write($crate::log::Level::Warn, format_args!($($t)*)) } }
+macro_rules! warn { ($($t:tt)*) => { $crate::daemon::log::write($crate::daemon::log::Level::Warn, format_args!($($t)*)) } }
 #[macro_export]
-macro_rules! info { ($($t:tt)*) => { $crate::log::write($crate::log::Level::Info, format_args!($($t)*)) } }
+macro_rules! info { ($($t:tt)*) => { $crate::daemon::log::write($crate::daemon::log::Level::Info, format_args!($($t)*)) } }
 #[macro_export]
-macro_rules! debug { ($($t:tt)*) => { if $crate::log::debug_enabled() { $crate::log::write($crate::log::Level::Debug, format_args!($($t)*)) } } }
+macro_rules! debug { ($($t:tt)*) => { if $crate::daemon::log::debug_enabled() { $crate::daemon::log::write($crate::daemon::log::Level::Debug, format_args!($($t)*)) } } }
 
 #[cfg(test)]
 mod tests {

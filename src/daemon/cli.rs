@@ -208,11 +208,11 @@ pub fn main() -> i32 {
             0
         }
         Ok(Mode::Check(path)) => {
-            crate::check::run(&path, &mut std::io::stdout(), &mut std::io::stderr())
+            crate::config::check::run(&path, &mut std::io::stdout(), &mut std::io::stderr())
         }
-        Ok(Mode::List) => match crate::netif::list() {
+        Ok(Mode::List) => match crate::capture::netif::list() {
             Ok(ifaces) => {
-                print!("{}", crate::netif::format_list(&ifaces));
+                print!("{}", crate::capture::netif::format_list(&ifaces));
                 0
             }
             Err(e) => {

@@ -2,26 +2,30 @@
 //! moves frames through decode → match → doors → commands, signals, reload
 //! and the shutdown that closes every door.
 
+pub mod cli;
+pub mod log;
+
 use std::io::Write;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::cli::Options;
+use crate::capture::filter;
+use crate::capture::netif::{Addresses, Change};
+use crate::capture::ring::{Ring, RingConfig};
 use crate::config::{self, Config};
+use crate::daemon::cli::Options;
+use crate::doors::journal::Journal;
+use crate::doors::runner::{Completion, Outcome, Request, Runner, RunnerConfig};
 use crate::doors::{CommandKind, CommandRequest, Doors, Opened};
-use crate::journal::Journal;
+use crate::knock::matcher::{Fired, Trace};
+use crate::knock::matchset::MatchSet;
 use crate::knock::Knock;
-use crate::matcher::{Fired, Trace};
-use crate::matchset::MatchSet;
-use crate::netif::{Addresses, Change};
-use crate::ring::{Ring, RingConfig};
-use crate::runner::{Completion, Outcome, Request, Runner, RunnerConfig};
 use crate::sys::daemon::{self as sysd, Forked, PidFile};
 use crate::sys::signal::SignalFd;
 use crate::wire::{self, Decoded, Link};
-use crate::{debug, error, filter, info, warn};
+use crate::{debug, error, info, warn};
 
 /// Frames decoded (and their table entries prefetched) before any of them
 /// is matched: enough for their cache misses to overlap.
@@ -91,7 +95,7 @@ fn absolute(path: &Path) -> PathBuf {
 
 /// Starts the daemon; returns the process exit status.
 pub fn start(mut opts: Options) -> i32 {
-    crate::log::set_debug(opts.debug);
+    crate::daemon::log::set_debug(opts.debug);
     // -D changes directory to /: resolve relative paths first.
     opts.config = absolute(&opts.config);
     opts.pidfile = absolute(&opts.pidfile);
@@ -155,7 +159,7 @@ fn detach(opts: Options) -> i32 {
     }
     let _ = std::env::set_current_dir("/");
     let _ = sysd::stdio_to_devnull();
-    crate::log::use_syslog();
+    crate::daemon::log::use_syslog();
     match Daemon::setup(opts) {
         Ok(d) => {
             info!("ready: {}", d.describe());
@@ -218,7 +222,7 @@ impl Daemon {
             Some(name) => match addrs.interface(name) {
                 Some(i) => i.index,
                 None => {
-                    return Err(crate::netif::resolve(name)
+                    return Err(crate::capture::netif::resolve(name)
                         .err()
                         .unwrap_or_else(|| format!("no interface {name}")))
                 }
@@ -363,7 +367,7 @@ impl Daemon {
             self.doors.tick(now, &mut self.requests);
             self.submit_requests();
             if now >= self.next_expire_ms {
-                let trace = crate::log::debug_enabled().then_some(&mut self.trace);
+                let trace = crate::daemon::log::debug_enabled().then_some(&mut self.trace);
                 self.matcher.expire(now, trace);
                 self.flush_trace();
                 self.next_expire_ms = now + EXPIRE_EVERY_MS;
@@ -399,7 +403,7 @@ impl Daemon {
         let Some(ring) = self.ring.as_mut() else {
             return 0;
         };
-        let trace_on = crate::log::debug_enabled();
+        let trace_on = crate::daemon::log::debug_enabled();
         let now = self.clock.elapsed().as_millis() as u64;
         let Daemon {
             matcher,
@@ -748,10 +752,11 @@ fn apply_global_options(opts: &mut Options, config: &Config) -> Result<(), Strin
         }
     }
     if g.use_syslog {
-        crate::log::also_syslog();
+        crate::daemon::log::also_syslog();
     }
     if let Some(path) = &g.log_file {
-        crate::log::to_file(path).map_err(|e| format!("LogFile {}: {e}", path.display()))?;
+        crate::daemon::log::to_file(path)
+            .map_err(|e| format!("LogFile {}: {e}", path.display()))?;
     }
     Ok(())
 }

@@ -110,7 +110,7 @@ fn byte(data: &[u8], at: usize) -> u8 {
 
 mod field {
     pub mod nlmsg {
-        use crate::netif::Field;
+        use crate::capture::netif::Field;
         pub const LEN: Field = 0..4;
         pub const TYPE: Field = 4..6;
         pub const FLAGS: Field = 6..8;
@@ -120,7 +120,7 @@ mod field {
     }
 
     pub mod ifinfo {
-        use crate::netif::Field;
+        use crate::capture::netif::Field;
         pub const FAMILY: usize = 0;
         pub const TYPE: Field = 2..4;
         pub const INDEX: Field = 4..8;
@@ -129,7 +129,7 @@ mod field {
     }
 
     pub mod ifaddr {
-        use crate::netif::Field;
+        use crate::capture::netif::Field;
         pub const FAMILY: usize = 0;
         pub const PREFIXLEN: usize = 1;
         pub const INDEX: Field = 4..8;
@@ -137,7 +137,7 @@ mod field {
     }
 
     pub mod rtattr {
-        use crate::netif::Field;
+        use crate::capture::netif::Field;
         pub const LEN: Field = 0..2;
         pub const TYPE: Field = 2..4;
         pub const HEADER_LEN: usize = 4;
@@ -527,7 +527,7 @@ pub enum Change {
 
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = |n: &str| crate::log::sanitize(n);
+        let name = |n: &str| crate::daemon::log::sanitize(n);
         match self {
             Change::AddrAdded { index, addr } => {
                 write!(f, "address {addr} added on ifindex {index}")
@@ -920,7 +920,7 @@ pub fn list() -> io::Result<Vec<Interface>> {
 pub fn format_list(ifaces: &[Interface]) -> String {
     let names: Vec<String> = ifaces
         .iter()
-        .map(|i| crate::log::sanitize(&i.name))
+        .map(|i| crate::daemon::log::sanitize(&i.name))
         .collect();
     let types: Vec<Cow<'static, str>> = ifaces.iter().map(Interface::link_type).collect();
     let name_w = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
@@ -965,11 +965,11 @@ pub fn resolve(name: &str) -> Result<Interface, String> {
     }
     let known: Vec<String> = ifaces
         .iter()
-        .map(|i| crate::log::sanitize(&i.name))
+        .map(|i| crate::daemon::log::sanitize(&i.name))
         .collect();
     Err(format!(
         "no network interface named \"{}\"; available: {}",
-        crate::log::sanitize(name),
+        crate::daemon::log::sanitize(name),
         if known.is_empty() {
             "none".to_string()
         } else {

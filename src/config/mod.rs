@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use crate::knock::{FlagSpec, Step};
 
+pub mod check;
 pub mod knockd;
 pub mod onetime;
 
@@ -886,7 +887,7 @@ mod tests {
     #[test]
     fn parses_the_example_file() {
         let c = match parse(
-            include_bytes!("../knock.conf.example"),
+            include_bytes!("../../knock.conf.example"),
             "knock.conf.example",
         ) {
             Ok(c) => c,

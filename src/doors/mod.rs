@@ -12,12 +12,16 @@
 //! flushed by a reboot, so the knock gets its own Start and Stop pair and the
 //! old stop still runs at its time).
 
+pub mod journal;
+pub mod runner;
+pub mod wheel;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 use crate::config::{expand, Event};
-use crate::journal::{Journal, JournalEntry};
-use crate::wheel::{TimerId, Wheel};
+use crate::doors::journal::{Journal, JournalEntry};
+use crate::doors::wheel::{TimerId, Wheel};
 
 /// Used when an event has a stop command but no `command_delay`.
 pub const DEFAULT_COMMAND_DELAY: u32 = 10;
@@ -302,8 +306,8 @@ fn stop_request(p: PendingStop) -> CommandRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::tests::Tmp;
-    use crate::journal::FILE_NAME;
+    use crate::doors::journal::tests::Tmp;
+    use crate::doors::journal::FILE_NAME;
     use std::fs;
 
     const T0_MS: u64 = 5_000_000;

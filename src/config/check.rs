@@ -403,7 +403,7 @@ event Web (line 9)
 
     #[test]
     fn checks_the_example_file() {
-        let (status, out, err, name) = check(include_bytes!("../knock.conf.example"), 0o600);
+        let (status, out, err, name) = check(include_bytes!("../../knock.conf.example"), 0o600);
         assert_eq!(status, 0, "{err}");
         assert_eq!(err, "");
         let events: Vec<&str> = out.lines().filter(|l| l.starts_with("event ")).collect();
@@ -443,7 +443,7 @@ error: {name}:5: <B> is never closed (missing </B>)
 
     #[test]
     fn refuses_a_writable_file_and_says_how_to_fix_it() {
-        let text = include_bytes!("../knock.conf.example");
+        let text = include_bytes!("../../knock.conf.example");
         let (status, out, err, name) = check(text, 0o666);
         assert_eq!(status, 1);
         assert_eq!(out, "");
@@ -615,7 +615,7 @@ error: {name}:5: <B> is never closed (missing </B>)
     #[test]
     fn fixture_valid() {
         let (status, out, err, name) = check(
-            include_bytes!("../tests/check_cli_fixtures/valid.conf"),
+            include_bytes!("../../tests/check_cli_fixtures/valid.conf"),
             0o600,
         );
         assert_eq!((status, err.as_str()), (0, ""));
@@ -626,7 +626,7 @@ error: {name}:5: <B> is never closed (missing </B>)
     #[test]
     fn fixture_warnings() {
         let (status, out, err, name) = check(
-            include_bytes!("../tests/check_cli_fixtures/warnings.conf"),
+            include_bytes!("../../tests/check_cli_fixtures/warnings.conf"),
             0o600,
         );
         assert_eq!((status, err.as_str()), (0, ""));
@@ -647,7 +647,7 @@ error: {name}:5: <B> is never closed (missing </B>)
     #[test]
     fn fixture_invalid() {
         let (status, out, err, name) = check(
-            include_bytes!("../tests/check_cli_fixtures/invalid.conf"),
+            include_bytes!("../../tests/check_cli_fixtures/invalid.conf"),
             0o600,
         );
         assert_eq!((status, out.as_str()), (1, ""));

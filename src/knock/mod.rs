@@ -1,6 +1,9 @@
 //! The vocabulary shared by every stage: protocols, TCP flag sets, sequence
 //! steps (`tcp:123:frap`) and the decoded knock a frame turns into.
 
+pub mod matcher;
+pub mod matchset;
+
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;

@@ -11,8 +11,8 @@
 use std::net::IpAddr;
 
 use crate::config::Event;
+use crate::knock::matcher::{Fired, Matcher, MatcherStats, Trace};
 use crate::knock::{Knock, Proto};
-use crate::matcher::{Fired, Matcher, MatcherStats, Trace};
 
 struct Group {
     matcher: Matcher,
