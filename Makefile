@@ -11,7 +11,7 @@ UNITDIR    ?= $(PREFIX)/lib/systemd/system
 RELEASE_DIR ?= target/release
 
 # Debian packages the end-to-end tests drive for real.
-TEST_DEBS := iproute2 nftables iptables tcpdump knockd netcat-openbsd systemd util-linux groff-base
+TEST_DEBS := iproute2 nftables ipset iptables tcpdump knockd netcat-openbsd systemd util-linux groff-base
 
 .PHONY: all build release test deps check clean demo install uninstall fuzz bench
 

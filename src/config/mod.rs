@@ -29,6 +29,7 @@ use crate::knock::{FlagSpec, Step};
 pub mod check;
 pub mod knockd;
 pub mod onetime;
+pub mod sets;
 
 /// One `<NAME>` block (or knockd `[name]` section).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -13,6 +13,7 @@
 //! old stop still runs at its time).
 
 pub mod journal;
+pub mod kernel;
 pub mod runner;
 pub mod wheel;
 

@@ -81,9 +81,9 @@ pub mod errno {
     /// Add: already there; delete/test: not there.
     pub const EXIST: i32 = 4103;
     /// The address family does not match the set's.
-    pub const INVALID_FAMILY: i32 = 4105;
+    pub const INVALID_FAMILY: i32 = 4106;
     /// The set was created without timeout support.
-    pub const TIMEOUT: i32 = 4106;
+    pub const TIMEOUT: i32 = 4107;
     /// A `hash:*` set is full.
     pub const HASH_FULL: i32 = 4352;
 }
@@ -94,12 +94,16 @@ pub fn error_text(errno: i32) -> Option<&'static str> {
     Some(match errno {
         errno::PROTOCOL => "the kernel speaks another ipset protocol version",
         4098 => "the set type is not known to the kernel",
-        4101 => "the set is in use and cannot be changed",
+        4099 => "the kernel holds the maximum number of sets",
+        4100 => "the set is busy",
+        4101 => "a set of the second name exists already",
         4102 => "the set types do not match",
         errno::EXIST => "the element exists already (or is missing)",
         4104 => "invalid CIDR prefix",
+        4105 => "invalid netmask",
         errno::INVALID_FAMILY => "the address family does not match the set's family",
         errno::TIMEOUT => "the set was created without timeout support",
+        4108 => "the set is referenced and cannot be changed",
         4109 => "invalid IPv4 address for this set",
         4110 => "invalid IPv6 address for this set",
         errno::HASH_FULL => "the set is full (maxelem reached)",
@@ -427,6 +431,19 @@ mod test {
         ];
         let msg = NlMsg::new_checked(&reply[..]).unwrap();
         assert_eq!(parse_protocol(&msg), Ok((7, 6)));
+    }
+
+    /// The codes follow `IPSET_ERR_PRIVATE = 4096` in `enum ipset_errno`
+    /// order: a timeout refusal must read as one.
+    #[test]
+    fn error_codes_in_enum_order() {
+        assert_eq!(errno::TIMEOUT - 4096, 11);
+        assert_eq!(errno::EXIST - 4096, 7);
+        assert_eq!(
+            error_text(errno::TIMEOUT),
+            Some("the set was created without timeout support")
+        );
+        assert_eq!(error_text(2), None);
     }
 
     #[test]
