@@ -5,6 +5,7 @@ use std::io::Write;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
+use crate::config::sets::AddrFamily;
 use crate::config::{self, Config, Event};
 use crate::knock::{flags, FlagSpec, Proto, Step};
 
@@ -117,6 +118,17 @@ fn describe(event: &Event, out: &mut dyn Write) -> std::io::Result<()> {
             }
             _ => writeln!(out, "  stop for IPv6: none")?,
         }
+    }
+    for (target, family) in event.sets.all() {
+        let who = match family {
+            AddrFamily::V4 => "IPv4",
+            AddrFamily::V6 => "IPv6",
+        };
+        let delay = event.command_delay.unwrap_or(0);
+        writeln!(
+            out,
+            "  kernel door for {who}: {target}, address kept {delay} s"
+        )?;
     }
     Ok(())
 }
@@ -273,6 +285,7 @@ pub fn warnings(config: &Config, file: &str) -> Vec<String> {
         }
         if event.start_for(Ipv4Addr::UNSPECIFIED.into()).is_none()
             && event.start_for(Ipv6Addr::UNSPECIFIED.into()).is_none()
+            && event.sets.is_empty()
         {
             out.push(at("runs no command: a knock only shows in the log".into()));
         }
@@ -396,6 +409,29 @@ event Web (line 9)
   start: web %IP%
   stop: none
 {name}: 2 events, 0 errors, 0 warnings
+"
+            )
+        );
+    }
+
+    #[test]
+    fn describes_kernel_doors() {
+        let text = "<K>\nsequence = tcp:7001:fu udp:8002\ntimeout = 5\n\
+                    nft_set = inet filter knocked4\nipset_6 = knocked6\ncommand_delay = 30\n</K>\n";
+        let (status, out, err, name) = check(text.as_bytes(), 0o600);
+        assert_eq!((status, err.as_str()), (0, ""));
+        assert_eq!(
+            out,
+            format!(
+                "event K (line 1)
+  sequence: 2 frames within 5 s
+    1. tcp/7001 with exactly FIN URG
+    2. udp/8002
+  start: none
+  stop: none
+  kernel door for IPv4: nftables set 'inet filter knocked4', address kept 30 s
+  kernel door for IPv6: ipset 'knocked6', address kept 30 s
+{name}: 1 event, 0 errors, 0 warnings
 "
             )
         );
