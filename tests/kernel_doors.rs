@@ -435,12 +435,12 @@ fn kernel_errors_name_set_and_reason() {
         "ipset 'plain': the set was created without timeout support"
     );
     assert!(
-        matches!(errors[3].reason, Reason::Kernel(_)),
+        matches!(errors[3].reason, Reason::Kernel(libc::EINVAL)),
         "{:?}",
         errors[3]
     );
     assert!(
-        texts[3].starts_with("nftables set 'inet f plain': kernel: "),
+        texts[3].starts_with("nftables set 'inet f plain': the kernel refused"),
         "{}",
         texts[3]
     );

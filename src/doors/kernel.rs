@@ -49,9 +49,10 @@ const RECV_BUF: usize = 64 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refresh {
     /// One `NEWSETELEM` with `NFTA_SET_ELEM_TIMEOUT` and
-    /// `NFTA_SET_ELEM_EXPIRATION`: since Linux 6.10 the kernel updates an
+    /// `NFTA_SET_ELEM_EXPIRATION`: since Linux 6.12 the kernel updates an
     /// existing element's timeout in place. Older kernels accept the same
-    /// message but leave the old expiry, so the door would shut early.
+    /// message but leave the old expiry (through 6.11 a re-add of an
+    /// existing element is a silent no-op), so the door would shut early.
     InPlace,
     /// One batch of add, delete, add: the first add makes sure the element
     /// exists (so the delete cannot fail), the delete and the second add
@@ -61,13 +62,14 @@ pub enum Refresh {
 }
 
 impl Refresh {
-    /// [`Refresh::InPlace`] on Linux 6.10 and later (per `release`, e.g.
-    /// `6.18.44-foo`), else [`Refresh::Replace`].
+    /// [`Refresh::InPlace`] on Linux 6.12 and later (per `release`, e.g.
+    /// `6.18.44-foo`), else [`Refresh::Replace`] (also right on a distro
+    /// kernel that backported the update, only a little slower).
     pub fn for_kernel(release: &str) -> Refresh {
         let mut parts = release.split(|c: char| !c.is_ascii_digit());
         let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
         let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        if (major, minor) >= (6, 10) {
+        if (major, minor) >= (6, 12) {
             Refresh::InPlace
         } else {
             Refresh::Replace
@@ -123,6 +125,9 @@ fn errno_text(errno: i32) -> String {
         libc::EPERM => "not permitted (needs CAP_NET_ADMIN in the set's network namespace)".into(),
         libc::ENFILE | libc::ENOSPC => "the set is full (its size limit is reached)".into(),
         libc::EOPNOTSUPP => "not supported by this kernel (module not available?)".into(),
+        libc::EINVAL => "the kernel refused the request as invalid (was the set re-created \
+                         with another key type, or without timeout support?)"
+            .into(),
         _ => format!("kernel: {}", io::Error::from_raw_os_error(errno)),
     }
 }
@@ -768,8 +773,9 @@ mod test {
     #[test]
     fn refresh_by_kernel_release() {
         assert_eq!(Refresh::for_kernel("6.18.44-fc-v657"), Refresh::InPlace);
-        assert_eq!(Refresh::for_kernel("6.10.0"), Refresh::InPlace);
-        assert_eq!(Refresh::for_kernel("6.9.12-amd64"), Refresh::Replace);
+        assert_eq!(Refresh::for_kernel("6.12.0"), Refresh::InPlace);
+        assert_eq!(Refresh::for_kernel("6.11.9-amd64"), Refresh::Replace);
+        assert_eq!(Refresh::for_kernel("6.1.0-31-amd64"), Refresh::Replace);
         assert_eq!(Refresh::for_kernel("5.15.0-91-generic"), Refresh::Replace);
         assert_eq!(Refresh::for_kernel("7.0"), Refresh::InPlace);
         assert_eq!(Refresh::for_kernel(""), Refresh::Replace);
