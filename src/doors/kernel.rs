@@ -272,10 +272,10 @@ impl KernelDoors {
         family: AddrFamily,
         timeout: Duration,
     ) -> Result<(), KernelError> {
-        let result = match target {
+        let result = check_names(target).and_then(|()| match target {
             SetTarget::Nft(s) => self.nft_lookup(s, family),
             SetTarget::Ipset(name) => self.ipset_lookup(name, family),
-        };
+        });
         result.map_err(|reason| {
             let fix = match &reason {
                 Reason::Missing => Some(fix_line(target, family, timeout, false)),
@@ -301,20 +301,20 @@ impl KernelDoors {
         addr: IpAddr,
         timeout: Duration,
     ) -> Result<(), KernelError> {
-        let result = match target {
+        let result = check_names(target).and_then(|()| match target {
             SetTarget::Nft(s) => self.nft_add(s, addr, timeout),
             SetTarget::Ipset(name) => self.ipset_add(name, addr, timeout),
-        };
+        });
         result.map_err(|reason| error(target, reason))
     }
 
     /// Removes `addr` from `target`: `Ok(true)` if it was there, `Ok(false)`
     /// if not (already expired, or never added).
     pub fn remove(&mut self, target: &SetTarget, addr: IpAddr) -> Result<bool, KernelError> {
-        let result = match target {
+        let result = check_names(target).and_then(|()| match target {
             SetTarget::Nft(s) => self.nft_remove(s, addr),
             SetTarget::Ipset(name) => self.ipset_remove(name, addr),
-        };
+        });
         result.map_err(|reason| error(target, reason))
     }
 
@@ -327,10 +327,10 @@ impl KernelDoors {
         target: &SetTarget,
         addr: IpAddr,
     ) -> Result<Option<Duration>, KernelError> {
-        let result = match target {
+        let result = check_names(target).and_then(|()| match target {
             SetTarget::Nft(s) => self.nft_expires(s, addr),
             SetTarget::Ipset(name) => self.ipset_expires(name, addr),
-        };
+        });
         result.map_err(|reason| error(target, reason))
     }
 
@@ -744,6 +744,26 @@ impl KernelDoors {
     }
 }
 
+/// Names the kernel can take: the public fields of [`NftSet`] allow any
+/// string, the wire builders only bounded ones without NUL.
+fn check_names(target: &SetTarget) -> Result<(), Reason> {
+    let fits =
+        |name: &str, max: usize| !name.is_empty() && name.len() <= max && !name.contains('\0');
+    let ok = match target {
+        SetTarget::Nft(s) => {
+            fits(&s.table, nftables::MAX_NAME_LEN) && fits(&s.set, nftables::MAX_NAME_LEN)
+        }
+        SetTarget::Ipset(name) => fits(name.as_str(), ipset::MAX_NAME_LEN),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Reason::Unsupported(
+            "named with an empty, too long or NUL-holding name".into(),
+        ))
+    }
+}
+
 fn key_bytes(addr: &IpAddr) -> Vec<u8> {
     match addr {
         IpAddr::V4(a) => a.octets().to_vec(),
@@ -779,6 +799,24 @@ mod test {
         assert_eq!(Refresh::for_kernel("5.15.0-91-generic"), Refresh::Replace);
         assert_eq!(Refresh::for_kernel("7.0"), Refresh::InPlace);
         assert_eq!(Refresh::for_kernel(""), Refresh::Replace);
+    }
+
+    #[test]
+    fn refuses_names_the_wire_cannot_carry() {
+        let long = SetTarget::Nft(NftSet {
+            family: crate::config::sets::NftFamily::Inet,
+            table: "t".repeat(70_000),
+            set: "s".into(),
+        });
+        assert!(matches!(check_names(&long), Err(Reason::Unsupported(_))));
+        let nul = SetTarget::Nft(NftSet {
+            family: crate::config::sets::NftFamily::Inet,
+            table: "t\0".into(),
+            set: "s".into(),
+        });
+        assert!(check_names(&nul).is_err());
+        let ok = SetTarget::Nft(NftSet::parse("inet t s").unwrap());
+        assert!(check_names(&ok).is_ok());
     }
 
     #[test]

@@ -450,4 +450,29 @@ mod test {
     fn max_timeout_is_the_kernels() {
         assert_eq!(MAX_TIMEOUT_SECS, 2_147_483);
     }
+
+    proptest::proptest! {
+        /// Real replies with bytes overwritten, and random bytes: the
+        /// readers answer or refuse, never panic.
+        #[test]
+        fn mutated_replies_never_panic(
+            which in 0usize..3,
+            edits in proptest::collection::vec((0usize..180, proptest::prelude::any::<u8>()), 1..8),
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        ) {
+            let mut bytes = [&LIST_K4[..], &LIST_K4_MEMBER[..], &LIST_K6_MEMBER[..]][which].to_vec();
+            for (at, v) in edits {
+                if let Some(b) = bytes.get_mut(at) {
+                    *b = v;
+                }
+            }
+            for data in [&bytes[..], &noise[..]] {
+                for msg in crate::wire::nfnetlink::Messages::new(data).flatten() {
+                    let _ = parse_header(&msg);
+                    let _ = parse_protocol(&msg);
+                    let _ = find_member(&msg, "fd00::1".parse().unwrap());
+                }
+            }
+        }
+    }
 }

@@ -465,4 +465,32 @@ mod test {
         }
         assert_eq!(Family::from_name("inet6"), None);
     }
+
+    proptest::proptest! {
+        /// Real replies with bytes overwritten, and random bytes: the
+        /// readers answer or refuse, never panic, and never report a key
+        /// longer than a key can be.
+        #[test]
+        fn mutated_replies_never_panic(
+            which in 0usize..2,
+            edits in proptest::collection::vec((0usize..120, proptest::prelude::any::<u8>()), 1..8),
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        ) {
+            let mut bytes = [&ELEM_REPLY_K4[..], &SET_K6[..]][which].to_vec();
+            for (at, v) in edits {
+                if let Some(b) = bytes.get_mut(at) {
+                    *b = v;
+                }
+            }
+            for data in [&bytes[..], &noise[..]] {
+                for msg in crate::wire::nfnetlink::Messages::new(data).flatten() {
+                    let _ = parse_set(&msg);
+                    if let Ok(Some(e)) = parse_first_elem(&msg) {
+                        proptest::prop_assert!(e.key.len() <= MAX_KEY_LEN);
+                    }
+                    let _ = crate::wire::nfnetlink::parse_ack(&msg);
+                }
+            }
+        }
+    }
 }
