@@ -100,7 +100,7 @@ pub fn load_as(path: &Path, euid: u32) -> Result<Key, KeyFileError> {
         Ok(n) if n > MAX_KEY_FILE => Err(fail(format!(
             "is more than {MAX_KEY_FILE} bytes long; {FORMAT_HINT}"
         ))),
-        Ok(n) => parse(&buf[..n]).map_err(|msg| fail(msg)),
+        Ok(n) => parse(&buf[..n]).map_err(fail),
     };
     wipe(&mut buf);
     result
@@ -333,10 +333,7 @@ mod tests {
                 secret[..30].to_string(),
                 "key of 120 bits, fewer than the 128",
             ),
-            (
-                format!("{}", "ab".repeat(65)),
-                "key of 520 bits, more than the 512",
-            ),
+            ("ab".repeat(65), "key of 520 bits, more than the 512"),
             ("key = ".to_string() + secret, "character 1 of the line"),
         ] {
             let msg = match parse(text.as_bytes()) {

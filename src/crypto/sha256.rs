@@ -284,7 +284,7 @@ mod tests {
     /// However a message is cut into `update` calls, the digest is the same.
     #[test]
     fn split_updates_agree_with_one_call() {
-        let mut rng = XorShift(0x5eed_0f_5a_256);
+        let mut rng = XorShift(0x5eed_0f5a_0256);
         for _ in 0..200 {
             let len = rng.below(300);
             let msg: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
