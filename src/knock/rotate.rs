@@ -380,6 +380,45 @@ mod tests {
         );
     }
 
+    /// knock.conf(5) shows vectors 1 and 2 as this code computes them, so
+    /// a client written from the page meets the daemon.
+    #[test]
+    fn the_manual_shows_the_vectors() {
+        let page = include_str!("../../man/knock.conf.5").replace("\\-", "-");
+        let page = page.split_whitespace().collect::<Vec<_>>().join(" ");
+        let key = vector_key();
+        let words: Vec<String> = Words::new(&key, "SSH", 56_666_666)
+            .take(4)
+            .map(|w| format!("{w:08x}"))
+            .collect();
+        let one = derive(
+            &key,
+            "SSH",
+            56_666_666,
+            &templates(
+                "tcp:40000-40999:{s,fs,sr} udp:50000-50999 tcp:40000-40999:{s,fs,sr} \
+                 tcp:60000-60099:fu",
+            ),
+        )
+        .unwrap();
+        let two = derive(
+            &key,
+            "SSH",
+            56_666_666,
+            &templates(&"udp:1-65535 ".repeat(10)),
+        )
+        .unwrap();
+        let ports: Vec<String> = two.iter().map(|s| s.port.to_string()).collect();
+        for shown in [
+            format!("Block 0 begins with the words {}.", words.join(" ")),
+            format!("give .BR \"{}\" ;", texts(&one).join(" ")),
+            format!("gives {}, the last two from block 1", ports.join(" ")),
+            "window 30 s, time 1700000000, so .I w = 56666666.".to_string(),
+        ] {
+            assert!(page.contains(&shown), "knock.conf.5 lacks: {shown}");
+        }
+    }
+
     #[test]
     fn key_event_and_window_each_change_the_sequence() {
         let t = templates("udp:1-65535 udp:1-65535 udp:1-65535");
