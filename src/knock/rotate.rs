@@ -1,7 +1,7 @@
 //! Rotating sequences: the concrete steps an event expects in a time
 //! window, derived from the event's key, so that a sniffed knock is worth
-//! nothing in the next windows and a burned one (see the integration notes
-//! in the report of issue 17) not even in its own.
+//! nothing in the next windows (and, once the matcher burns the sequences
+//! that opened a door, nothing in its own window either).
 //!
 //! # The derivation, exactly
 //!
