@@ -34,7 +34,8 @@ const SYN_LINGER: Duration = Duration::from_millis(2);
 const SRC_PORT_BASE: u16 = 49152;
 
 const USAGE: &str = "usage: tportknock [-46v] [-d MS] HOST STEP...\n       \
-                     tportknock [-46v] [-d MS] -c FILE -e EVENT HOST";
+                     tportknock [-46v] [-d MS] -c FILE -e EVENT HOST\n       \
+                     tportknock -K FILE";
 
 const HELP: &str = "\
 Knocks a sequence of frames at HOST, including TCP frames with exact flags.
@@ -50,6 +51,8 @@ x all six, n none (also meant when no flags are given), i any (sends SYN).
   -d MS     wait MS milliseconds between frames (default 10)
   -4, -6    use only an IPv4 or only an IPv6 address of HOST
   -v        print each frame as it is sent
+  -K FILE   write a new random key for a rotating event to FILE (mode
+            0600, never replacing a file) and exit; the key is not shown
   -h        show this help and exit
   -V        show the version and exit
 
@@ -96,6 +99,8 @@ pub enum Command {
     Help,
     Version,
     Knock(Options),
+    /// `-K FILE`: write a new key file.
+    GenKey(PathBuf),
 }
 
 /// A command line that makes no sense (exit status 2).
@@ -140,6 +145,12 @@ pub fn main() -> i32 {
             );
             0
         }
+        Ok(Command::GenKey(file)) => crate::crypto::keyfile::genkey_command(
+            &file,
+            &mut io::stdout(),
+            &mut io::stderr(),
+            "tportknock",
+        ),
         Ok(Command::Knock(opts)) => match run(&opts) {
             Ok(()) => 0,
             Err(e) => {
@@ -168,13 +179,17 @@ pub fn parse_args<S: AsRef<OsStr>>(args: &[S]) -> Result<Command, UsageError> {
         .optopt("c", "config", "", "FILE")
         .optopt("e", "event", "", "EVENT")
         .optflag("h", "help", "")
-        .optflag("V", "version", "");
+        .optflag("V", "version", "")
+        .optopt("K", "genkey", "", "FILE");
     let m = spec.parse(args).map_err(|e| UsageError(e.to_string()))?;
     if m.opt_present("h") {
         return Ok(Command::Help);
     }
     if m.opt_present("V") {
         return Ok(Command::Version);
+    }
+    if let Some(file) = m.opt_str("K") {
+        return genkey_args(file, &m);
     }
     let family = match (m.opt_present("4"), m.opt_present("6")) {
         (true, true) => return Err(UsageError("-4 and -6 exclude each other".into())),
@@ -227,6 +242,15 @@ pub fn parse_args<S: AsRef<OsStr>>(args: &[S]) -> Result<Command, UsageError> {
         family,
         verbose,
     }))
+}
+
+/// `-K FILE` stands alone: nothing else on the line has a meaning with it.
+fn genkey_args(file: String, m: &getopts::Matches) -> Result<Command, UsageError> {
+    let others = ["d", "4", "6", "v", "c", "e"];
+    if file.is_empty() || !m.free.is_empty() || others.iter().any(|o| m.opt_present(o)) {
+        return Err(UsageError("-K takes a FILE and nothing else".into()));
+    }
+    Ok(Command::GenKey(PathBuf::from(file)))
 }
 
 fn parse_delay(text: &str) -> Result<Duration, UsageError> {
@@ -655,6 +679,34 @@ mod tests {
             "tcp [fd00::1]:7000 flags SYN"
         );
         assert_eq!(frame_line(v6, &step("udp:53")), "udp [fd00::1]:53");
+    }
+
+    #[test]
+    fn genkey_takes_a_file_and_nothing_else() {
+        for args in [
+            &["-K", "k.key"][..],
+            &["--genkey", "k.key"],
+            &["--genkey=k.key"],
+        ] {
+            assert_eq!(
+                parse_args(args),
+                Ok(Command::GenKey(PathBuf::from("k.key"))),
+                "{args:?}"
+            );
+        }
+        for args in [
+            &["-K", "k.key", "host"][..],
+            &["-K", "k.key", "-v"],
+            &["-K", "k.key", "-c", "knock.conf", "-e", "SSH"],
+            &["-K", ""],
+        ] {
+            assert_eq!(
+                usage_error(args),
+                "-K takes a FILE and nothing else",
+                "{args:?}"
+            );
+        }
+        assert!(usage_error(&["-K"]).contains("K"));
     }
 
     #[test]

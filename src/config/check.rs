@@ -9,6 +9,8 @@ use crate::config::sets::AddrFamily;
 use crate::config::{self, Config, Event};
 use crate::knock::{flags, FlagSpec, Proto, Step};
 
+pub mod rotating;
+
 /// Checks `path`; the report goes to `out`, errors to `err`. Returns the
 /// exit status: 0 for a usable file (warnings or not), 1 otherwise.
 pub fn run(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i32 {

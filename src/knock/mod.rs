@@ -3,6 +3,8 @@
 
 pub mod matcher;
 pub mod matchset;
+pub mod rotate;
+pub mod template;
 
 use std::fmt;
 use std::net::IpAddr;

@@ -44,4 +44,6 @@ pub fn prefetch<T>(p: *const T) {
 
 pub mod daemon;
 pub mod netlink;
+pub mod random;
 pub mod signal;
+pub mod wipe;
