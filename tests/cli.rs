@@ -115,3 +115,80 @@ fn run_refuses_a_config_others_can_write() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("chmod go-w"), "{err}");
 }
+
+/// `dist/knock.conf`, the file the package and `make install` put in
+/// /etc, copied to a private file.
+fn installed_config(dir: &TempDir, text: Option<&str>) -> std::path::PathBuf {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/knock.conf");
+    let text = text.map_or_else(|| std::fs::read_to_string(src).unwrap(), str::to_owned);
+    let f = dir.join("knock.conf");
+    std::fs::write(&f, text).unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    f
+}
+
+/// The installed config with every commented event uncommented, as its
+/// header tells the admin to do.
+fn uncommented() -> String {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/knock.conf"),
+    )
+    .unwrap();
+    let mut inside = false;
+    let mut out = String::new();
+    for line in text.lines() {
+        let opens = line.starts_with("#<") && !line.starts_with("#</");
+        inside |= opens;
+        out.push_str(if inside { &line[1..] } else { line });
+        out.push('\n');
+        inside &= !line.starts_with("#</");
+    }
+    out
+}
+
+#[test]
+fn the_installed_config_opens_nothing_until_edited() {
+    let dir = TempDir::new("cli5");
+    // As shipped: no event, so nothing to run.
+    let f = installed_config(&dir, None);
+    let (code, out, err) = run(&["-C".as_ref(), f.as_os_str()]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("no event"), "{err}");
+
+    // Uncommented but the sequences not chosen: refused, every PORT named.
+    let text = uncommented();
+    let f = installed_config(&dir, Some(&text));
+    let (code, _, err) = run(&["-C".as_ref(), f.as_os_str()]);
+    assert_eq!(code, Some(1), "{err}");
+    let ports = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("sequence"))
+        .map(|l| l.matches("PORT").count())
+        .sum::<usize>();
+    assert!(ports >= 4, "{text}");
+    assert_eq!(err.matches("not 'PORT'").count(), ports, "{err}");
+
+    // Ports chosen: every commented event is a valid one.
+    let mut port = 40_000;
+    let chosen: String = text
+        .split("PORT")
+        .enumerate()
+        .map(|(i, part)| {
+            port += 1;
+            if i == 0 {
+                part.to_string()
+            } else {
+                format!("{port}{part}")
+            }
+        })
+        .collect();
+    let f = installed_config(&dir, Some(&chosen));
+    let (code, out, err) = run(&["-C".as_ref(), f.as_os_str()]);
+    assert_eq!(code, Some(0), "{chosen}\n{out}{err}");
+    let events = text
+        .lines()
+        .filter(|l| l.starts_with('<') && !l.starts_with("</"))
+        .count();
+    assert!(events >= 2, "{text}");
+    assert!(out.contains(&format!("{events} events, 0 errors")), "{out}");
+}
