@@ -192,3 +192,39 @@ fn the_installed_config_opens_nothing_until_edited() {
     assert!(events >= 2, "{text}");
     assert!(out.contains(&format!("{events} events, 0 errors")), "{out}");
 }
+
+#[test]
+fn run_refuses_a_config_with_no_events_and_names_the_fix() {
+    let dir = TempDir::new("cli6");
+    let f = installed_config(&dir, None);
+    let (pid, state) = (dir.join("pid"), dir.join("state"));
+    let out = Command::new(BIN)
+        .arg("-c")
+        .arg(&f)
+        .arg("-p")
+        .arg(&pid)
+        .arg("-s")
+        .arg(&state)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let shown = f.display();
+    assert!(
+        err.contains(&format!("{shown}: no events: edit it")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("check it with tportknockd -C {shown}")),
+        "{err}"
+    );
+    // Refused before anything was set up.
+    assert!(!pid.exists() && !state.exists());
+    // -C says the same.
+    let (code, _, err) = run(&["-C".as_ref(), f.as_os_str()]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains(&format!("{shown}: no events: edit it")),
+        "{err}"
+    );
+}
