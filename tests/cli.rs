@@ -97,12 +97,22 @@ fn help_and_version() {
     ] {
         assert!(out.contains(opt), "help lacks {opt}: {out}");
     }
-    let (code, out, _) = run(&["-V".as_ref()]);
-    assert_eq!(code, Some(0));
-    assert_eq!(
-        out.trim(),
-        format!("tportknockd {}", env!("CARGO_PKG_VERSION"))
+    // knockd's users learn where its letters mean something else.
+    assert!(
+        out.contains("here -d debugs and -D detaches, the other way round from\nknockd"),
+        "{out}"
     );
+    // knockd's long spellings.
+    let (code, long, _) = run(&["--help".as_ref()]);
+    assert_eq!((code, &long), (Some(0), &out));
+    for arg in ["-V", "--version"] {
+        let (code, out, _) = run(&[arg.as_ref()]);
+        assert_eq!(code, Some(0));
+        assert_eq!(
+            out.trim(),
+            format!("tportknockd {}", env!("CARGO_PKG_VERSION"))
+        );
+    }
 }
 
 #[test]
