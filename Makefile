@@ -15,11 +15,12 @@ RELEASE_DIR ?= target/release
 # Where `make deb` puts tportknockd_VERSION_ARCH.deb.
 DEB_DIR ?= target/deb
 
-# Debian packages the end-to-end tests drive for real (dpkg-dev, lintian,
+# Debian packages the end-to-end tests drive for real (ufw: knock.conf(5)'s
+# recipe, in a namespace with its own /etc/ufw; dpkg-dev, lintian,
 # man-db and init-system-helpers: the package is built, checked, installed
 # into a scratch root and its manuals read as man shows them).
 TEST_DEBS := iproute2 nftables iptables tcpdump knockd netcat-openbsd systemd util-linux groff-base \
-	dpkg-dev lintian man-db init-system-helpers
+	dpkg-dev lintian man-db init-system-helpers ufw
 
 .PHONY: all build release test deps check clean demo install uninstall deb fuzz bench need-release
 
