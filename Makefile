@@ -45,8 +45,9 @@ test: deps release
 
 # A door opened by a knock and closed again, in two throwaway network
 # namespaces (root; installs iproute2, nftables and netcat-openbsd if missing).
-demo: release
-	demo/demo.sh
+# Takes the binaries `make` built, like install: root never compiles.
+demo: need-release
+	TPK_BIN_DIR=$(abspath $(RELEASE_DIR)) demo/demo.sh
 
 # The binaries install takes must exist: it never builds them, as root's
 # cargo is often missing or another toolchain. Sources newer than the

@@ -8,7 +8,7 @@
 #   client namespace: tportknock, and nc trying to reach the service
 #
 # Environment: TPK_BIN_DIR  directory holding tportknockd and tportknock
-#                           (default: target/release, built by `make demo`)
+#                           (default: target/release, built by `make`)
 #              TPK_DELAY    seconds the door stays open (default 6)
 set -euo pipefail
 
@@ -22,7 +22,7 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 for b in tportknockd tportknock; do
-    [ -x "$bin_dir/$b" ] || { echo "no $bin_dir/$b: run 'make demo' (it builds first)" >&2; exit 1; }
+    [ -x "$bin_dir/$b" ] || { echo "no $bin_dir/$b: run 'make' first, then 'sudo make demo'" >&2; exit 1; }
 done
 
 # Debian packages the demo drives, installed only when missing.
