@@ -45,7 +45,10 @@ fn manuals_format_at_80_columns_without_warnings() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success() && err.is_empty(), "{page}:\n{err}");
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.lines().count() > 50, "{page} rendered to almost nothing");
+        assert!(
+            text.lines().count() > 50,
+            "{page} rendered to almost nothing"
+        );
     }
 }
 
