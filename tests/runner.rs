@@ -171,7 +171,7 @@ fn only_descriptors_0_to_2_are_inherited() {
     // daemon would leave them, plus one opened the normal Rust way.
     // SAFETY: plain open/dup2 on our own descriptor table.
     let leaky = unsafe {
-        let fd = libc::open(b"/dev/null\0".as_ptr().cast(), libc::O_RDONLY);
+        let fd = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
         assert!(fd >= 0);
         assert_eq!(libc::dup2(fd, 900), 900);
         fd

@@ -475,7 +475,8 @@ pub fn parse(text: &[u8], file: &str) -> Result<Config, LoadError> {
     }
     if names.is_empty() && diag.messages.is_empty() {
         diag.messages.push(format!(
-            "{file}: no event defined; expected at least one [name] section besides [options]"
+            "{file}: no events: edit it (an event is a [name] section besides \
+             [options]), then check it with tportknockd -C {file}"
         ));
     }
     if diag.messages.is_empty() {
@@ -818,7 +819,10 @@ mod tests {
     fn no_events_is_an_error() {
         assert_eq!(
             errors("[options]\nUseSyslog\n"),
-            ["k.conf: no event defined; expected at least one [name] section besides [options]"]
+            [
+                "k.conf: no events: edit it (an event is a [name] section besides [options]), \
+              then check it with tportknockd -C k.conf"
+            ]
         );
     }
 

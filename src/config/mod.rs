@@ -843,7 +843,8 @@ fn parse_knock_conf(text: &[u8], file: &str) -> Result<Config, LoadError> {
     }
     if !any_block {
         diag.messages.push(format!(
-            "{file}: no event defined; expected at least one <NAME> … </NAME> block"
+            "{file}: no events: edit it (an event is a <NAME> … </NAME> block), \
+             then check it with tportknockd -C {file}"
         ));
     }
     if diag.messages.is_empty() {
@@ -1043,13 +1044,13 @@ mod tests {
         assert_eq!(ok(&bom), ok(SSH));
     }
 
+    const NO_EVENTS: &str = "k.conf: no events: edit it (an event is a <NAME> … </NAME> \
+                             block), then check it with tportknockd -C k.conf";
+
     #[test]
     fn empty_and_comment_only_files_have_no_event() {
         for text in ["", "\n\n", "# only\n  # comments\n"] {
-            assert_eq!(
-                errors(text),
-                ["k.conf: no event defined; expected at least one <NAME> … </NAME> block"]
-            );
+            assert_eq!(errors(text), [NO_EVENTS]);
         }
     }
 
@@ -1059,7 +1060,7 @@ mod tests {
             errors("junk\n"),
             [
                 "k.conf:1: 'junk' is outside any <NAME> … </NAME> block",
-                "k.conf: no event defined; expected at least one <NAME> … </NAME> block",
+                NO_EVENTS,
             ]
         );
     }

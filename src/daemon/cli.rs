@@ -99,14 +99,20 @@ fn opts() -> getopts::Options {
          cap_net_admin,cap_net_raw (the default), none, or all",
         "CAPS",
     );
-    o.optflag("V", "", "print the version and exit");
-    o.optflag("h", "", "print this help and exit");
+    o.optflag("V", "version", "print the version and exit");
+    o.optflag("h", "help", "print this help and exit");
     o
 }
 
 pub fn usage() -> String {
     opts().usage("Usage: tportknockd -c FILE [-i IFACE] [-r SEC] [-d] [-D] [options]\n       tportknockd -C FILE | -l | -h | -V")
+        + KNOCKD_NOTE
 }
+
+/// knockd's users type its letters: say where they mean something else.
+const KNOCKD_NOTE: &str =
+    "\nknockd users: here -d debugs and -D detaches, the other way round from\n\
+                           knockd; -l lists interfaces (knockd's -l resolves names).\n";
 
 fn number<T: std::str::FromStr + PartialOrd + Copy>(
     m: &getopts::Matches,
@@ -272,6 +278,8 @@ mod tests {
         assert_eq!(parse("-l").unwrap(), Mode::List);
         assert_eq!(parse("-h").unwrap(), Mode::Help);
         assert_eq!(parse("-V").unwrap(), Mode::Version);
+        assert_eq!(parse("--help").unwrap(), Mode::Help);
+        assert_eq!(parse("--version").unwrap(), Mode::Version);
     }
 
     #[test]

@@ -151,7 +151,7 @@ pub fn adt(
     timeout_s: Option<u32>,
     exist: bool,
 ) {
-    debug_assert!(timeout_s.map_or(true, |t| (1..=MAX_TIMEOUT_SECS).contains(&t)));
+    debug_assert!(timeout_s.is_none_or(|t| (1..=MAX_TIMEOUT_SECS).contains(&t)));
     let mut flags = NLM_F_REQUEST | NLM_F_ACK;
     if !exist {
         flags |= NLM_F_EXCL;
