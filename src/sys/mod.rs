@@ -43,5 +43,7 @@ pub fn prefetch<T>(p: *const T) {
 }
 
 pub mod daemon;
+pub mod dir;
 pub mod netlink;
 pub mod signal;
+pub mod statedir;
