@@ -273,6 +273,7 @@ impl Section {
             tcp_gate: self.tcp_flags,
             target: self.target,
             one_time: self.one_time,
+            max_doors: None,
         })
     }
 }

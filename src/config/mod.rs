@@ -61,6 +61,10 @@ pub struct Event {
     /// knockd's `One_Time_Sequences`: `sequence` is this file's first
     /// unused line, and each use marks that line used.
     pub one_time: Option<PathBuf>,
+    /// knock.conf's `max_doors`: doors of this event open at once; past it
+    /// a completed knock is logged and refused. `None`: only the daemon's
+    /// caps (`-n`, `-N`) apply.
+    pub max_doors: Option<u32>,
 }
 
 impl Event {
