@@ -138,6 +138,8 @@ impl std::error::Error for LoadError {}
 pub const MAX_TIMEOUT: u32 = 86_400;
 /// Longest `command_delay`: 31 days.
 pub const MAX_COMMAND_DELAY: u32 = 31 * 86_400;
+/// Largest `max_doors`.
+pub const MAX_DOORS: u32 = 1 << 20;
 /// Longest non-comment line; far above any sane command, far below what
 /// would make echoing or storing it a burden.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -296,10 +298,11 @@ enum Key {
     CommandDelay,
     StartCommand6,
     StopCommand6,
+    MaxDoors,
 }
 
 impl Key {
-    const ALL: [Key; 7] = [
+    const ALL: [Key; 8] = [
         Key::Sequence,
         Key::Timeout,
         Key::StartCommand,
@@ -307,9 +310,10 @@ impl Key {
         Key::CommandDelay,
         Key::StartCommand6,
         Key::StopCommand6,
+        Key::MaxDoors,
     ];
     const KNOWN: &'static str = "sequence, timeout, start_command, stop_command, command_delay, \
-         start_command_6, stop_command_6";
+         start_command_6, stop_command_6, max_doors";
 
     fn name(self) -> &'static str {
         match self {
@@ -320,6 +324,7 @@ impl Key {
             Key::CommandDelay => "command_delay",
             Key::StartCommand6 => "start_command_6",
             Key::StopCommand6 => "stop_command_6",
+            Key::MaxDoors => "max_doors",
         }
     }
 
@@ -374,6 +379,7 @@ struct Block {
     command_delay: Option<u32>,
     start_command_6: Option<String>,
     stop_command_6: Option<String>,
+    max_doors: Option<u32>,
 }
 
 impl Block {
@@ -391,6 +397,7 @@ impl Block {
             command_delay: None,
             start_command_6: None,
             stop_command_6: None,
+            max_doors: None,
         }
     }
 
@@ -454,6 +461,7 @@ impl Block {
             Key::StopCommand => self.stop_command = Some(value.to_string()),
             Key::StartCommand6 => self.start_command_6 = Some(value.to_string()),
             Key::StopCommand6 => self.stop_command_6 = Some(value.to_string()),
+            Key::MaxDoors => self.max_doors = parse_count(key, value, MAX_DOORS, n, diag),
         }
     }
 
@@ -493,11 +501,36 @@ impl Block {
                 ),
                 _ => {}
             }
+            if let Some(line) = self.seen(Key::StartCommand6) {
+                let start6 = self.start_command_6.as_deref().unwrap_or("");
+                let stop = self.stop_command.as_deref().unwrap_or("");
+                if let Some(msg) = ipv6_stop_missing(
+                    "start_command_6",
+                    "stop_command_6",
+                    start6,
+                    stop,
+                    self.stop_command_6.is_some(),
+                ) {
+                    diag.at(line, msg);
+                }
+            }
         }
         if self.discard {
             return None;
         }
         let stop6 = self.stop_command_6.as_ref().is_some_and(|c| !c.is_empty());
+        if self.seen(Key::StartCommand6).is_some()
+            && ipv6_stop_missing(
+                "",
+                "",
+                self.start_command_6.as_deref().unwrap_or(""),
+                self.stop_command.as_deref().unwrap_or(""),
+                self.stop_command_6.is_some(),
+            )
+            .is_some()
+        {
+            return None;
+        }
         let stop_given = self.seen(Key::StopCommand).is_some()
             || self.seen(Key::CommandDelay).is_some()
             || stop6;
@@ -516,6 +549,7 @@ impl Block {
             command_delay: stop_pair.1,
             start_command_6: self.start_command_6,
             stop_command_6: self.stop_command_6,
+            max_doors: self.max_doors,
             ..Event::default()
         })
     }
@@ -580,6 +614,47 @@ fn parse_seconds(
         ),
     );
     None
+}
+
+/// A count from 1 to `max`.
+fn parse_count(key: Key, value: &str, max: u32, n: usize, diag: &mut Diag<'_>) -> Option<u32> {
+    if value.bytes().all(|b| b.is_ascii_digit()) {
+        if let Ok(count) = value.parse::<u32>() {
+            if (1..=max).contains(&count) {
+                return Some(count);
+            }
+        }
+    }
+    diag.at(
+        n,
+        format!(
+            "{} must be a whole number from 1 to {max}, not '{}'",
+            key.name(),
+            clip(value)
+        ),
+    );
+    None
+}
+
+/// An IPv6 start without an IPv6 stop, while the IPv4 event has a stop:
+/// IPv6 knockers would get the IPv4 stop, which does not undo the IPv6
+/// start (an ip6tables rule left by an iptables stop), so the door would
+/// never close. The message names the fix; `None` when all is well.
+pub(crate) fn ipv6_stop_missing(
+    start6_key: &str,
+    stop6_key: &str,
+    start6: &str,
+    stop: &str,
+    stop6_given: bool,
+) -> Option<String> {
+    if start6.is_empty() || stop.is_empty() || stop6_given {
+        return None;
+    }
+    Some(format!(
+        "{start6_key} without {stop6_key}: IPv6 knockers would be closed by the IPv4 stop \
+         command, which does not undo {start6_key}, so their door would stay open; \
+         add {stop6_key} (the command that undoes {start6_key})"
+    ))
 }
 
 /// The name between `<`/`</` and `>`, plus what is wrong with the tag (a
@@ -1016,7 +1091,7 @@ mod tests {
     fn unknown_key_names_the_known_ones() {
         assert_eq!(
             errors(block("E", "colour = red\n")),
-            ["k.conf:5: unknown key 'colour' (known keys: sequence, timeout, start_command, stop_command, command_delay, start_command_6, stop_command_6)"]
+            ["k.conf:5: unknown key 'colour' (known keys: sequence, timeout, start_command, stop_command, command_delay, start_command_6, stop_command_6, max_doors)"]
         );
     }
 
@@ -1256,7 +1331,7 @@ mod tests {
                 "k.conf:1: 'junk' is outside any <NAME> … </NAME> block",
                 "k.conf:3: sequence: frame 'tcp:0': port must be a number from 1 to 65535, not '0'",
                 "k.conf:4: timeout must be whole seconds from 1 to 86400 (one day), not '0'",
-                "k.conf:6: unknown key 'foo' (known keys: sequence, timeout, start_command, stop_command, command_delay, start_command_6, stop_command_6)",
+                "k.conf:6: unknown key 'foo' (known keys: sequence, timeout, start_command, stop_command, command_delay, start_command_6, stop_command_6, max_doors)",
                 "k.conf:8: event name 'A' already used by <A> at line 2",
                 "k.conf:12: closing tag </B> does not match <A> opened at line 8",
                 "k.conf:13: <C> is never closed (missing </C>)",
