@@ -820,41 +820,62 @@ fn a_stop_that_always_fails_stays_in_the_journal_and_runs_at_the_next_start() {
 // ---------------------------------------------------------------------------
 // 7. Smaller
 
-/// Started with SIGCHLD ignored (a careless init script), the kernel would
-/// reap every command before the runner could read its status: stops
-/// would count as failed and run again at every start.
+/// Makes `cmd` start with SIGCHLD ignored, as a careless init script would
+/// (the disposition survives exec; `ip netns exec` passes it on).
+fn ignoring_sigchld(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec; signal(2) is async-signal-safe and
+    // allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+}
+
+/// SIGCHLD's bit in a `SigIgn:` line of /proc/PID/status.
+fn sigchld_ignored(status: &str) -> bool {
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    mask & (1 << (libc::SIGCHLD - 1)) != 0
+}
+
+/// Started with SIGCHLD ignored, the kernel would reap every command before
+/// the runner could read its status: stops would count as failed and run
+/// again at every start.
 #[test]
 fn sigchld_ignored_at_start_is_reset() {
     let pair = Pair::new();
     let dir = TempDir::new("o9");
     plain_config(&dir);
+    // The set-up works: a program started this way has SIGCHLD ignored.
+    let mut probe = pair.server.command("cat");
+    probe.arg("/proc/self/status");
+    ignoring_sigchld(&mut probe);
+    let probe = probe.output().unwrap();
+    assert!(sigchld_ignored(&String::from_utf8_lossy(&probe.stdout)));
     let log = dir.join("daemon.log");
-    let script = format!(
-        "trap '' CHLD; exec {BIN} -c {} -i {} -p {} -s {}",
-        dir.join("knock.conf").display(),
-        pair.server_if,
-        dir.join("pid").display(),
-        dir.join("state").display()
-    );
-    let mut cmd = pair.server.command("sh");
-    cmd.args(["-c", &script])
+    let mut cmd = pair.server.command(BIN);
+    cmd.arg("-c")
+        .arg(dir.join("knock.conf"))
+        .args(["-i", &pair.server_if])
+        .arg("-p")
+        .arg(dir.join("pid"))
+        .arg("-s")
+        .arg(dir.join("state"))
         .stderr(std::fs::File::create(&log).unwrap());
+    ignoring_sigchld(&mut cmd);
     let d = Daemon {
         proc: spawn(cmd),
         log,
     };
     d.expect_log("ready:", Duration::from_secs(10));
     let status = std::fs::read_to_string(format!("/proc/{}/status", d.proc.pid())).unwrap();
-    let ignored = status
-        .lines()
-        .find_map(|l| l.strip_prefix("SigIgn:"))
-        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
-        .unwrap();
-    assert_eq!(
-        ignored & (1 << (libc::SIGCHLD - 1)),
-        0,
-        "SIGCHLD still ignored"
-    );
+    assert!(!sigchld_ignored(&status), "SIGCHLD still ignored");
     knock(&pair, &[(UDP, 7000, 0)]);
     assert_eq!(
         wait_lines(&dir.join("doors"), 2, Duration::from_secs(4)).len(),
