@@ -466,15 +466,21 @@ fn spoofed_completions_stop_at_the_cap_and_a_real_knock_still_opens() {
     );
     let mut d = start_daemon_opts(&pair.server, Some(&pair.server_if), &dir, &[], false);
     let flood = spoofed_completions(&pair, FLOOD_COMPLETIONS);
-    let ifname = pair.client_if.clone();
+    let (first, second) = flood.split_at(flood.len() / 2);
+    let (first, second) = (first.to_vec(), second.to_vec());
+    let send = |frames: Vec<Vec<u8>>| {
+        let ifname = pair.client_if.clone();
+        pair.client
+            .run(move || send_raw_many(&ifname, &frames, frames.len(), Some(FLOOD_RATE)).unwrap())
+    };
     let t = Instant::now();
-    let sent = pair
-        .client
-        .run(move || send_raw_many(&ifname, &flood, flood.len(), Some(FLOOD_RATE)).unwrap());
+    // The admin's knock in the middle of the flood, when the cap is long
+    // reached.
+    let mut sent = send(first);
+    knock(&pair, &[(TCP, 7100, 0x02), (UDP, 7101, 0)]);
+    sent += send(second);
     let flood_took = t.elapsed();
     assert_eq!(sent, FLOOD_COMPLETIONS as usize);
-    // The admin's knock right after the flood.
-    knock(&pair, &[(TCP, 7100, 0x02), (UDP, 7101, 0)]);
     let admin = wait_for(Duration::from_secs(10), || {
         (set_elements(&pair, "admin") == 1).then_some(())
     });
