@@ -741,3 +741,52 @@ fn completions_of_unknown_or_foreign_commands_are_ignored() {
     assert!(out.is_empty());
     assert_eq!(doors.pending(), 0);
 }
+
+/// Replaces the daemon's old `settle` test: a stop leaves the journal only
+/// when it exits 0; whatever else happened to it (it failed, was killed,
+/// timed out, never started, or its status was lost) keeps it there, for a
+/// retry now or at the next start.
+#[test]
+fn only_a_stop_that_exits_0_leaves_the_journal() {
+    let outcomes = [
+        Outcome::Exited(0),
+        Outcome::Exited(1),
+        Outcome::Signaled(9),
+        Outcome::TimedOut,
+        Outcome::Terminated,
+        Outcome::Cancelled,
+        Outcome::SpawnFailed("fork".into()),
+        Outcome::Lost("reaped elsewhere".into()),
+    ];
+    for stopping in [false, true] {
+        for outcome in &outcomes {
+            let tmp = Tmp::new("doors-settle");
+            let mut doors = journaled(&tmp);
+            let mut out = Vec::new();
+            doors.open(
+                &event("ssh", 30),
+                ip("10.0.0.1"),
+                T0_MS,
+                T0_UNIX_MS,
+                &mut out,
+            );
+            settle_journal(&mut doors, T0_MS, &mut out);
+            run_all(&mut doors, T0_MS, &mut out);
+            if stopping {
+                doors.close_all(&mut out);
+            } else {
+                doors.tick(T0_MS + 30_000, &mut out);
+            }
+            let stop = out.pop().expect("a stop");
+            doors.finished(vec![done(&stop, outcome.clone())], T0_MS + 30_000, &mut out);
+            assert!(doors.sync_journal(SYNC));
+            let kept = on_disk(&tmp).len();
+            let want = usize::from(!outcome.success());
+            assert_eq!(kept, want, "{outcome:?} (shutting down: {stopping})");
+            assert_eq!(
+                doors.pending(),
+                usize::from(!outcome.success() && !stopping)
+            );
+        }
+    }
+}
