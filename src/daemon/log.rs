@@ -29,9 +29,13 @@ use std::sync::Mutex;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum Level {
+    /// Something failed.
     Error = 3,
+    /// Something is wrong or risky, and handled.
     Warn = 4,
+    /// What happened: doors, commands, reloads.
     Info = 6,
+    /// Every step (`-d`).
     Debug = 7,
 }
 
@@ -442,12 +446,16 @@ fn invisible(c: char) -> bool {
     )
 }
 
+/// Logs at [`Level::Error`](crate::daemon::log::Level).
 #[macro_export]
 macro_rules! error { ($($t:tt)*) => { $crate::daemon::log::write($crate::daemon::log::Level::Error, format_args!($($t)*)) } }
+/// Logs at [`Level::Warn`](crate::daemon::log::Level).
 #[macro_export]
 macro_rules! warn { ($($t:tt)*) => { $crate::daemon::log::write($crate::daemon::log::Level::Warn, format_args!($($t)*)) } }
+/// Logs at [`Level::Info`](crate::daemon::log::Level).
 #[macro_export]
 macro_rules! info { ($($t:tt)*) => { $crate::daemon::log::write($crate::daemon::log::Level::Info, format_args!($($t)*)) } }
+/// Logs at [`Level::Debug`](crate::daemon::log::Level), when `-d` is on.
 #[macro_export]
 macro_rules! debug { ($($t:tt)*) => { if $crate::daemon::log::debug_enabled() { $crate::daemon::log::write($crate::daemon::log::Level::Debug, format_args!($($t)*)) } } }
 

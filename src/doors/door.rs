@@ -63,13 +63,16 @@ pub enum Phase {
 /// wall clock the journal keeps across reboots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Due {
+    /// Milliseconds on the daemon's monotonic clock.
     pub ms: u64,
+    /// Unix time in milliseconds.
     pub unix_ms: u64,
 }
 
 /// What the door asks of its owner after a transition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Do {
+    /// Nothing to carry out now.
     Nothing,
     /// Run the open action.
     Open,
@@ -77,12 +80,14 @@ pub enum Do {
     Close,
     /// The close failed: it is retried in `after_ms` (logged by the owner).
     Retry {
+        /// Milliseconds until the next attempt.
         after_ms: u64,
     },
     /// The door is gone from memory. `done`: it is closed (or was never
     /// opened), so its journal record goes; otherwise the record stays and
     /// the next start runs the close.
     Forget {
+        /// Closed (or never opened): the journal record goes.
         done: bool,
     },
 }
@@ -101,13 +106,18 @@ pub fn backoff_ms(failures: u32) -> u64 {
 /// One door.
 #[derive(Debug, Clone)]
 pub struct Door {
+    /// Its name for its whole life, in the journal and in completions.
     pub id: JournalId,
+    /// The event's name.
     pub event: String,
+    /// The knocking address.
     pub src: IpAddr,
     /// `None` for a door restored from the journal: its open is not known,
     /// and it is never re-armed (a new knock opens a door of its own).
     pub open: Option<Action>,
+    /// What closes it.
     pub close: Action,
+    /// Where it is in its life.
     pub phase: Phase,
     /// When the close is due.
     pub due: Due,

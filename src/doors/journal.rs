@@ -69,6 +69,7 @@ impl fmt::Display for JournalId {
 /// One pending stop as it is kept on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalEntry {
+    /// The door's id.
     pub id: JournalId,
     /// Wall-clock unix milliseconds, so the due time survives a reboot.
     pub due_unix_ms: u64,
@@ -76,7 +77,9 @@ pub struct JournalEntry {
     /// this long, so a wall clock that was wrong when the door opened cannot
     /// hold it open.
     pub delay_ms: u64,
+    /// The event's name.
     pub event: String,
+    /// The knocking address.
     pub src: IpAddr,
     /// Already expanded.
     pub stop_command: String,

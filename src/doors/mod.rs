@@ -53,16 +53,22 @@ const REFUSAL_LOG_EVERY_MS: u64 = 1_000;
 /// Which of a door's actions a request carries out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommandKind {
+    /// Opens the door.
     Start,
+    /// Closes it.
     Stop,
 }
 
 /// An action for the runner (or, later, another backend) to carry out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandRequest {
+    /// Opening or closing.
     pub kind: CommandKind,
+    /// The event's name (for the log).
     pub event: String,
+    /// The knocking address (for the log).
     pub src: IpAddr,
+    /// What to carry out.
     pub action: Action,
     /// The door it belongs to; hand it back with the completion.
     pub id: JournalId,

@@ -7,8 +7,11 @@ use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+/// Which side of a `fork` this is.
 pub enum Forked {
+    /// The calling process.
     Parent,
+    /// The new one.
     Child,
 }
 
@@ -25,6 +28,7 @@ pub fn fork() -> io::Result<Forked> {
     })
 }
 
+/// setsid(2): a new session without a controlling terminal.
 pub fn setsid() -> io::Result<()> {
     // SAFETY: no arguments; fails only if already a group leader.
     syscall!(setsid()).map(|_| ())

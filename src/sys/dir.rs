@@ -21,6 +21,7 @@ pub struct Dir {
 pub struct Entry {
     /// `S_IFMT` bits of the mode.
     pub kind: Kind,
+    /// Owner.
     pub uid: u32,
     /// Permission bits (`0o7777`).
     pub mode: u32,
@@ -29,8 +30,11 @@ pub struct Entry {
 /// File types the daemon tells apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// A regular file.
     File,
+    /// A directory.
     Dir,
+    /// A symbolic link (not followed).
     Symlink,
     /// FIFO, socket, device.
     Other,

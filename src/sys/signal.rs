@@ -6,6 +6,7 @@ use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+/// A signalfd for the signals the daemon handles.
 pub struct SignalFd {
     fd: OwnedFd,
 }

@@ -38,7 +38,12 @@ pub enum StateDirError {
     /// running the journal's commands would let someone else choose them.
     Unsafe(String),
     /// Another daemon holds the directory (`pid` as it wrote it, if readable).
-    Locked { path: PathBuf, pid: Option<u32> },
+    Locked {
+        /// The directory.
+        path: PathBuf,
+        /// The holder's pid as its lock file says.
+        pid: Option<u32>,
+    },
     /// Cannot be created, opened or written (read-only file system, a file
     /// in the way…). The daemon runs on without a journal.
     Io(io::Error),
@@ -66,12 +71,6 @@ impl std::fmt::Display for StateDirError {
             }
             StateDirError::Io(e) => write!(f, "{e}"),
         }
-    }
-}
-
-impl StateDirError {
-    fn unsafe_(msg: String) -> StateDirError {
-        StateDirError::Unsafe(msg)
     }
 }
 
@@ -113,11 +112,11 @@ impl StateDir {
         }
         let is_link = || std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
         let dir = Dir::open(path).map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP | libc::ENOTDIR) if is_link() => StateDirError::unsafe_(format!(
+            Some(libc::ELOOP | libc::ENOTDIR) if is_link() => StateDirError::Unsafe(format!(
                 "state directory {p} is a symbolic link; the daemon follows none there, \
                  so that nobody can redirect it; fix: give -s the real directory"
             )),
-            Some(libc::ENOTDIR) => StateDirError::unsafe_(format!(
+            Some(libc::ENOTDIR) => StateDirError::Unsafe(format!(
                 "state directory {p} exists and is not a directory; fix: move it away \
                  or give -s another path"
             )),
@@ -158,7 +157,7 @@ fn open_own(dir: &Dir, path: &Path, name: &str, flags: libc::c_int) -> Result<Fi
     let file = dir
         .open_file(name, flags, 0o600)
         .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => StateDirError::unsafe_(format!(
+            Some(libc::ELOOP) => StateDirError::Unsafe(format!(
                 "{where_} is a symbolic link, which tportknockd never creates: \
                  someone else wrote into its state directory; check it, then remove {where_}"
             )),
