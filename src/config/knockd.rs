@@ -248,6 +248,18 @@ impl Section {
             }
             _ => {}
         }
+        if let Some(line) = self.seen[Key::Start6 as usize] {
+            if let Some(msg) = super::ipv6_stop_missing(
+                Key::Start6.name(),
+                Key::Stop6.name(),
+                self.start6.as_deref().unwrap_or(""),
+                self.stop.as_deref().unwrap_or(""),
+                self.stop6.is_some(),
+            ) {
+                diag.at(line, format!("[{name}] {msg}"));
+                return None;
+            }
+        }
         if self.broken || self.discard {
             return None;
         }
@@ -274,6 +286,7 @@ impl Section {
             target: self.target,
             one_time: self.one_time,
             sets: Default::default(),
+            max_doors: None,
         })
     }
 }

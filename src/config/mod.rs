@@ -65,6 +65,10 @@ pub struct Event {
     /// Kernel doors: sets the knocker's address goes into, for
     /// `command_delay` seconds (`nft_set`, `nft_set_6`, `ipset`, `ipset_6`).
     pub sets: sets::DoorSets,
+    /// knock.conf's `max_doors`: doors of this event open at once; past it
+    /// a completed knock is logged and refused. `None`: only the daemon's
+    /// caps (`-n`, `-N`) apply.
+    pub max_doors: Option<u32>,
 }
 
 impl Event {
@@ -138,6 +142,8 @@ impl std::error::Error for LoadError {}
 pub const MAX_TIMEOUT: u32 = 86_400;
 /// Longest `command_delay`: 31 days.
 pub const MAX_COMMAND_DELAY: u32 = 31 * 86_400;
+/// Largest `max_doors`.
+pub const MAX_DOORS: u32 = 1 << 20;
 /// Longest non-comment line; far above any sane command, far below what
 /// would make echoing or storing it a burden.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -300,10 +306,11 @@ enum Key {
     NftSet6,
     Ipset,
     Ipset6,
+    MaxDoors,
 }
 
 impl Key {
-    const ALL: [Key; 11] = [
+    const ALL: [Key; 12] = [
         Key::Sequence,
         Key::Timeout,
         Key::StartCommand,
@@ -315,9 +322,10 @@ impl Key {
         Key::NftSet6,
         Key::Ipset,
         Key::Ipset6,
+        Key::MaxDoors,
     ];
     const KNOWN: &'static str = "sequence, timeout, start_command, stop_command, command_delay, \
-         start_command_6, stop_command_6, nft_set, nft_set_6, ipset, ipset_6";
+         start_command_6, stop_command_6, nft_set, nft_set_6, ipset, ipset_6, max_doors";
 
     fn name(self) -> &'static str {
         match self {
@@ -332,6 +340,7 @@ impl Key {
             Key::NftSet6 => "nft_set_6",
             Key::Ipset => "ipset",
             Key::Ipset6 => "ipset_6",
+            Key::MaxDoors => "max_doors",
         }
     }
 
@@ -387,6 +396,7 @@ struct Block {
     start_command_6: Option<String>,
     stop_command_6: Option<String>,
     sets: sets::DoorSets,
+    max_doors: Option<u32>,
 }
 
 impl Block {
@@ -405,6 +415,7 @@ impl Block {
             start_command_6: None,
             stop_command_6: None,
             sets: sets::DoorSets::default(),
+            max_doors: None,
         }
     }
 
@@ -478,6 +489,7 @@ impl Block {
                 Ok(set) => self.sets.ipset_6 = Some(set),
                 Err(e) => diag.at(n, format!("{}: {e}", key.name())),
             },
+            Key::MaxDoors => self.max_doors = parse_count(key, value, MAX_DOORS, n, diag),
         }
     }
 
@@ -541,11 +553,36 @@ impl Block {
                 }
                 _ => {}
             }
+            if let Some(line) = self.seen(Key::StartCommand6) {
+                let start6 = self.start_command_6.as_deref().unwrap_or("");
+                let stop = self.stop_command.as_deref().unwrap_or("");
+                if let Some(msg) = ipv6_stop_missing(
+                    "start_command_6",
+                    "stop_command_6",
+                    start6,
+                    stop,
+                    self.stop_command_6.is_some(),
+                ) {
+                    diag.at(line, msg);
+                }
+            }
         }
         if self.discard {
             return None;
         }
         let stop6 = self.stop_command_6.as_ref().is_some_and(|c| !c.is_empty());
+        if self.seen(Key::StartCommand6).is_some()
+            && ipv6_stop_missing(
+                "",
+                "",
+                self.start_command_6.as_deref().unwrap_or(""),
+                self.stop_command.as_deref().unwrap_or(""),
+                self.stop_command_6.is_some(),
+            )
+            .is_some()
+        {
+            return None;
+        }
         let stop_given = self.seen(Key::StopCommand).is_some()
             || self.seen(Key::CommandDelay).is_some()
             || stop6;
@@ -580,6 +617,7 @@ impl Block {
             start_command_6: self.start_command_6,
             stop_command_6: self.stop_command_6,
             sets: self.sets,
+            max_doors: self.max_doors,
             ..Event::default()
         })
     }
@@ -644,6 +682,47 @@ fn parse_seconds(
         ),
     );
     None
+}
+
+/// A count from 1 to `max`.
+fn parse_count(key: Key, value: &str, max: u32, n: usize, diag: &mut Diag<'_>) -> Option<u32> {
+    if value.bytes().all(|b| b.is_ascii_digit()) {
+        if let Ok(count) = value.parse::<u32>() {
+            if (1..=max).contains(&count) {
+                return Some(count);
+            }
+        }
+    }
+    diag.at(
+        n,
+        format!(
+            "{} must be a whole number from 1 to {max}, not '{}'",
+            key.name(),
+            clip(value)
+        ),
+    );
+    None
+}
+
+/// An IPv6 start without an IPv6 stop, while the IPv4 event has a stop:
+/// IPv6 knockers would get the IPv4 stop, which does not undo the IPv6
+/// start (an ip6tables rule left by an iptables stop), so the door would
+/// never close. The message names the fix; `None` when all is well.
+pub(crate) fn ipv6_stop_missing(
+    start6_key: &str,
+    stop6_key: &str,
+    start6: &str,
+    stop: &str,
+    stop6_given: bool,
+) -> Option<String> {
+    if start6.is_empty() || stop.is_empty() || stop6_given {
+        return None;
+    }
+    Some(format!(
+        "{start6_key} without {stop6_key}: IPv6 knockers would be closed by the IPv4 stop \
+         command, which does not undo {start6_key}, so their door would stay open; \
+         add {stop6_key} (the command that undoes {start6_key})"
+    ))
 }
 
 /// The name between `<`/`</` and `>`, plus what is wrong with the tag (a
@@ -1081,7 +1160,7 @@ mod tests {
     fn unknown_key_names_the_known_ones() {
         assert_eq!(
             errors(block("E", "colour = red\n")),
-            ["k.conf:5: unknown key 'colour' (known keys: sequence, timeout, start_command, stop_command, command_delay, start_command_6, stop_command_6, nft_set, nft_set_6, ipset, ipset_6)"]
+            ["k.conf:5: unknown key 'colour' (known keys: sequence, timeout, start_command, stop_command, command_delay, start_command_6, stop_command_6, nft_set, nft_set_6, ipset, ipset_6, max_doors)"]
         );
     }
 
@@ -1321,7 +1400,7 @@ mod tests {
                 "k.conf:1: 'junk' is outside any <NAME> … </NAME> block",
                 "k.conf:3: sequence: frame 'tcp:0': port must be a number from 1 to 65535, not '0'",
                 "k.conf:4: timeout must be whole seconds from 1 to 86400 (one day), not '0'",
-                "k.conf:6: unknown key 'foo' (known keys: sequence, timeout, start_command, stop_command, command_delay, start_command_6, stop_command_6, nft_set, nft_set_6, ipset, ipset_6)",
+                "k.conf:6: unknown key 'foo' (known keys: sequence, timeout, start_command, stop_command, command_delay, start_command_6, stop_command_6, nft_set, nft_set_6, ipset, ipset_6, max_doors)",
                 "k.conf:8: event name 'A' already used by <A> at line 2",
                 "k.conf:12: closing tag </B> does not match <A> opened at line 8",
                 "k.conf:13: <C> is never closed (missing </C>)",
