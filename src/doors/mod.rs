@@ -378,7 +378,7 @@ impl Doors {
         if self.refused_unlogged > 0
             && self
                 .refused_logged_ms
-                .map_or(true, |t| now_ms >= t + REFUSAL_LOG_EVERY_MS)
+                .is_none_or(|t| now_ms >= t + REFUSAL_LOG_EVERY_MS)
         {
             crate::warn!(
                 "{} more completed knock(s) refused at a door cap in the last second",
@@ -467,7 +467,7 @@ impl Doors {
     pub fn sync_journal(&self, limit: Duration) -> bool {
         self.journal
             .as_ref()
-            .map_or(true, |j| j.wait(self.last_batch, limit))
+            .is_none_or(|j| j.wait(self.last_batch, limit))
     }
 
     /// Ends the journal's writer after it wrote what is queued (at most
