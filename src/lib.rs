@@ -14,6 +14,7 @@ pub mod config;
 pub mod daemon;
 pub mod doors;
 pub mod knock;
+pub mod pipeline;
 #[allow(unsafe_code)]
 pub mod sys;
 #[cfg(test)]

@@ -6,7 +6,6 @@ pub mod cli;
 pub mod log;
 
 use std::io::Write;
-use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -17,62 +16,40 @@ use crate::capture::ring::{Ring, RingConfig};
 use crate::config::{self, Config};
 use crate::daemon::cli::Options;
 use crate::doors::journal::Journal;
-use crate::doors::runner::{Completion, Outcome, Request, Runner, RunnerConfig};
-use crate::doors::{CommandKind, CommandRequest, Doors, Opened};
-use crate::knock::matcher::{Fired, Trace};
-use crate::knock::matchset::MatchSet;
-use crate::knock::Knock;
+use crate::doors::runner::{Runner, RunnerConfig};
+use crate::doors::CommandRequest;
+use crate::pipeline::{self, Pipeline};
 use crate::sys::daemon::{self as sysd, Forked, PidFile};
 use crate::sys::signal::SignalFd;
-use crate::wire::{self, Decoded, Link};
 use crate::{debug, error, info, warn};
 
-/// Frames decoded (and their table entries prefetched) before any of them
-/// is matched: enough for their cache misses to overlap.
-const BATCH: usize = 16;
 /// A pass that found at least this many frames means traffic is heavy:
 /// the next poll leaves the ring out and waits at most `COALESCE_MS`, so
 /// frames are taken in bursts of hundreds instead of one wake-up each.
 const COALESCE_FRAMES: usize = 32;
 const COALESCE_MS: i32 = 1;
-/// How often lapsed knock attempts are reclaimed.
-const EXPIRE_EVERY_MS: u64 = 1000;
 /// Upper bound on waiting for commands at shutdown, beyond their own limit.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// While the capture is gone (interface deleted, not yet back), how often
+/// opening it again is tried.
+const RING_RETRY_MS: u64 = 1000;
 
-/// Counters for the SIGUSR1 stats line.
-#[derive(Debug, Default, Clone)]
-pub struct Counters {
-    pub frames: u64,
-    pub malformed: u64,
-    pub not_local: u64,
-    pub unsupported_link: u64,
-    pub fired: u64,
-}
-
+/// The I/O shell around the [`Pipeline`]: capture ring, address table,
+/// signals, command runner and pid file, driven by one poll loop.
 struct Daemon {
     opts: Options,
-    config: Config,
-    matcher: MatchSet,
+    pipeline: Pipeline,
     addrs: Addresses,
     ring: Option<Ring>,
     /// ifindex the ring is bound to; 0 = all interfaces.
     ifindex: u32,
     retry_ring_at: Option<u64>,
-    doors: Doors,
     runner: Runner,
     signals: SignalFd,
     pidfile: Option<PidFile>,
     clock: Instant,
-    counters: Counters,
     kernel_drops: u64,
-    next_expire_ms: u64,
     next_refresh_ms: Option<u64>,
-    fired: Vec<Fired>,
-    trace: Vec<Trace>,
-    requests: Vec<CommandRequest>,
-    /// Decoded knocks (and whether addressed to us) awaiting the matcher.
-    batch: Vec<(bool, Knock)>,
 }
 
 /// Wall-clock milliseconds: the journal's time, which survives a reboot.
@@ -197,10 +174,9 @@ fn notify(state: &str) {
     }
 }
 
-fn open_ring(ifindex: u32, matcher: &MatchSet) -> std::io::Result<Ring> {
-    let cfg = RingConfig::default();
-    let program = filter::build(&matcher.ports(), cfg.snaplen);
-    Ring::open(ifindex, &program, cfg)
+/// The kernel filter for the pipeline's knock ports.
+fn kernel_filter(pipeline: &Pipeline) -> filter::Program {
+    filter::build(&pipeline.ports(), RingConfig::default().snaplen)
 }
 
 impl Daemon {
@@ -217,35 +193,19 @@ impl Daemon {
         let pidfile = PidFile::create(&opts.pidfile)
             .map_err(|e| format!("pid file {}: {e}", opts.pidfile.display()))?;
         let addrs = Addresses::open().map_err(|e| format!("netlink: {e}"))?;
-        let ifindex = match &opts.iface {
-            None => 0,
-            Some(name) => match addrs.interface(name) {
-                Some(i) => i.index,
-                None => {
-                    return Err(crate::capture::netif::resolve(name)
-                        .err()
-                        .unwrap_or_else(|| format!("no interface {name}")))
-                }
-            },
-        };
-        let matcher = MatchSet::new(&config.events, opts.max_sources, 0);
-        let ring = open_ring(ifindex, &matcher).map_err(|e| {
-            let on = opts.iface.as_deref().unwrap_or("all interfaces");
-            if e.kind() == std::io::ErrorKind::PermissionDenied {
-                format!("capture on {on}: {e} (needs root or CAP_NET_RAW)")
-            } else {
-                format!("capture on {on}: {e}")
+        let ifindex = match capture_index(&opts, &addrs) {
+            Some(i) => i,
+            None => {
+                let name = opts.iface.as_deref().unwrap_or_default();
+                return Err(crate::capture::netif::resolve(name)
+                    .err()
+                    .unwrap_or_else(|| format!("no interface {name}")));
             }
-        })?;
-        // Sockets are open: give up what neither the daemon nor its commands
-        // need, before the runner's threads exist (the sets are per thread).
+        };
+        // The netlink socket is open; the capture needs only CAP_NET_RAW,
+        // which the daemon keeps to re-open it. Give up the rest before the
+        // runner's threads exist (the sets are per thread).
         drop_capabilities(opts.keep_caps)?;
-        let runner = Runner::new(RunnerConfig {
-            max_running: opts.max_running,
-            time_limit: opts.command_limit,
-            ..RunnerConfig::default()
-        })
-        .map_err(|e| format!("command runner: {e}"))?;
         let (journal, entries) = match Journal::open(&opts.state_dir) {
             Ok((j, entries, corrupt)) => {
                 if corrupt > 0 {
@@ -265,50 +225,53 @@ impl Daemon {
             }
         };
         let now_ms = clock.elapsed().as_millis() as u64;
-        let mut doors = Doors::new(journal, now_ms, now_unix_ms());
-        let mut requests = Vec::new();
-        if !entries.is_empty() {
-            info!(
-                "journal: {} pending stop(s) from the last run",
-                entries.len()
-            );
-        }
-        doors.restore(entries, now_ms, now_unix_ms(), &mut requests);
-        let mut d = Daemon {
+        let mut pipeline = Pipeline::new(config, opts.max_sources, journal, now_ms, now_unix_ms());
+        pipeline.set_trace(opts.debug);
+        let ring =
+            Ring::open(ifindex, &kernel_filter(&pipeline), RingConfig::default()).map_err(|e| {
+                let on = opts.iface.as_deref().unwrap_or("all interfaces");
+                if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    format!("capture on {on}: {e} (needs root or CAP_NET_RAW)")
+                } else {
+                    format!("capture on {on}: {e}")
+                }
+            })?;
+        let runner = Runner::new(RunnerConfig {
+            max_running: opts.max_running,
+            time_limit: opts.command_limit,
+            ..RunnerConfig::default()
+        })
+        .map_err(|e| format!("command runner: {e}"))?;
+        let restored = pipeline.restore(entries, now_ms, now_unix_ms());
+        let d = Daemon {
             next_refresh_ms: opts.refresh.map(|r| now_ms + r.as_millis() as u64),
             opts,
-            config,
-            matcher,
+            pipeline,
             addrs,
             ring: Some(ring),
             ifindex,
             retry_ring_at: None,
-            doors,
             runner,
             signals,
             pidfile: Some(pidfile),
             clock,
-            counters: Counters::default(),
             kernel_drops: 0,
-            next_expire_ms: now_ms + EXPIRE_EVERY_MS,
-            fired: Vec::new(),
-            trace: Vec::new(),
-            requests,
-            batch: Vec::with_capacity(BATCH),
         };
-        d.submit_requests();
+        d.submit(restored);
         Ok(d)
     }
 
     fn describe(&self) -> String {
-        let names: Vec<&str> = self.config.events.iter().map(|e| e.name.as_str()).collect();
         format!(
-            "capturing on {} ({} event(s): {}; {} knock port(s))",
-            self.opts.iface.as_deref().unwrap_or("all interfaces"),
-            names.len(),
-            names.join(" "),
-            self.matcher.ports().len()
+            "capturing on {} ({})",
+            self.capture_name(),
+            self.pipeline.describe()
         )
+    }
+
+    /// `-i`'s interface, or "all interfaces".
+    fn capture_name(&self) -> &str {
+        self.opts.iface.as_deref().unwrap_or("all interfaces")
     }
 
     fn now_ms(&self) -> u64 {
@@ -319,14 +282,10 @@ impl Daemon {
         let mut busy = false;
         loop {
             let now = self.now_ms();
-            let mut deadline = self.next_expire_ms;
-            for t in [
-                self.doors.next_due_ms(),
-                self.next_refresh_ms,
-                self.retry_ring_at,
-            ]
-            .into_iter()
-            .flatten()
+            let mut deadline = self.pipeline.next_due_ms();
+            for t in [self.next_refresh_ms, self.retry_ring_at]
+                .into_iter()
+                .flatten()
             {
                 deadline = deadline.min(t);
             }
@@ -361,17 +320,11 @@ impl Daemon {
                 }
             }
             if fds[2].revents != 0 {
-                settle(&mut self.doors, self.runner.completions());
+                self.pipeline.settle(self.runner.completions());
             }
             let now = self.now_ms();
-            self.doors.tick(now, &mut self.requests);
-            self.submit_requests();
-            if now >= self.next_expire_ms {
-                let trace = crate::daemon::log::debug_enabled().then_some(&mut self.trace);
-                self.matcher.expire(now, trace);
-                self.flush_trace();
-                self.next_expire_ms = now + EXPIRE_EVERY_MS;
-            }
+            let due = self.pipeline.tick(now);
+            self.submit(due);
             if self.next_refresh_ms.is_some_and(|t| now >= t) {
                 match self.addrs.refresh() {
                     Ok(changes) => {
@@ -398,192 +351,45 @@ impl Daemon {
         }
     }
 
-    /// Feeds every ready frame to the matcher; returns how many there were.
+    /// Hands every ready frame to the pipeline and ends the batch; returns
+    /// how many frames there were.
     fn drain_ring(&mut self) -> usize {
         let Some(ring) = self.ring.as_mut() else {
             return 0;
         };
-        let trace_on = crate::daemon::log::debug_enabled();
         let now = self.clock.elapsed().as_millis() as u64;
-        let Daemon {
-            matcher,
-            addrs,
-            counters,
-            fired,
-            trace,
-            batch,
-            ..
-        } = self;
+        let (pipeline, addrs) = (&mut self.pipeline, &self.addrs);
         let mut total = 0;
         loop {
-            let n = ring.drain(BATCH, |meta, bytes| {
-                counters.frames += 1;
-                let Some(link) = Link::from_hatype(meta.hatype) else {
-                    counters.unsupported_link += 1;
-                    return;
-                };
-                match wire::decode(bytes, link) {
-                    Decoded::Knock(k) => {
-                        let local = addrs.is_local(meta.ifindex as u32, k.dst);
-                        matcher.prefetch(local, &k);
-                        batch.push((local, k));
-                    }
-                    Decoded::Other => {}
-                    Decoded::Malformed(why) => {
-                        counters.malformed += 1;
-                        debug!("malformed frame on ifindex {}: {why}", meta.ifindex);
-                    }
-                }
+            let n = ring.drain(pipeline::BATCH, |meta, bytes| {
+                pipeline.push(meta, bytes, addrs, now)
             });
-            for (local, k) in batch.drain(..) {
-                let t = if trace_on { Some(&mut *trace) } else { None };
-                if !matcher.feed(local, &k, now, fired, t) {
-                    counters.not_local += 1;
-                }
-            }
             total += n;
-            if n < BATCH {
+            if n < pipeline::BATCH {
                 break;
             }
         }
-        self.flush_trace();
-        if !self.fired.is_empty() {
-            // Taken and put back so the buffer keeps its capacity.
-            let mut fired = std::mem::take(&mut self.fired);
-            let mut one_time_used = Vec::new();
-            for f in fired.drain(..) {
-                if self.one_time_gate(f.event, f.src, &mut one_time_used) {
-                    self.open_door(f.event, f.src);
-                }
-            }
-            self.fired = fired;
-            if !one_time_used.is_empty() {
-                self.sequences_changed();
-            }
-            self.submit_requests();
+        let end = self.pipeline.finish(self.now_ms(), now_unix_ms());
+        if end.rebuild_filter {
+            self.install_filter();
         }
+        self.submit(end.requests);
         total
     }
 
-    fn flush_trace(&mut self) {
-        for t in self.trace.drain(..) {
-            let name = |i: usize| {
-                self.config
-                    .events
-                    .get(i)
-                    .map(|e| e.name.as_str())
-                    .unwrap_or("?")
-            };
-            match t {
-                Trace::Advanced { event, src, step } => {
-                    debug!("{src} {}: step {step} matched", name(event))
-                }
-                Trace::Reset { event, src } => debug!("{src} {}: reset", name(event)),
-                Trace::TimedOut { event, src } => debug!("{src} {}: timed out", name(event)),
-                Trace::Fired { event, src } => debug!("{src} {}: sequence complete", name(event)),
-            }
-        }
-    }
-
-    fn open_door(&mut self, event: usize, src: IpAddr) {
-        let Some(ev) = self.config.events.get(event) else {
+    /// Points the capture's kernel filter at the pipeline's knock ports.
+    fn install_filter(&self) {
+        let Some(ring) = &self.ring else {
             return;
         };
-        self.counters.fired += 1;
-        let now = self.now_ms();
-        match self
-            .doors
-            .open(ev, src, now, now_unix_ms(), &mut self.requests)
-        {
-            Opened::Opened => info!("{src} {}: knock complete, door opened", ev.name),
-            Opened::Rearmed => info!(
-                "{src} {}: knock complete, door already open: stop re-armed",
-                ev.name
-            ),
-            Opened::StartOnly => info!("{src} {}: knock complete, running start command", ev.name),
-            Opened::Nothing => info!(
-                "{src} {}: knock complete, no command for this address family",
-                ev.name
-            ),
+        if let Err(e) = ring.set_filter(&kernel_filter(&self.pipeline)) {
+            error!("cannot install the new kernel filter: {e}");
         }
     }
 
-    /// For a one-time event: marks its sequence used in its file (fsync'ed
-    /// before the door opens) and moves to the next; false when the door
-    /// must stay shut (already used in this batch, or the file could not be
-    /// marked, which also disables the event).
-    fn one_time_gate(&mut self, event: usize, src: IpAddr, used: &mut Vec<usize>) -> bool {
-        let Some(ev) = self.config.events.get_mut(event) else {
-            return false;
-        };
-        let Some(path) = ev.one_time.clone() else {
-            return true;
-        };
-        if used.contains(&event) {
-            info!(
-                "{src} {}: one-time sequence already used by an earlier knock: ignored",
-                ev.name
-            );
-            return false;
-        }
-        used.push(event);
-        let tcp = ev.tcp_gate.unwrap_or(crate::knock::FlagSpec::Any);
-        match config::onetime::mark_used(&path, tcp, &ev.sequence) {
-            Err(e) => {
-                error!("{src} {}: {e}; event disabled, door stays shut", ev.name);
-                ev.sequence.clear();
-                false
-            }
-            Ok(scan) => {
-                match scan.active {
-                    Some(next) => {
-                        info!(
-                            "{}: one-time sequence used; next is line {} of {} ({} left)",
-                            ev.name,
-                            next.line,
-                            path.display(),
-                            scan.unused
-                        );
-                        ev.sequence = next.steps;
-                    }
-                    None => {
-                        warn!(
-                            "{}: no unused sequence left in {}: event disabled",
-                            ev.name,
-                            path.display()
-                        );
-                        ev.sequence.clear();
-                    }
-                }
-                true
-            }
-        }
-    }
-
-    /// Sequences of the running config changed (one-time rotation): the
-    /// matchers and the kernel filter follow.
-    fn sequences_changed(&mut self) {
-        let now = self.now_ms();
-        self.matcher.reload(&self.config.events, now);
-        if let Some(ring) = &self.ring {
-            let program = filter::build(&self.matcher.ports(), RingConfig::default().snaplen);
-            if let Err(e) = ring.set_filter(&program) {
-                error!("cannot install the new kernel filter: {e}");
-            }
-        }
-    }
-
-    fn submit_requests(&mut self) {
-        for req in self.requests.drain(..) {
-            let (kind, tag) = match req.kind {
-                CommandKind::Start => ("start", 0),
-                CommandKind::Stop => ("stop", journal_tag(req.journal_id)),
-            };
-            self.runner.submit(Request {
-                tag,
-                label: format!("{} {} {kind}", req.src, req.event),
-                command: req.command,
-            });
+    fn submit(&self, requests: Vec<CommandRequest>) {
+        for req in requests {
+            self.runner.submit(pipeline::runner_request(req));
         }
     }
 
@@ -632,36 +438,33 @@ impl Daemon {
             }
             warn!(
                 "capture on {} stopped ({why}): waiting for it to return",
-                self.opts.iface.as_deref().unwrap_or("all interfaces")
+                self.capture_name()
             );
         }
-        self.retry_ring_at = Some(self.now_ms() + 1000);
+        self.retry_ring_at = Some(self.now_ms() + RING_RETRY_MS);
     }
 
     fn retry_ring(&mut self) {
-        let index = match &self.opts.iface {
-            None => 0,
-            Some(name) => match self.addrs.interface(name) {
-                Some(i) => i.index,
-                None => {
-                    self.retry_ring_at = Some(self.now_ms() + 1000);
-                    return;
-                }
-            },
-        };
-        match open_ring(index, &self.matcher) {
-            Ok(ring) => {
+        let opened = capture_index(&self.opts, &self.addrs)
+            .ok_or_else(|| "interface not there".to_string())
+            .and_then(|index| {
+                Ring::open(index, &kernel_filter(&self.pipeline), RingConfig::default())
+                    .map(|ring| (index, ring))
+                    .map_err(|e| e.to_string())
+            });
+        match opened {
+            Ok((index, ring)) => {
                 self.ring = Some(ring);
                 self.ifindex = index;
                 self.retry_ring_at = None;
                 info!(
                     "capturing again on {} (ifindex {index})",
-                    self.opts.iface.as_deref().unwrap_or("all interfaces")
+                    self.capture_name()
                 );
             }
             Err(e) => {
                 debug!("capture not yet possible: {e}");
-                self.retry_ring_at = Some(self.now_ms() + 1000);
+                self.retry_ring_at = Some(self.now_ms() + RING_RETRY_MS);
             }
         }
     }
@@ -679,15 +482,8 @@ impl Daemon {
                     warn!("reload: {w}");
                 }
                 let now = self.now_ms();
-                self.matcher.reload(&new.events, now);
-                self.config = new;
-                if let Some(ring) = &self.ring {
-                    let program =
-                        filter::build(&self.matcher.ports(), RingConfig::default().snaplen);
-                    if let Err(e) = ring.set_filter(&program) {
-                        error!("reload: cannot install the new kernel filter: {e}");
-                    }
-                }
+                self.pipeline.reload(new, now);
+                self.install_filter();
                 info!("reloaded: {}", self.describe());
             }
         }
@@ -699,44 +495,34 @@ impl Daemon {
                 self.kernel_drops = s.drops;
             }
         }
-        let m = self.matcher.stats(self.config.events.len());
-        let r = self.runner.stats();
-        let c = &self.counters;
-        let mut events = String::new();
-        for (i, ev) in self.config.events.iter().enumerate() {
-            let (started, completed) = m
-                .events
-                .get(i)
-                .map(|e| (e.started, e.completed))
-                .unwrap_or((0, 0));
-            events.push_str(&format!(" {}={started}/{completed}", ev.name));
-        }
-        info!(
-            "stats: frames={} drops={} malformed={} not_local={} sources={} pending_stops={} commands={} failed={} knocks(started/completed):{events}",
-            c.frames,
-            self.kernel_drops,
-            c.malformed,
-            c.not_local,
-            m.tracked,
-            self.doors.pending(),
-            r.run,
-            r.failed,
-        );
+        let line = self
+            .pipeline
+            .stats_line(self.kernel_drops, &self.runner.stats());
+        info!("stats: {line}");
     }
 
     fn shutdown(mut self, sig: i32) -> i32 {
         notify("STOPPING=1");
         info!("signal {sig}: stopping capture, closing every open door");
         self.ring = None;
-        self.doors.close_all(&mut self.requests);
-        self.submit_requests();
+        let stops = self.pipeline.close_all();
+        self.submit(stops);
         let limit = self.opts.command_limit.min(Duration::from_secs(30)) + SHUTDOWN_GRACE;
-        settle(&mut self.doors, self.runner.shutdown(limit));
+        self.pipeline.settle(self.runner.shutdown(limit));
         if let Some(p) = self.pidfile.take() {
             p.remove();
         }
         info!("stopped");
         0
+    }
+}
+
+/// The ifindex to capture on: `-i`'s interface (`None` while it does not
+/// exist), else 0 for all interfaces.
+fn capture_index(opts: &Options, addrs: &Addresses) -> Option<u32> {
+    match &opts.iface {
+        None => Some(0),
+        Some(name) => addrs.interface(name).map(|i| i.index),
     }
 }
 
@@ -759,31 +545,6 @@ fn apply_global_options(opts: &mut Options, config: &Config) -> Result<(), Strin
             .map_err(|e| format!("LogFile {}: {e}", path.display()))?;
     }
     Ok(())
-}
-
-/// Journal tag of a command: 0 for none, else the journal id + 1.
-fn journal_tag(journal_id: Option<u64>) -> u64 {
-    journal_id.map_or(0, |id| id + 1)
-}
-
-/// Finished commands: a stop that ran to its exit leaves the journal so a
-/// restart does not repeat it. One that never ran or was killed part-way
-/// (cancelled at shutdown, failed to start, timed out) stays there, so the
-/// next start runs it again: a door must not stay open because its close
-/// was cut short. (The runner has already logged every outcome.)
-fn settle(doors: &mut Doors, done: Vec<Completion>) {
-    for c in done {
-        if c.tag == 0 {
-            continue;
-        }
-        match c.outcome {
-            Outcome::Exited(_) | Outcome::Signaled(_) => doors.stop_ran(c.tag - 1),
-            _ => warn!(
-                "{}: did not complete ({}); kept in the journal for the next start",
-                c.label, c.outcome
-            ),
-        }
-    }
 }
 
 /// As root: commands keep `keep` (their bounding set), the daemon itself
@@ -819,77 +580,5 @@ fn pollfd(fd: i32) -> libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::knock::Step;
-    use crate::testutil::Scratch;
-
-    fn completion(tag: u64, outcome: Outcome) -> Completion {
-        Completion {
-            tag,
-            label: "10.0.0.1 SSH stop".into(),
-            outcome,
-            duration: Duration::ZERO,
-            pid: None,
-            output: String::new(),
-            discarded: 0,
-        }
-    }
-
-    /// Opens one door with a journaled stop; returns its tag.
-    fn open_one(doors: &mut Doors) -> u64 {
-        let event = config::Event {
-            name: "SSH".into(),
-            line: 1,
-            sequence: vec!["tcp:7000:s".parse::<Step>().unwrap()],
-            timeout: 5,
-            start_command: "true".into(),
-            stop_command: Some("true %IP%".into()),
-            command_delay: Some(30),
-            ..Default::default()
-        };
-        let mut out = Vec::new();
-        doors.open(&event, "10.0.0.1".parse().unwrap(), 0, 1_000_000, &mut out);
-        doors.close_all(&mut out);
-        let stop = out
-            .iter()
-            .find(|r| matches!(r.kind, CommandKind::Stop))
-            .unwrap();
-        journal_tag(stop.journal_id)
-    }
-
-    fn journaled(dir: &Scratch) -> usize {
-        Journal::open(&dir.0).unwrap().1.len()
-    }
-
-    #[test]
-    fn only_stops_that_ran_leave_the_journal() {
-        for outcome in [
-            Outcome::Cancelled,
-            Outcome::SpawnFailed("fork".into()),
-            Outcome::Lost("x".into()),
-            Outcome::TimedOut,
-            Outcome::Terminated,
-        ] {
-            let dir = Scratch::new("settle");
-            let (journal, _, _) = Journal::open(&dir.0).unwrap();
-            let mut doors = Doors::new(Some(journal), 0, 1_000_000);
-            let tag = open_one(&mut doors);
-            assert!(tag > 0);
-            settle(&mut doors, vec![completion(tag, outcome.clone())]);
-            assert_eq!(journaled(&dir), 1, "{outcome:?} must stay journaled");
-        }
-        for outcome in [Outcome::Exited(0), Outcome::Exited(1), Outcome::Signaled(9)] {
-            let dir = Scratch::new("settle");
-            let (journal, _, _) = Journal::open(&dir.0).unwrap();
-            let mut doors = Doors::new(Some(journal), 0, 1_000_000);
-            let tag = open_one(&mut doors);
-            settle(&mut doors, vec![completion(tag, outcome.clone())]);
-            assert_eq!(journaled(&dir), 0, "{outcome:?} ran: its entry must go");
-        }
     }
 }
