@@ -212,7 +212,7 @@ pub fn main() -> i32 {
         }
         Ok(Mode::List) => match crate::capture::netif::list() {
             Ok(ifaces) => {
-                print!("{}", crate::capture::netif::format_list(&ifaces));
+                print!("{}", crate::daemon::iflist::format_list(&ifaces));
                 0
             }
             Err(e) => {

@@ -3,6 +3,7 @@
 //! and the shutdown that closes every door.
 
 pub mod cli;
+pub mod iflist;
 pub mod log;
 
 use std::io::Write;
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::capture::filter;
-use crate::capture::netif::{Addresses, Change};
+use crate::capture::netif::{Addresses, Change, NoSuchInterface};
 use crate::capture::ring::{Ring, RingConfig};
 use crate::config::{self, Config};
 use crate::daemon::cli::Options;
@@ -193,15 +194,7 @@ impl Daemon {
         let pidfile = PidFile::create(&opts.pidfile)
             .map_err(|e| format!("pid file {}: {e}", opts.pidfile.display()))?;
         let addrs = Addresses::open().map_err(|e| format!("netlink: {e}"))?;
-        let ifindex = match capture_index(&opts, &addrs) {
-            Some(i) => i,
-            None => {
-                let name = opts.iface.as_deref().unwrap_or_default();
-                return Err(crate::capture::netif::resolve(name)
-                    .err()
-                    .unwrap_or_else(|| format!("no interface {name}")));
-            }
-        };
+        let ifindex = capture_index(&opts, &addrs).map_err(|e| e.to_string())?;
         // The netlink socket is open; the capture needs only CAP_NET_RAW,
         // which the daemon keeps to re-open it. Give up the rest before the
         // runner's threads exist (the sets are per thread).
@@ -446,7 +439,7 @@ impl Daemon {
 
     fn retry_ring(&mut self) {
         let opened = capture_index(&self.opts, &self.addrs)
-            .ok_or_else(|| "interface not there".to_string())
+            .map_err(|e| e.to_string())
             .and_then(|index| {
                 Ring::open(index, &kernel_filter(&self.pipeline), RingConfig::default())
                     .map(|ring| (index, ring))
@@ -517,12 +510,12 @@ impl Daemon {
     }
 }
 
-/// The ifindex to capture on: `-i`'s interface (`None` while it does not
-/// exist), else 0 for all interfaces.
-fn capture_index(opts: &Options, addrs: &Addresses) -> Option<u32> {
+/// The ifindex to capture on: `-i`'s interface (an error while it does
+/// not exist), else 0 for all interfaces.
+fn capture_index(opts: &Options, addrs: &Addresses) -> Result<u32, NoSuchInterface> {
     match &opts.iface {
-        None => Some(0),
-        Some(name) => addrs.interface(name).map(|i| i.index),
+        None => Ok(0),
+        Some(name) => addrs.resolve(name).map(|i| i.index),
     }
 }
 

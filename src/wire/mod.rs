@@ -34,6 +34,7 @@
 pub mod ethernet;
 pub mod ipv4;
 pub mod ipv6;
+pub mod rtnetlink;
 pub mod tcp;
 pub mod udp;
 pub mod vlan;
