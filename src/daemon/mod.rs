@@ -3,8 +3,13 @@
 //! and the shutdown that closes every door.
 
 pub mod cli;
+mod error;
 pub mod iflist;
 pub mod log;
+mod options;
+
+pub use error::StartError;
+pub use options::{Options, DEFAULT_PIDFILE, DEFAULT_STATE_DIR};
 
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -15,11 +20,11 @@ use crate::capture::filter;
 use crate::capture::netif::{Addresses, Change, NoSuchInterface};
 use crate::capture::ring::{Ring, RingConfig};
 use crate::config::{self, Config};
-use crate::daemon::cli::Options;
 use crate::doors::journal::Journal;
 use crate::doors::runner::{Runner, RunnerConfig};
 use crate::doors::CommandRequest;
 use crate::pipeline::{self, Pipeline};
+use crate::sys::caps::{self, Keep};
 use crate::sys::daemon::{self as sysd, Forked, PidFile};
 use crate::sys::signal::SignalFd;
 use crate::{debug, error, info, warn};
@@ -181,20 +186,20 @@ fn kernel_filter(pipeline: &Pipeline) -> filter::Program {
 }
 
 impl Daemon {
-    fn setup(mut opts: Options) -> Result<Daemon, String> {
+    fn setup(mut opts: Options) -> Result<Daemon, StartError> {
         let clock = Instant::now();
         // Block the signals before any thread exists so only the signalfd sees them.
         let signals = SignalFd::new(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1])
-            .map_err(|e| format!("signalfd: {e}"))?;
-        let config = config::load(&opts.config).map_err(|e| e.to_string())?;
+            .map_err(StartError::Signals)?;
+        let config = config::load(&opts.config).map_err(StartError::Config)?;
         apply_global_options(&mut opts, &config)?;
         for w in &config.warnings {
             warn!("{w}");
         }
         let pidfile = PidFile::create(&opts.pidfile)
-            .map_err(|e| format!("pid file {}: {e}", opts.pidfile.display()))?;
-        let addrs = Addresses::open().map_err(|e| format!("netlink: {e}"))?;
-        let ifindex = capture_index(&opts, &addrs).map_err(|e| e.to_string())?;
+            .map_err(|e| StartError::PidFile(opts.pidfile.clone(), e))?;
+        let addrs = Addresses::open().map_err(StartError::Netlink)?;
+        let ifindex = capture_index(&opts, &addrs).map_err(StartError::NoInterface)?;
         // The netlink socket is open; the capture needs only CAP_NET_RAW,
         // which the daemon keeps to re-open it. Give up the rest before the
         // runner's threads exist (the sets are per thread).
@@ -220,21 +225,18 @@ impl Daemon {
         let now_ms = clock.elapsed().as_millis() as u64;
         let mut pipeline = Pipeline::new(config, opts.max_sources, journal, now_ms, now_unix_ms());
         pipeline.set_trace(opts.debug);
-        let ring =
-            Ring::open(ifindex, &kernel_filter(&pipeline), RingConfig::default()).map_err(|e| {
-                let on = opts.iface.as_deref().unwrap_or("all interfaces");
-                if e.kind() == std::io::ErrorKind::PermissionDenied {
-                    format!("capture on {on}: {e} (needs root or CAP_NET_RAW)")
-                } else {
-                    format!("capture on {on}: {e}")
-                }
-            })?;
+        let ring = Ring::open(ifindex, &kernel_filter(&pipeline), RingConfig::default()).map_err(
+            |err| StartError::Capture {
+                on: opts.iface.as_deref().unwrap_or("all interfaces").into(),
+                err,
+            },
+        )?;
         let runner = Runner::new(RunnerConfig {
             max_running: opts.max_running,
             time_limit: opts.command_limit,
             ..RunnerConfig::default()
         })
-        .map_err(|e| format!("command runner: {e}"))?;
+        .map_err(StartError::Runner)?;
         let restored = pipeline.restore(entries, now_ms, now_unix_ms());
         let d = Daemon {
             next_refresh_ms: opts.refresh.map(|r| now_ms + r.as_millis() as u64),
@@ -520,7 +522,7 @@ fn capture_index(opts: &Options, addrs: &Addresses) -> Result<u32, NoSuchInterfa
 }
 
 /// knockd's `[options]` fill in what the command line left unset.
-fn apply_global_options(opts: &mut Options, config: &Config) -> Result<(), String> {
+fn apply_global_options(opts: &mut Options, config: &Config) -> Result<(), StartError> {
     let g = &config.options;
     if opts.iface.is_none() {
         opts.iface = g.interface.clone();
@@ -534,36 +536,28 @@ fn apply_global_options(opts: &mut Options, config: &Config) -> Result<(), Strin
         crate::daemon::log::also_syslog();
     }
     if let Some(path) = &g.log_file {
-        crate::daemon::log::to_file(path)
-            .map_err(|e| format!("LogFile {}: {e}", path.display()))?;
+        crate::daemon::log::to_file(path).map_err(|e| StartError::LogFile(path.clone(), e))?;
     }
     Ok(())
 }
 
 /// As root: commands keep `keep` (their bounding set), the daemon itself
-/// only what re-opening the capture socket needs. `None` keeps everything.
-fn drop_capabilities(keep: Option<u64>) -> Result<(), String> {
-    use crate::sys::caps;
-    let Some(keep) = keep else {
+/// only what re-opening the capture socket needs.
+fn drop_capabilities(keep: Keep) -> Result<(), StartError> {
+    let Keep::Only(keep) = keep else {
         return Ok(());
     };
     if sysd::euid() != 0 {
         return Ok(());
     }
-    let left = caps::restrict(keep, caps::DAEMON_NEEDS)
-        .map_err(|e| format!("cannot drop capabilities: {e} (-k all keeps them all)"))?;
-    if left & !keep != 0 {
+    let left = caps::restrict(keep, caps::DAEMON_NEEDS).map_err(StartError::Capabilities)?;
+    if !left.without(keep).is_empty() {
         // A service manager chose the bounding set (and withheld CAP_SETPCAP).
-        info!(
-            "capabilities: commands keep {} as the service manager set it (-k asked for {})",
-            caps::format_list(left),
-            caps::format_list(keep)
-        );
+        info!("capabilities: commands keep {left} as the service manager set it (-k asked for {keep})");
     }
     debug!(
-        "capabilities: commands keep {}; the daemon keeps {}",
-        caps::format_list(left),
-        caps::format_list(caps::DAEMON_NEEDS)
+        "capabilities: commands keep {left}; the daemon keeps {}",
+        caps::DAEMON_NEEDS
     );
     Ok(())
 }
