@@ -28,7 +28,6 @@ use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-pub const DEFAULT_DIR: &str = "/var/lib/tportknockd";
 pub const FILE_NAME: &str = "doors.journal";
 const TMP_NAME: &str = "doors.journal.tmp";
 /// Compact once the file has more lines than this and most are dead.
@@ -38,7 +37,7 @@ const COMPACT_MIN_LINES: usize = 1_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalEntry {
     pub id: u64,
-    /// Wall-clock unix seconds, so the due time survives a reboot.
+    /// Wall-clock unix milliseconds, so the due time survives a reboot.
     pub due_unix_ms: u64,
     /// The stop's delay: after a restart it waits at most this long, so a
     /// wall clock that was wrong when the door opened cannot hold it open.

@@ -43,7 +43,7 @@ const READ_BURST: usize = 64 * 1024;
 pub struct Request {
     /// The caller's id, returned in the [`Completion`].
     pub tag: u64,
-    /// Names the command in logs, e.g. "SSH start 10.0.0.2".
+    /// Names the command in logs, e.g. "10.0.0.2 SSH start".
     pub label: String,
     /// Shell text, already expanded (`%IP%` replaced).
     pub command: String,
