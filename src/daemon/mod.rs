@@ -20,7 +20,7 @@ use crate::capture::filter;
 use crate::capture::netif::{Addresses, Change, NoSuchInterface};
 use crate::capture::ring::{Ring, RingConfig};
 use crate::config::{self, Config};
-use crate::doors::journal::Journal;
+use crate::doors::journal::{Journal, JournalEntry};
 use crate::doors::runner::{Runner, RunnerConfig};
 use crate::doors::CommandRequest;
 use crate::pipeline::{self, Pipeline};
@@ -185,6 +185,12 @@ fn kernel_filter(pipeline: &Pipeline) -> filter::Program {
     filter::build(&pipeline.ports(), RingConfig::default().snaplen)
 }
 
+/// A capture ring on `ifindex` (0: all interfaces) passing the pipeline's
+/// knock ports.
+fn open_ring(ifindex: u32, pipeline: &Pipeline) -> std::io::Result<Ring> {
+    Ring::open(ifindex, &kernel_filter(pipeline), RingConfig::default())
+}
+
 impl Daemon {
     fn setup(mut opts: Options) -> Result<Daemon, StartError> {
         let clock = Instant::now();
@@ -204,33 +210,14 @@ impl Daemon {
         // which the daemon keeps to re-open it. Give up the rest before the
         // runner's threads exist (the sets are per thread).
         drop_capabilities(opts.keep_caps)?;
-        let (journal, entries) = match Journal::open(&opts.state_dir) {
-            Ok((j, entries, corrupt)) => {
-                if corrupt > 0 {
-                    warn!(
-                        "journal: skipped {corrupt} corrupt line(s) in {}",
-                        opts.state_dir.display()
-                    );
-                }
-                (Some(j), entries)
-            }
-            Err(e) => {
-                warn!(
-                    "journal: cannot open {}: {e}; doors will close on time but would not survive a crash",
-                    opts.state_dir.display()
-                );
-                (None, Vec::new())
-            }
-        };
+        let (journal, entries) = open_journal(&opts.state_dir);
         let now_ms = clock.elapsed().as_millis() as u64;
         let mut pipeline = Pipeline::new(config, opts.max_sources, journal, now_ms, now_unix_ms());
         pipeline.set_trace(opts.debug);
-        let ring = Ring::open(ifindex, &kernel_filter(&pipeline), RingConfig::default()).map_err(
-            |err| StartError::Capture {
-                on: opts.iface.as_deref().unwrap_or("all interfaces").into(),
-                err,
-            },
-        )?;
+        let ring = open_ring(ifindex, &pipeline).map_err(|err| StartError::Capture {
+            on: capture_name(&opts).into(),
+            err,
+        })?;
         let runner = Runner::new(RunnerConfig {
             max_running: opts.max_running,
             time_limit: opts.command_limit,
@@ -259,14 +246,9 @@ impl Daemon {
     fn describe(&self) -> String {
         format!(
             "capturing on {} ({})",
-            self.capture_name(),
+            capture_name(&self.opts),
             self.pipeline.describe()
         )
-    }
-
-    /// `-i`'s interface, or "all interfaces".
-    fn capture_name(&self) -> &str {
-        self.opts.iface.as_deref().unwrap_or("all interfaces")
     }
 
     fn now_ms(&self) -> u64 {
@@ -276,18 +258,6 @@ impl Daemon {
     fn run(mut self) -> i32 {
         let mut busy = false;
         loop {
-            let now = self.now_ms();
-            let mut deadline = self.pipeline.next_due_ms();
-            for t in [self.next_refresh_ms, self.retry_ring_at]
-                .into_iter()
-                .flatten()
-            {
-                deadline = deadline.min(t);
-            }
-            let mut timeout = deadline.saturating_sub(now).min(1000) as i32;
-            if busy {
-                timeout = timeout.min(COALESCE_MS);
-            }
             // poll(2) skips a negative fd (revents stays 0): -1 while the
             // ring is closed, or while frames are let pile up.
             let ring_fd = match &self.ring {
@@ -300,7 +270,7 @@ impl Daemon {
                 pollfd(self.runner.wake_fd()),
                 pollfd(ring_fd),
             ];
-            if let Err(e) = sysd::poll(&mut fds, timeout) {
+            if let Err(e) = sysd::poll(&mut fds, self.poll_timeout(busy)) {
                 error!("poll: {e}");
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -317,33 +287,62 @@ impl Daemon {
             if fds[2].revents != 0 {
                 self.pipeline.settle(self.runner.completions());
             }
-            let now = self.now_ms();
-            let due = self.pipeline.tick(now);
-            self.submit(due);
-            if self.next_refresh_ms.is_some_and(|t| now >= t) {
-                match self.addrs.refresh() {
-                    Ok(changes) => {
-                        debug!("own addresses re-read (-r)");
-                        self.on_changes(changes)
-                    }
-                    Err(e) => warn!("address refresh: {e}"),
-                }
-                self.next_refresh_ms = self.opts.refresh.map(|r| now + r.as_millis() as u64);
-            }
-            if self.retry_ring_at.is_some_and(|t| now >= t) {
-                self.retry_ring();
-            }
+            self.timers();
             if fds[0].revents != 0 {
-                while let Ok(Some(sig)) = self.signals.read() {
-                    match sig {
-                        libc::SIGTERM | libc::SIGINT => return self.shutdown(sig),
-                        libc::SIGHUP => self.reload(),
-                        libc::SIGUSR1 => self.log_stats(),
-                        _ => {}
-                    }
+                if let Some(sig) = self.signals() {
+                    return self.shutdown(sig);
                 }
             }
         }
+    }
+
+    /// Until the next timer, at most a second; at most `COALESCE_MS` while
+    /// traffic is heavy.
+    fn poll_timeout(&self, busy: bool) -> i32 {
+        let deadline = [self.next_refresh_ms, self.retry_ring_at]
+            .into_iter()
+            .flatten()
+            .fold(self.pipeline.next_due_ms(), u64::min);
+        let timeout = deadline.saturating_sub(self.now_ms()).min(1000) as i32;
+        if busy {
+            timeout.min(COALESCE_MS)
+        } else {
+            timeout
+        }
+    }
+
+    /// Whatever is due: door stops, expiry, the `-r` re-read, re-opening
+    /// a lost capture.
+    fn timers(&mut self) {
+        let now = self.now_ms();
+        let due = self.pipeline.tick(now);
+        self.submit(due);
+        if self.next_refresh_ms.is_some_and(|t| now >= t) {
+            match self.addrs.refresh() {
+                Ok(changes) => {
+                    debug!("own addresses re-read (-r)");
+                    self.on_changes(changes)
+                }
+                Err(e) => warn!("address refresh: {e}"),
+            }
+            self.next_refresh_ms = self.opts.refresh.map(|r| now + r.as_millis() as u64);
+        }
+        if self.retry_ring_at.is_some_and(|t| now >= t) {
+            self.retry_ring();
+        }
+    }
+
+    /// Handles the pending signals; returns the one that asks to stop.
+    fn signals(&mut self) -> Option<i32> {
+        while let Ok(Some(sig)) = self.signals.read() {
+            match sig {
+                libc::SIGTERM | libc::SIGINT => return Some(sig),
+                libc::SIGHUP => self.reload(),
+                libc::SIGUSR1 => self.log_stats(),
+                _ => {}
+            }
+        }
+        None
     }
 
     /// Hands every ready frame to the pipeline and ends the batch; returns
@@ -433,7 +432,7 @@ impl Daemon {
             }
             warn!(
                 "capture on {} stopped ({why}): waiting for it to return",
-                self.capture_name()
+                capture_name(&self.opts)
             );
         }
         self.retry_ring_at = Some(self.now_ms() + RING_RETRY_MS);
@@ -443,7 +442,7 @@ impl Daemon {
         let opened = capture_index(&self.opts, &self.addrs)
             .map_err(|e| e.to_string())
             .and_then(|index| {
-                Ring::open(index, &kernel_filter(&self.pipeline), RingConfig::default())
+                open_ring(index, &self.pipeline)
                     .map(|ring| (index, ring))
                     .map_err(|e| e.to_string())
             });
@@ -454,7 +453,7 @@ impl Daemon {
                 self.retry_ring_at = None;
                 info!(
                     "capturing again on {} (ifindex {index})",
-                    self.capture_name()
+                    capture_name(&self.opts)
                 );
             }
             Err(e) => {
@@ -510,6 +509,34 @@ impl Daemon {
         info!("stopped");
         0
     }
+}
+
+/// The journal in `dir` and the stops it holds; without one (logged),
+/// doors still close on time but would not survive a crash.
+fn open_journal(dir: &Path) -> (Option<Journal>, Vec<JournalEntry>) {
+    match Journal::open(dir) {
+        Ok((j, entries, corrupt)) => {
+            if corrupt > 0 {
+                warn!(
+                    "journal: skipped {corrupt} corrupt line(s) in {}",
+                    dir.display()
+                );
+            }
+            (Some(j), entries)
+        }
+        Err(e) => {
+            warn!(
+                "journal: cannot open {}: {e}; doors will close on time but would not survive a crash",
+                dir.display()
+            );
+            (None, Vec::new())
+        }
+    }
+}
+
+/// `-i`'s interface, or "all interfaces".
+fn capture_name(opts: &Options) -> &str {
+    opts.iface.as_deref().unwrap_or("all interfaces")
 }
 
 /// The ifindex to capture on: `-i`'s interface (an error while it does
