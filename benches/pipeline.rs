@@ -203,8 +203,9 @@ fn run(name: &str, frames: &Frames, prefill: &Frames, batched: bool, cold: bool)
         let mut start = Instant::now();
         for (ms, chunk) in frames.lens.chunks(PER_MS).enumerate() {
             let now = 1 + ms as u64;
-            for j in 0..chunk.len() {
-                if cold && j % BURST == 0 {
+            let base = ms * PER_MS;
+            for from in (0..chunk.len()).step_by(BURST) {
+                if cold {
                     busy += start.elapsed();
                     for b in scratch.iter_mut().step_by(64) {
                         *b = b.wrapping_add(1);
@@ -212,12 +213,14 @@ fn run(name: &str, frames: &Frames, prefill: &Frames, batched: bool, cold: bool)
                     black_box(&scratch);
                     start = Instant::now();
                 }
-                p.push(&META, frames.get(ms * PER_MS + j), &own, now);
-                if !batched || (j + 1) % BURST == 0 {
-                    let _ = black_box(p.finish(now, now));
+                for j in base + from..base + (from + BURST).min(chunk.len()) {
+                    p.push(&META, frames.get(j), &own, now);
+                    if !batched {
+                        let _ = black_box(p.finish(now, now));
+                    }
                 }
+                let _ = black_box(p.finish(now, now));
             }
-            let _ = black_box(p.finish(now, now));
             black_box(p.tick(now));
         }
         busy += start.elapsed();

@@ -87,7 +87,8 @@ pub struct Pipeline {
     /// Collect the matcher's trace for the debug log.
     trace_on: bool,
     next_expire_ms: u64,
-    /// Decoded knocks (and whether addressed to us) awaiting the matcher.
+    /// Decoded knocks (and whether addressed to us) awaiting the matcher;
+    /// shorter than [`BATCH`] between calls, empty after `finish`.
     queue: Vec<(bool, Knock)>,
     fired: Vec<Fired>,
     trace: Vec<Trace>,
@@ -170,6 +171,7 @@ impl Pipeline {
                 if self.queue.len() >= BATCH {
                     self.match_queue(now_ms);
                 }
+                debug_assert!(self.queue.len() < BATCH);
             }
             Decoded::Other => {}
             Decoded::Malformed(why) => {
@@ -203,6 +205,7 @@ impl Pipeline {
     /// first marked used in their file) and returns what is left to do.
     pub fn finish(&mut self, now_ms: u64, now_unix_ms: u64) -> BatchEnd {
         self.match_queue(now_ms);
+        debug_assert!(self.queue.is_empty());
         self.flush_trace();
         let mut rebuild_filter = false;
         if !self.fired.is_empty() {
@@ -347,6 +350,9 @@ impl Pipeline {
     }
 
     fn flush_trace(&mut self) {
+        if self.trace.is_empty() {
+            return;
+        }
         // Taken and put back so the buffer keeps its capacity.
         let mut trace = std::mem::take(&mut self.trace);
         for t in trace.drain(..) {
