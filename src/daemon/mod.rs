@@ -1,6 +1,7 @@
-//! The daemon's life: start-up (optionally detached), the poll loop that
-//! moves frames through decode → match → doors → commands, signals, reload
-//! and the shutdown that closes every door.
+//! The daemon: the I/O shell around the [`Pipeline`]. Start-up (optionally
+//! detached), the poll loop that hands the ring's frames to the pipeline and
+//! its door commands to the runner, address changes, signals, reload, and
+//! the shutdown that closes every door. The command line is in [`cli`].
 
 pub mod cli;
 mod error;
@@ -33,6 +34,7 @@ use crate::{debug, error, info, warn};
 /// the next poll leaves the ring out and waits at most `COALESCE_MS`, so
 /// frames are taken in bursts of hundreds instead of one wake-up each.
 const COALESCE_FRAMES: usize = 32;
+/// The longest wait for more frames while traffic is heavy.
 const COALESCE_MS: i32 = 1;
 /// Upper bound on waiting for commands at shutdown, beyond their own limit.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -66,6 +68,7 @@ fn now_unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// `path` against the working directory, which `-D` leaves for `/`.
 fn absolute(path: &Path) -> PathBuf {
     if path.is_absolute() {
         path.to_owned()
@@ -192,6 +195,7 @@ fn open_ring(ifindex: u32, pipeline: &Pipeline) -> std::io::Result<Ring> {
 }
 
 impl Daemon {
+    /// Everything up to the first poll; the order matters (see the comments).
     fn setup(mut opts: Options) -> Result<Daemon, StartError> {
         let clock = Instant::now();
         // Block the signals before any thread exists so only the signalfd sees them.
@@ -243,6 +247,7 @@ impl Daemon {
         Ok(d)
     }
 
+    /// The `ready:` and `reloaded:` line: where, which events, how many ports.
     fn describe(&self) -> String {
         format!(
             "capturing on {} ({})",
@@ -251,6 +256,7 @@ impl Daemon {
         )
     }
 
+    /// Monotonic milliseconds since start: the pipeline's clock.
     fn now_ms(&self) -> u64 {
         self.clock.elapsed().as_millis() as u64
     }
@@ -381,12 +387,14 @@ impl Daemon {
         }
     }
 
+    /// Hands door commands to the runner, in order.
     fn submit(&self, requests: Vec<CommandRequest>) {
         for req in requests {
             self.runner.submit(pipeline::runner_request(req));
         }
     }
 
+    /// Follows `-i`'s interface by name: gone, the ring goes; back, it returns.
     fn on_changes(&mut self, changes: Vec<Change>) {
         let Some(name) = self.opts.iface.clone() else {
             return;
@@ -425,6 +433,7 @@ impl Daemon {
         }
     }
 
+    /// Drops the ring (keeping its drop count) and schedules re-opening it.
     fn lose_ring(&mut self, why: &str) {
         if let Some(mut ring) = self.ring.take() {
             if let Ok(s) = ring.stats() {
@@ -438,16 +447,15 @@ impl Daemon {
         self.retry_ring_at = Some(self.now_ms() + RING_RETRY_MS);
     }
 
+    /// Re-opens the capture once its interface is there again.
     fn retry_ring(&mut self) {
-        let opened = capture_index(&self.opts, &self.addrs)
-            .map_err(|e| e.to_string())
-            .and_then(|index| {
-                open_ring(index, &self.pipeline)
-                    .map(|ring| (index, ring))
-                    .map_err(|e| e.to_string())
-            });
-        match opened {
-            Ok((index, ring)) => {
+        // The interface may not be back yet: the address table says when.
+        let Ok(index) = capture_index(&self.opts, &self.addrs) else {
+            self.retry_ring_at = Some(self.now_ms() + RING_RETRY_MS);
+            return;
+        };
+        match open_ring(index, &self.pipeline) {
+            Ok(ring) => {
                 self.ring = Some(ring);
                 self.ifindex = index;
                 self.retry_ring_at = None;
@@ -463,6 +471,7 @@ impl Daemon {
         }
     }
 
+    /// SIGHUP: the new file, or the running config kept when it does not load.
     fn reload(&mut self) {
         match config::load(&self.opts.config) {
             Err(e) => {
@@ -483,6 +492,7 @@ impl Daemon {
         }
     }
 
+    /// SIGUSR1: one `stats:` line.
     fn log_stats(&mut self) {
         if let Some(ring) = self.ring.as_mut() {
             if let Ok(s) = ring.stats() {
@@ -495,6 +505,8 @@ impl Daemon {
         info!("stats: {line}");
     }
 
+    /// SIGTERM/SIGINT: stop capturing, run every pending stop, wait for the
+    /// commands (bounded), remove the pid file.
     fn shutdown(mut self, sig: i32) -> i32 {
         notify("STOPPING=1");
         info!("signal {sig}: stopping capture, closing every open door");
@@ -589,6 +601,7 @@ fn drop_capabilities(keep: Keep) -> Result<(), StartError> {
     Ok(())
 }
 
+/// A poll entry waiting for `fd` to become readable.
 fn pollfd(fd: i32) -> libc::pollfd {
     libc::pollfd {
         fd,
