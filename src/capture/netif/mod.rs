@@ -6,7 +6,7 @@
 //! `RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR` multicast groups:
 //! an address brought by DHCP or a PPP redial is honoured as soon as the
 //! kernel announces it. This module is the socket side; the messages are
-//! parsed by [`crate::wire::rtnetlink`] and applied by [`table`].
+//! parsed by [`crate::wire::rtnetlink`] and applied by `table`.
 
 mod table;
 
