@@ -1,10 +1,11 @@
 //! tportknockd: a port-knocking daemon that watches an interface below the
 //! firewall and opens doors for sources that knock the right sequence.
 //!
-//! Frames flow one way, a folder per stage: `capture` (ring, kernel filter,
-//! own addresses) → `wire` (decode) → `knock` (steps, matcher) → `doors`
-//! (door state, journal, timed stops, commands). `config` reads the rules,
-//! `daemon` is the I/O shell around the stages, `client` is `tportknock`.
+//! Frames flow one way: `capture` (ring, kernel filter, own addresses) →
+//! `wire` (decode) → `knock` (steps, matchers) → `doors` (door state,
+//! journal, timed stops, commands), joined without I/O by `pipeline`.
+//! `daemon` is the I/O shell around it, `config` reads the rules, `sys`
+//! wraps the system calls and `client` is `tportknock`.
 
 #![deny(unsafe_code)]
 
@@ -15,6 +16,7 @@ pub mod crypto;
 pub mod daemon;
 pub mod doors;
 pub mod knock;
+pub mod pipeline;
 #[allow(unsafe_code)]
 pub mod sys;
 #[cfg(test)]

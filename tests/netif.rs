@@ -99,7 +99,7 @@ fn list_shows_veth_with_addresses_and_loopback() {
     assert!(!veth.addrs.contains(&IpAddr::V4(pair.client4)));
     assert_eq!(ifaces.len(), 2, "{ifaces:?}");
 
-    let text = netif::format_list(&ifaces);
+    let text = tportknockd::daemon::iflist::format_list(&ifaces);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
     assert!(lines[0].starts_with("lo ") && lines[0].contains("loopback"));
@@ -114,12 +114,13 @@ fn list_shows_veth_with_addresses_and_loopback() {
 fn resolve_finds_interface_or_lists_real_names() {
     let pair = Pair::new();
     let name = pair.server_if.clone();
-    let (found, missing) = pair
-        .server
-        .run(move || (netif::resolve(&name), netif::resolve("nope")));
-    let found = found.expect("resolve veth");
+    let table = open_in(&pair.server);
+    let found = table.resolve(&name).expect("resolve veth");
     assert_eq!(found.index, ifindex(&pair.server, &pair.server_if));
-    let err = missing.expect_err("nope must not resolve");
+    let err = table
+        .resolve("nope")
+        .expect_err("nope must not resolve")
+        .to_string();
     assert!(err.contains("\"nope\""), "{err}");
     assert!(err.contains("lo"), "{err}");
     assert!(err.contains(&pair.server_if), "{err}");

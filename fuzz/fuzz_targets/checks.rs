@@ -4,12 +4,16 @@
 
 #![allow(dead_code)]
 
+use std::net::IpAddr;
 use std::sync::OnceLock;
+use std::time::Duration;
 
+use tportknockd::capture::ring::FrameMeta;
 use tportknockd::config::{self, Config};
-use tportknockd::knock::matchset::MatchSet;
+use tportknockd::doors::{CommandKind, DoorLimits};
 use tportknockd::knock::{FlagSpec, Step};
-use tportknockd::wire::{decode as decode_frame, Decoded, Link};
+use tportknockd::pipeline::Pipeline;
+use tportknockd::wire::{decode as decode_frame, hatype, Decoded, Link};
 
 /// The frame decoder on arbitrary bytes, with every link type: never
 /// panics, and a knock is only ever reported from bytes that hold it.
@@ -90,52 +94,70 @@ fn configs() -> &'static [Config; 2] {
     })
 }
 
-/// Decoder and matchers together, as the daemon's capture loop drives them.
+/// The daemon's pipeline (decode, match, doors) as the capture loop
+/// drives it, one frame per batch.
 ///
 /// Input: one byte choosing the configuration (even: knock.conf, one
 /// matcher; odd: knockd.conf with `Target` and `TCPFlags`, split matchers),
 /// then records of `[head][len][len bytes of frame]`. The low two bits of
 /// `head` pick the link, bits 2-6 advance the clock by that many 100 ms
-/// steps (31: also run `expire`), bit 7 says the destination is not one of
-/// the own addresses. A small table (8 sources) makes eviction part of
-/// every run.
+/// steps (the pipeline's timers run after each step), bit 7 says the
+/// destination is not one of the own addresses. A small table (8 sources)
+/// makes eviction part of every run.
 pub fn decode_match(data: &[u8]) {
     let Some((&pick, mut rest)) = data.split_first() else {
         return;
     };
     let cfg = &configs()[usize::from(pick & 1)];
-    let n = cfg.events.len();
     let groups = 1 + cfg.events.iter().filter(|e| e.target.is_some()).count();
-    let mut m = MatchSet::new(&cfg.events, CAPACITY, 0);
-    let (mut fired, mut now, mut total) = (Vec::new(), 0u64, 0u64);
+    // No caps: every completion must become exactly one start (the caps
+    // have their own tests; start-only doors here never report back).
+    let unbounded = DoorLimits {
+        max_doors: usize::MAX,
+        max_per_source: usize::MAX,
+    };
+    let mut p = Pipeline::new(cfg.clone(), CAPACITY, None, unbounded, 0).expect("no journal");
+    let (mut now, mut total) = (0u64, 0u64);
     while let [head, len, tail @ ..] = rest {
         let take = (*len as usize).min(tail.len());
         let (frame, next) = tail.split_at(take);
         rest = next;
-        let link =
-            [Link::Ethernet, Link::RawIp, Link::Loopback, Link::Ethernet][usize::from(head & 3)];
-        let steps = (head >> 2) & 31;
-        now += u64::from(steps) * 100;
-        if steps == 31 {
-            m.expire(now, None);
-        }
+        let (link, hatype) = [
+            (Link::Ethernet, hatype::ETHER),
+            (Link::RawIp, hatype::NONE),
+            (Link::Loopback, hatype::LOOPBACK),
+            (Link::Ethernet, hatype::ETHER),
+        ][usize::from(head & 3)];
+        now += u64::from((head >> 2) & 31) * 100;
+        // No event here has a stop command: timers never run one.
+        assert!(p.tick(now).is_empty(), "a stop without a door");
         let local = head & 0x80 == 0;
-        let Decoded::Knock(k) = decode_frame(frame, link) else {
-            continue;
+        let own = move |_: u32, _: IpAddr| local;
+        p.push(&meta(hatype, frame.len()), frame, &own, now);
+        let end = p.finish(now, now);
+        assert!(!end.rebuild_filter, "no one-time event here");
+        let knock = match decode_frame(frame, link) {
+            Decoded::Knock(k) => Some(k),
+            _ => None,
         };
-        fired.clear();
-        m.feed(local, &k, now, &mut fired, None);
-        for f in &fired {
-            assert_eq!(f.src, k.src, "a frame fired an event for another source");
-            let ev = &cfg.events[f.event];
+        for req in &end.requests {
+            let Some(k) = knock else {
+                panic!("{} opened by a frame that is no knock", req.event);
+            };
+            assert_eq!(req.kind, CommandKind::Start);
+            assert_eq!(req.src, k.src, "a frame opened a door for another source");
+            let ev = cfg.events.iter().find(|e| e.name == req.event).unwrap();
             match ev.target {
                 // A Target event sees only frames to its address.
                 Some(t) => assert_eq!(t, k.dst, "{} fired for {}", ev.name, k.dst),
                 None => assert!(local, "{} fired for a foreign address", ev.name),
             }
         }
-        total += fired.len() as u64;
-        let st = m.stats(n);
+        // Every event has a start command for both families and no stop:
+        // each completed sequence is one start.
+        total += end.requests.len() as u64;
+        assert_eq!(p.counters().fired, total);
+        let st = p.knock_stats();
         assert!(
             st.tracked <= CAPACITY * groups,
             "{} sources tracked",
@@ -143,5 +165,20 @@ pub fn decode_match(data: &[u8]) {
         );
         let completed: u64 = st.events.iter().map(|e| e.completed).sum();
         assert_eq!(completed, total);
+    }
+}
+
+/// What the ring reports with a frame of `len` bytes on link `hatype`.
+fn meta(hatype: u16, len: usize) -> FrameMeta {
+    FrameMeta {
+        ifindex: 1,
+        hatype,
+        pkttype: 0,
+        protocol: 0,
+        vlan_tci: None,
+        wire_len: len as u32,
+        snap_len: len as u32,
+        losing: false,
+        timestamp: Duration::ZERO,
     }
 }

@@ -340,11 +340,7 @@ pub fn needs_raw(step: &Step) -> bool {
 
 /// `FIN,RST,PSH,ACK`, or `none`.
 pub fn flag_names(bits: u8) -> String {
-    let names: Vec<&str> = flags::LETTERS
-        .iter()
-        .filter(|(_, bit, _)| bits & bit != 0)
-        .map(|(_, _, name)| *name)
-        .collect();
+    let names = crate::knock::flag_names(bits);
     if names.is_empty() {
         "none".into()
     } else {

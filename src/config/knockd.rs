@@ -26,7 +26,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use super::{
-    check_name, clip, text_line, Config, Diag, Event, Format, GlobalOptions, LoadError,
+    check_name, clip, strip_bom, text_line, Config, Diag, Event, Format, GlobalOptions, LoadError,
     MAX_COMMAND_DELAY, MAX_TIMEOUT,
 };
 use crate::knock::{flags, FlagSpec, Proto, Step};
@@ -399,7 +399,7 @@ fn seconds(text: &str, min: u32, max: u32) -> Result<u32, String> {
 
 /// The knockd reader behind `config::parse`.
 pub fn parse(text: &[u8], file: &str) -> Result<Config, LoadError> {
-    let text = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(text);
+    let text = strip_bom(text);
     let mut diag = Diag {
         file,
         messages: Vec::new(),
@@ -846,6 +846,9 @@ mod tests {
         assert_eq!(detect(b"\xef\xbb\xbf[a]\n"), Format::Knockd);
         assert_eq!(detect(b"<SSH>\n[a]\n"), Format::KnockConf);
         assert_eq!(detect(b""), Format::KnockConf);
+        // And the reader skips the mark as detection did.
+        let plain = "[a]\nSequence = 1,2\nCommand = x\n";
+        assert_eq!(ok(&format!("\u{feff}{plain}")), ok(plain));
     }
 
     #[test]

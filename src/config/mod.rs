@@ -166,6 +166,12 @@ pub fn expand(command: &str, ip: IpAddr) -> String {
     command.replace("%IP%", &ip.to_string())
 }
 
+/// The text after a UTF-8 byte order mark, which Windows editors like to
+/// put at the start of a file.
+pub(crate) fn strip_bom(text: &[u8]) -> &[u8] {
+    text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(text)
+}
+
 /// Parses a file's bytes; `file` names it in messages. Does not look at
 /// ownership or permissions (the client uses this to read sequences).
 ///
@@ -182,7 +188,7 @@ pub fn parse(text: &[u8], file: &str) -> Result<Config, LoadError> {
 /// knockd's format if the first line that is not blank or a comment starts
 /// with `[`: knock.conf never has such a line.
 pub fn detect(text: &[u8]) -> Format {
-    let text = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(text);
+    let text = strip_bom(text);
     for line in text.split(|&b| b == b'\n') {
         match line.iter().find(|b| !b.is_ascii_whitespace()) {
             None | Some(b'#') => continue,
@@ -810,8 +816,7 @@ fn content_lines(text: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
 
 /// The knock.conf reader behind `parse`.
 fn parse_knock_conf(text: &[u8], file: &str) -> Result<Config, LoadError> {
-    // Windows editors like to start files with a byte order mark.
-    let text = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(text);
+    let text = strip_bom(text);
     let mut diag = Diag {
         file,
         messages: Vec::new(),

@@ -4,45 +4,28 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Everything the daemon needs from the command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Options {
-    pub config: PathBuf,
-    pub iface: Option<String>,
-    /// `-r`: re-read own addresses every this many seconds.
-    pub refresh: Option<Duration>,
-    pub debug: bool,
-    pub daemon: bool,
-    pub pidfile: PathBuf,
-    /// `-p` was given: a knockd config's `PidFile` does not override it.
-    pub pidfile_set: bool,
-    pub state_dir: PathBuf,
-    pub max_sources: usize,
-    pub command_limit: Duration,
-    pub max_running: usize,
-    /// `-n`: doors open at once, all events and sources together.
-    pub max_doors: usize,
-    /// `-N`: doors open at once for one source address.
-    pub max_per_source: usize,
-    /// `-k`: capabilities commands may hold (the bounding set kept after
-    /// start-up as root); `None` keeps every one.
-    pub keep_caps: Option<u64>,
-}
+use crate::daemon::options::{Options, DEFAULT_PIDFILE, DEFAULT_STATE_DIR};
+use crate::doors::runner::RunnerConfig;
+use crate::knock::matcher::DEFAULT_CAPACITY;
+use crate::sys::caps;
 
+/// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
+    /// `-c FILE`: run the daemon.
     Run(Options),
+    /// `-C FILE`: check a configuration and exit.
     Check(PathBuf),
+    /// `-l`: list the interfaces and exit.
     List,
+    /// `-h`.
     Help,
+    /// `-V`.
     Version,
 }
 
-pub const DEFAULT_PIDFILE: &str = "/run/tportknockd.pid";
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/tportknockd";
-pub const DEFAULT_MAX_SOURCES: usize = 65_536;
-
 fn opts() -> getopts::Options {
+    let runner = RunnerConfig::default();
     let mut o = getopts::Options::new();
     o.optopt("c", "", "run with the knock sequences in FILE", "FILE");
     o.optopt(
@@ -81,19 +64,25 @@ fn opts() -> getopts::Options {
     o.optopt(
         "m",
         "",
-        &format!("sources tracked at once (default {DEFAULT_MAX_SOURCES})"),
+        &format!("sources tracked at once (default {DEFAULT_CAPACITY})"),
         "N",
     );
     o.optopt(
         "t",
         "",
-        "terminate a command still running after SEC seconds (default 60)",
+        &format!(
+            "terminate a command still running after SEC seconds (default {})",
+            runner.time_limit.as_secs()
+        ),
         "SEC",
     );
     o.optopt(
         "j",
         "",
-        "commands running at once (default 16; the rest queue)",
+        &format!(
+            "commands running at once (default {}; the rest queue)",
+            runner.max_running
+        ),
         "N",
     );
     o.optopt(
@@ -126,6 +115,7 @@ fn opts() -> getopts::Options {
     o
 }
 
+/// The `-h` text.
 pub fn usage() -> String {
     opts().usage("Usage: tportknockd -c FILE [-i IFACE] [-r SEC] [-d] [-D] [options]\n       tportknockd -C FILE | -l | -h | -V")
         + KNOCKD_NOTE
@@ -154,6 +144,8 @@ fn number<T: std::str::FromStr + PartialOrd + Copy>(
     }
 }
 
+/// Parses the arguments (without the program name); the error is one line
+/// for a usage message.
 pub fn parse_args(args: &[String]) -> Result<Mode, String> {
     let m = opts().parse(args).map_err(|e| e.to_string())?;
     if let Some(extra) = m.free.first() {
@@ -178,20 +170,28 @@ pub fn parse_args(args: &[String]) -> Result<Mode, String> {
     let Some(config) = m.opt_str("c") else {
         return Err("missing -c FILE (or -C FILE, -l, -h)".into());
     };
-    let refresh = number::<u64>(&m, "r", 1, 7 * 86_400)?.map(Duration::from_secs);
-    let max_sources = number::<usize>(&m, "m", 1, 1 << 24)?.unwrap_or(DEFAULT_MAX_SOURCES);
-    let command_limit = Duration::from_secs(number::<u64>(&m, "t", 1, 86_400)?.unwrap_or(60));
-    let max_running = number::<usize>(&m, "j", 1, 1024)?.unwrap_or(16);
-    let max_doors =
-        number::<usize>(&m, "n", 1, 1 << 20)?.unwrap_or(crate::doors::DEFAULT_MAX_DOORS);
-    let max_per_source =
-        number::<usize>(&m, "N", 1, 1 << 20)?.unwrap_or(crate::doors::DEFAULT_MAX_PER_SOURCE);
-    let keep_caps = match m.opt_str("k") {
-        None => Some(crate::sys::caps::DEFAULT_KEEP),
-        Some(text) => crate::sys::caps::parse_list(&text).map_err(|e| format!("-k: {e}"))?,
-    };
-    let iface = m.opt_str("i");
-    if let Some(name) = &iface {
+    let mut o = Options::new(config.into());
+    o.refresh = number::<u64>(&m, "r", 1, 7 * 86_400)?.map(Duration::from_secs);
+    if let Some(n) = number::<usize>(&m, "m", 1, 1 << 24)? {
+        o.max_sources = n;
+    }
+    if let Some(secs) = number::<u64>(&m, "t", 1, 86_400)? {
+        o.command_limit = Duration::from_secs(secs);
+    }
+    if let Some(n) = number::<usize>(&m, "j", 1, 1024)? {
+        o.max_running = n;
+    }
+    if let Some(n) = number::<usize>(&m, "n", 1, 1 << 20)? {
+        o.max_doors = n;
+    }
+    if let Some(n) = number::<usize>(&m, "N", 1, 1 << 20)? {
+        o.max_per_source = n;
+    }
+    if let Some(text) = m.opt_str("k") {
+        o.keep_caps = caps::parse_keep(&text).map_err(|e| format!("-k: {e}"))?;
+    }
+    o.iface = m.opt_str("i");
+    if let Some(name) = &o.iface {
         if name.is_empty() || name.len() > 15 || name.contains('/') {
             return Err(format!(
                 "-i: '{}' is not an interface name",
@@ -199,28 +199,16 @@ pub fn parse_args(args: &[String]) -> Result<Mode, String> {
             ));
         }
     }
-    Ok(Mode::Run(Options {
-        config: config.into(),
-        iface,
-        refresh,
-        debug: m.opt_present("d"),
-        daemon: m.opt_present("D"),
-        pidfile_set: m.opt_present("p"),
-        pidfile: m
-            .opt_str("p")
-            .unwrap_or_else(|| DEFAULT_PIDFILE.into())
-            .into(),
-        state_dir: m
-            .opt_str("s")
-            .unwrap_or_else(|| DEFAULT_STATE_DIR.into())
-            .into(),
-        max_sources,
-        command_limit,
-        max_running,
-        max_doors,
-        max_per_source,
-        keep_caps,
-    }))
+    o.debug = m.opt_present("d");
+    o.daemon = m.opt_present("D");
+    if let Some(p) = m.opt_str("p") {
+        o.pidfile = p.into();
+        o.pidfile_set = true;
+    }
+    if let Some(s) = m.opt_str("s") {
+        o.state_dir = s.into();
+    }
+    Ok(Mode::Run(o))
 }
 
 /// Entry point of the binary: parse, dispatch, return the exit status
@@ -246,7 +234,7 @@ pub fn main() -> i32 {
         }
         Ok(Mode::List) => match crate::capture::netif::list() {
             Ok(ifaces) => {
-                print!("{}", crate::capture::netif::format_list(&ifaces));
+                print!("{}", crate::daemon::iflist::format_list(&ifaces));
                 0
             }
             Err(e) => {
@@ -261,6 +249,7 @@ pub fn main() -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::caps::{CapSet, Keep};
 
     fn parse(s: &str) -> Result<Mode, String> {
         let args: Vec<String> = s.split_whitespace().map(str::to_owned).collect();
@@ -278,9 +267,11 @@ mod tests {
         assert_eq!(o.refresh, Some(Duration::from_secs(3600)));
         assert_eq!(o.pidfile, PathBuf::from(DEFAULT_PIDFILE));
         assert_eq!(o.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
-        assert_eq!(o.max_sources, DEFAULT_MAX_SOURCES);
+        assert_eq!(o.max_sources, DEFAULT_CAPACITY);
         assert_eq!(o.command_limit, Duration::from_secs(60));
-        assert_eq!(o.keep_caps, Some(crate::sys::caps::DEFAULT_KEEP));
+        assert_eq!(o.max_running, 16);
+        assert!(!o.pidfile_set);
+        assert_eq!(o.keep_caps, Keep::Only(caps::DEFAULT_KEEP));
         assert_eq!(
             (o.max_doors, o.max_per_source),
             (
@@ -298,15 +289,20 @@ mod tests {
             (10, 5, 2)
         );
         assert_eq!(o.pidfile, PathBuf::from("/tmp/p"));
+        assert!(o.pidfile_set);
+        assert_eq!(o.state_dir, PathBuf::from("/tmp/s"));
         assert_eq!(o.iface, None);
         let Mode::Run(o) = parse("-c k -k all").unwrap() else {
             panic!()
         };
-        assert_eq!(o.keep_caps, None);
+        assert_eq!(o.keep_caps, Keep::All);
         let Mode::Run(o) = parse("-c k -k cap_net_admin,cap_dac_override").unwrap() else {
             panic!()
         };
-        assert_eq!(o.keep_caps, Some((1 << 12) | (1 << 1)));
+        assert_eq!(
+            o.keep_caps,
+            Keep::Only(CapSet::from_bits((1 << 12) | (1 << 1)))
+        );
     }
 
     #[test]

@@ -1,79 +1,64 @@
-//! The daemon's life: start-up (optionally detached), the poll loop that
-//! moves frames through decode → match → doors → commands, signals, reload
-//! and the shutdown that closes every door.
+//! The daemon: the I/O shell around the [`Pipeline`]. Start-up (optionally
+//! detached), the poll loop that hands the ring's frames to the pipeline and
+//! its door commands to the runner, address changes, signals, reload, and
+//! the shutdown that closes every door. The command line is in [`cli`].
 
 pub mod cli;
+mod error;
+pub mod iflist;
 pub mod log;
+mod options;
+
+pub use error::StartError;
+pub use options::{Options, DEFAULT_PIDFILE, DEFAULT_STATE_DIR};
 
 use std::io::Write;
-use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::capture::filter;
-use crate::capture::netif::{Addresses, Change};
+use crate::capture::netif::{Addresses, Change, NoSuchInterface};
 use crate::capture::ring::{Ring, RingConfig};
 use crate::config::{self, Config};
-use crate::daemon::cli::Options;
-use crate::doors::journal::Journal;
+use crate::doors::journal::{Journal, JournalEntry};
 use crate::doors::runner::{Runner, RunnerConfig};
-use crate::doors::{CommandRequest, DoorLimits, Doors, Opened};
-use crate::knock::matcher::{Fired, Trace};
-use crate::knock::matchset::MatchSet;
-use crate::knock::Knock;
+use crate::doors::{CommandRequest, DoorLimits};
+use crate::pipeline::{self, Pipeline};
+use crate::sys::caps::{self, Keep};
 use crate::sys::daemon::{self as sysd, Forked, PidFile};
 use crate::sys::signal::SignalFd;
 use crate::sys::statedir::StateDirError;
-use crate::wire::{self, Decoded, Link};
 use crate::{debug, error, info, warn};
 
-/// Frames decoded (and their table entries prefetched) before any of them
-/// is matched: enough for their cache misses to overlap.
-const BATCH: usize = 16;
 /// A pass that found at least this many frames means traffic is heavy:
 /// the next poll leaves the ring out and waits at most `COALESCE_MS`, so
 /// frames are taken in bursts of hundreds instead of one wake-up each.
 const COALESCE_FRAMES: usize = 32;
+/// The longest wait for more frames while traffic is heavy.
 const COALESCE_MS: i32 = 1;
-/// How often lapsed knock attempts are reclaimed.
-const EXPIRE_EVERY_MS: u64 = 1000;
 /// Upper bound on waiting for commands at shutdown, beyond their own limit.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// While the capture is gone (interface deleted, not yet back), how often
+/// opening it again is tried.
+const RING_RETRY_MS: u64 = 1000;
 
-/// Counters for the SIGUSR1 stats line.
-#[derive(Debug, Default, Clone)]
-pub struct Counters {
-    pub frames: u64,
-    pub malformed: u64,
-    pub not_local: u64,
-    pub unsupported_link: u64,
-    pub fired: u64,
-}
-
+/// The I/O shell around the [`Pipeline`]: capture ring, address table,
+/// signals, command runner and pid file, driven by one poll loop.
 struct Daemon {
     opts: Options,
-    config: Config,
-    matcher: MatchSet,
+    pipeline: Pipeline,
     addrs: Addresses,
     ring: Option<Ring>,
     /// ifindex the ring is bound to; 0 = all interfaces.
     ifindex: u32,
     retry_ring_at: Option<u64>,
-    doors: Doors,
     runner: Runner,
     signals: SignalFd,
     pidfile: Option<PidFile>,
     clock: Instant,
-    counters: Counters,
     kernel_drops: u64,
-    next_expire_ms: u64,
     next_refresh_ms: Option<u64>,
-    fired: Vec<Fired>,
-    trace: Vec<Trace>,
-    requests: Vec<CommandRequest>,
-    /// Decoded knocks (and whether addressed to us) awaiting the matcher.
-    batch: Vec<(bool, Knock)>,
 }
 
 /// Wall-clock milliseconds: the journal's time, which survives a reboot.
@@ -84,6 +69,7 @@ fn now_unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// `path` against the working directory, which `-D` leaves for `/`.
 fn absolute(path: &Path) -> PathBuf {
     if path.is_absolute() {
         path.to_owned()
@@ -198,14 +184,20 @@ fn notify(state: &str) {
     }
 }
 
-fn open_ring(ifindex: u32, matcher: &MatchSet) -> std::io::Result<Ring> {
-    let cfg = RingConfig::default();
-    let program = filter::build(&matcher.ports(), cfg.snaplen);
-    Ring::open(ifindex, &program, cfg)
+/// The kernel filter for the pipeline's knock ports.
+fn kernel_filter(pipeline: &Pipeline) -> filter::Program {
+    filter::build(&pipeline.ports(), RingConfig::default().snaplen)
+}
+
+/// A capture ring on `ifindex` (0: all interfaces) passing the pipeline's
+/// knock ports.
+fn open_ring(ifindex: u32, pipeline: &Pipeline) -> std::io::Result<Ring> {
+    Ring::open(ifindex, &kernel_filter(pipeline), RingConfig::default())
 }
 
 impl Daemon {
-    fn setup(mut opts: Options) -> Result<Daemon, String> {
+    /// Everything up to the first poll; the order matters (see the comments).
+    fn setup(mut opts: Options) -> Result<Daemon, StartError> {
         let clock = Instant::now();
         // Ignored signals stay ignored across exec: the runner needs SIGCHLD
         // at its default to read its children's status, the signalfd needs
@@ -213,120 +205,70 @@ impl Daemon {
         let handled = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1];
         crate::sys::signal::reset_to_default(&[libc::SIGCHLD])
             .and_then(|()| crate::sys::signal::reset_to_default(&handled))
-            .map_err(|e| format!("signals: {e}"))?;
+            .map_err(StartError::Signals)?;
         // Block the signals before any thread exists so only the signalfd sees them.
-        let signals = SignalFd::new(&handled).map_err(|e| format!("signalfd: {e}"))?;
-        let config = config::load(&opts.config).map_err(|e| e.to_string())?;
+        let signals = SignalFd::new(&handled).map_err(StartError::Signals)?;
+        let config = config::load(&opts.config).map_err(StartError::Config)?;
         apply_global_options(&mut opts, &config)?;
         for w in &config.warnings {
             warn!("{w}");
         }
         let pidfile = PidFile::create(&opts.pidfile)
-            .map_err(|e| format!("pid file {}: {e}", opts.pidfile.display()))?;
-        let addrs = Addresses::open().map_err(|e| format!("netlink: {e}"))?;
-        let ifindex = match &opts.iface {
-            None => 0,
-            Some(name) => match addrs.interface(name) {
-                Some(i) => i.index,
-                None => {
-                    return Err(crate::capture::netif::resolve(name)
-                        .err()
-                        .unwrap_or_else(|| format!("no interface {name}")))
-                }
-            },
-        };
-        let matcher = MatchSet::new(&config.events, opts.max_sources, 0);
-        let ring = open_ring(ifindex, &matcher).map_err(|e| {
-            let on = opts.iface.as_deref().unwrap_or("all interfaces");
-            if e.kind() == std::io::ErrorKind::PermissionDenied {
-                format!("capture on {on}: {e} (needs root or CAP_NET_RAW)")
-            } else {
-                format!("capture on {on}: {e}")
-            }
-        })?;
-        // Sockets are open: give up what neither the daemon nor its commands
-        // need, before the runner's threads exist (the sets are per thread).
+            .map_err(|e| StartError::PidFile(opts.pidfile.clone(), e))?;
+        let addrs = Addresses::open().map_err(StartError::Netlink)?;
+        let ifindex = capture_index(&opts, &addrs).map_err(StartError::NoInterface)?;
+        // The netlink socket is open; the capture needs only CAP_NET_RAW,
+        // which the daemon keeps to re-open it. Give up the rest before the
+        // runner's threads exist (the sets are per thread).
         drop_capabilities(opts.keep_caps)?;
-        let runner = Runner::new(RunnerConfig {
-            max_running: opts.max_running,
-            time_limit: opts.command_limit,
-            ..RunnerConfig::default()
-        })
-        .map_err(|e| format!("command runner: {e}"))?;
-        let (journal, entries) = match Journal::open(&opts.state_dir) {
-            Ok((j, entries, corrupt)) => {
-                if corrupt > 0 {
-                    warn!(
-                        "journal: skipped {corrupt} corrupt line(s) in {}",
-                        opts.state_dir.display()
-                    );
-                }
-                (Some(j), entries)
-            }
-            // Not the daemon's own, or another daemon's: refuse to start.
-            Err(e @ (StateDirError::Unsafe(_) | StateDirError::Locked { .. })) => {
-                return Err(e.to_string())
-            }
-            Err(StateDirError::Io(e)) => {
-                warn!(
-                    "journal: cannot open {}: {e}; doors will close on time but would not survive a crash",
-                    opts.state_dir.display()
-                );
-                (None, Vec::new())
-            }
-        };
+        let (journal, entries) = open_journal(&opts.state_dir)?;
         let now_ms = clock.elapsed().as_millis() as u64;
         let limits = DoorLimits {
             max_doors: opts.max_doors,
             max_per_source: opts.max_per_source,
         };
-        let mut doors =
-            Doors::new(journal, limits, now_ms).map_err(|e| format!("journal writer: {e}"))?;
-        let mut requests = Vec::new();
-        if !entries.is_empty() {
-            info!(
-                "journal: {} pending stop(s) from the last run",
-                entries.len()
-            );
-        }
-        doors.restore(entries, now_ms, now_unix_ms(), &mut requests);
-        let mut d = Daemon {
+        let mut pipeline = Pipeline::new(config, opts.max_sources, journal, limits, now_ms)
+            .map_err(StartError::JournalWriter)?;
+        pipeline.set_trace(opts.debug);
+        let ring = open_ring(ifindex, &pipeline).map_err(|err| StartError::Capture {
+            on: capture_name(&opts).into(),
+            err,
+        })?;
+        let runner = Runner::new(RunnerConfig {
+            max_running: opts.max_running,
+            time_limit: opts.command_limit,
+            ..RunnerConfig::default()
+        })
+        .map_err(StartError::Runner)?;
+        let restored = pipeline.restore(entries, now_ms, now_unix_ms());
+        let d = Daemon {
             next_refresh_ms: opts.refresh.map(|r| now_ms + r.as_millis() as u64),
             opts,
-            config,
-            matcher,
+            pipeline,
             addrs,
             ring: Some(ring),
             ifindex,
             retry_ring_at: None,
-            doors,
             runner,
             signals,
             pidfile: Some(pidfile),
             clock,
-            counters: Counters::default(),
             kernel_drops: 0,
-            next_expire_ms: now_ms + EXPIRE_EVERY_MS,
-            fired: Vec::new(),
-            trace: Vec::new(),
-            requests,
-            batch: Vec::with_capacity(BATCH),
         };
-        d.submit_requests();
+        d.submit(restored);
         Ok(d)
     }
 
+    /// The `ready:` and `reloaded:` line: where, which events, how many ports.
     fn describe(&self) -> String {
-        let names: Vec<&str> = self.config.events.iter().map(|e| e.name.as_str()).collect();
         format!(
-            "capturing on {} ({} event(s): {}; {} knock port(s))",
-            self.opts.iface.as_deref().unwrap_or("all interfaces"),
-            names.len(),
-            names.join(" "),
-            self.matcher.ports().len()
+            "capturing on {} ({})",
+            capture_name(&self.opts),
+            self.pipeline.describe()
         )
     }
 
+    /// Monotonic milliseconds since start: the pipeline's clock.
     fn now_ms(&self) -> u64 {
         self.clock.elapsed().as_millis() as u64
     }
@@ -334,22 +276,6 @@ impl Daemon {
     fn run(mut self) -> i32 {
         let mut busy = false;
         loop {
-            let now = self.now_ms();
-            let mut deadline = self.next_expire_ms;
-            for t in [
-                self.doors.next_due_ms(),
-                self.next_refresh_ms,
-                self.retry_ring_at,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                deadline = deadline.min(t);
-            }
-            let mut timeout = deadline.saturating_sub(now).min(1000) as i32;
-            if busy {
-                timeout = timeout.min(COALESCE_MS);
-            }
             // poll(2) skips a negative fd (revents stays 0): -1 while the
             // ring is closed, or while frames are let pile up.
             let ring_fd = match &self.ring {
@@ -362,9 +288,9 @@ impl Daemon {
                 pollfd(self.runner.wake_fd()),
                 pollfd(ring_fd),
                 // The journal wrote a batch: starts waiting for it may run.
-                pollfd(self.doors.wake_fd().unwrap_or(-1)),
+                pollfd(self.pipeline.wake_fd().unwrap_or(-1)),
             ];
-            if let Err(e) = sysd::poll(&mut fds, timeout) {
+            if let Err(e) = sysd::poll(&mut fds, self.poll_timeout(busy)) {
                 error!("poll: {e}");
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -378,226 +304,112 @@ impl Daemon {
                     Err(e) => warn!("netlink: {e}"),
                 }
             }
-            let now = self.now_ms();
             if fds[2].revents != 0 {
-                let done = self.runner.completions();
-                self.doors.finished(done, now, &mut self.requests);
+                let next = self
+                    .pipeline
+                    .settle(self.runner.completions(), self.now_ms());
+                self.submit(next);
             }
-            self.doors.tick(now, &mut self.requests);
-            self.submit_requests();
-            if now >= self.next_expire_ms {
-                let trace = crate::daemon::log::debug_enabled().then_some(&mut self.trace);
-                self.matcher.expire(now, trace);
-                self.flush_trace();
-                self.next_expire_ms = now + EXPIRE_EVERY_MS;
-            }
-            if self.next_refresh_ms.is_some_and(|t| now >= t) {
-                match self.addrs.refresh() {
-                    Ok(changes) => {
-                        debug!("own addresses re-read (-r)");
-                        self.on_changes(changes)
-                    }
-                    Err(e) => warn!("address refresh: {e}"),
-                }
-                self.next_refresh_ms = self.opts.refresh.map(|r| now + r.as_millis() as u64);
-            }
-            if self.retry_ring_at.is_some_and(|t| now >= t) {
-                self.retry_ring();
-            }
+            self.timers();
             if fds[0].revents != 0 {
-                while let Ok(Some(sig)) = self.signals.read() {
-                    match sig {
-                        libc::SIGTERM | libc::SIGINT => return self.shutdown(sig),
-                        libc::SIGHUP => self.reload(),
-                        libc::SIGUSR1 => self.log_stats(),
-                        _ => {}
-                    }
+                if let Some(sig) = self.signals() {
+                    return self.shutdown(sig);
                 }
             }
         }
     }
 
-    /// Feeds every ready frame to the matcher; returns how many there were.
+    /// Until the next timer, at most a second; at most `COALESCE_MS` while
+    /// traffic is heavy.
+    fn poll_timeout(&self, busy: bool) -> i32 {
+        let deadline = [self.next_refresh_ms, self.retry_ring_at]
+            .into_iter()
+            .flatten()
+            .fold(self.pipeline.next_due_ms(), u64::min);
+        let timeout = deadline.saturating_sub(self.now_ms()).min(1000) as i32;
+        if busy {
+            timeout.min(COALESCE_MS)
+        } else {
+            timeout
+        }
+    }
+
+    /// Whatever is due: door stops, expiry, the `-r` re-read, re-opening
+    /// a lost capture.
+    fn timers(&mut self) {
+        let now = self.now_ms();
+        let due = self.pipeline.tick(now);
+        self.submit(due);
+        if self.next_refresh_ms.is_some_and(|t| now >= t) {
+            match self.addrs.refresh() {
+                Ok(changes) => {
+                    debug!("own addresses re-read (-r)");
+                    self.on_changes(changes)
+                }
+                Err(e) => warn!("address refresh: {e}"),
+            }
+            self.next_refresh_ms = self.opts.refresh.map(|r| now + r.as_millis() as u64);
+        }
+        if self.retry_ring_at.is_some_and(|t| now >= t) {
+            self.retry_ring();
+        }
+    }
+
+    /// Handles the pending signals; returns the one that asks to stop.
+    fn signals(&mut self) -> Option<i32> {
+        while let Ok(Some(sig)) = self.signals.read() {
+            match sig {
+                libc::SIGTERM | libc::SIGINT => return Some(sig),
+                libc::SIGHUP => self.reload(),
+                libc::SIGUSR1 => self.log_stats(),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// Hands every ready frame to the pipeline and ends the batch; returns
+    /// how many frames there were.
     fn drain_ring(&mut self) -> usize {
         let Some(ring) = self.ring.as_mut() else {
             return 0;
         };
-        let trace_on = crate::daemon::log::debug_enabled();
         let now = self.clock.elapsed().as_millis() as u64;
-        let Daemon {
-            matcher,
-            addrs,
-            counters,
-            fired,
-            trace,
-            batch,
-            ..
-        } = self;
+        let (pipeline, addrs) = (&mut self.pipeline, &self.addrs);
         let mut total = 0;
         loop {
-            let n = ring.drain(BATCH, |meta, bytes| {
-                counters.frames += 1;
-                let Some(link) = Link::from_hatype(meta.hatype) else {
-                    counters.unsupported_link += 1;
-                    return;
-                };
-                match wire::decode(bytes, link) {
-                    Decoded::Knock(k) => {
-                        let local = addrs.is_local(meta.ifindex as u32, k.dst);
-                        matcher.prefetch(local, &k);
-                        batch.push((local, k));
-                    }
-                    Decoded::Other => {}
-                    Decoded::Malformed(why) => {
-                        counters.malformed += 1;
-                        debug!("malformed frame on ifindex {}: {why}", meta.ifindex);
-                    }
-                }
+            let n = ring.drain(pipeline::BATCH, |meta, bytes| {
+                pipeline.push(meta, bytes, addrs, now)
             });
-            for (local, k) in batch.drain(..) {
-                let t = if trace_on { Some(&mut *trace) } else { None };
-                if !matcher.feed(local, &k, now, fired, t) {
-                    counters.not_local += 1;
-                }
-            }
             total += n;
-            if n < BATCH {
+            if n < pipeline::BATCH {
                 break;
             }
         }
-        self.flush_trace();
-        if !self.fired.is_empty() {
-            // Taken and put back so the buffer keeps its capacity.
-            let mut fired = std::mem::take(&mut self.fired);
-            let mut one_time_used = Vec::new();
-            for f in fired.drain(..) {
-                if self.one_time_gate(f.event, f.src, &mut one_time_used) {
-                    self.open_door(f.event, f.src);
-                }
-            }
-            self.fired = fired;
-            if !one_time_used.is_empty() {
-                self.sequences_changed();
-            }
-            self.submit_requests();
+        let end = self.pipeline.finish(self.now_ms(), now_unix_ms());
+        if end.rebuild_filter {
+            self.install_filter();
         }
+        self.submit(end.requests);
         total
     }
 
-    fn flush_trace(&mut self) {
-        for t in self.trace.drain(..) {
-            let name = |i: usize| {
-                self.config
-                    .events
-                    .get(i)
-                    .map(|e| e.name.as_str())
-                    .unwrap_or("?")
-            };
-            match t {
-                Trace::Advanced { event, src, step } => {
-                    debug!("{src} {}: step {step} matched", name(event))
-                }
-                Trace::Reset { event, src } => debug!("{src} {}: reset", name(event)),
-                Trace::TimedOut { event, src } => debug!("{src} {}: timed out", name(event)),
-                Trace::Fired { event, src } => debug!("{src} {}: sequence complete", name(event)),
-            }
-        }
-    }
-
-    fn open_door(&mut self, event: usize, src: IpAddr) {
-        let Some(ev) = self.config.events.get(event) else {
+    /// Points the capture's kernel filter at the pipeline's knock ports.
+    fn install_filter(&self) {
+        let Some(ring) = &self.ring else {
             return;
         };
-        self.counters.fired += 1;
-        let now = self.now_ms();
-        match self
-            .doors
-            .open(ev, src, now, now_unix_ms(), &mut self.requests)
-        {
-            Opened::Opened => info!("{src} {}: knock complete, door opened", ev.name),
-            Opened::Rearmed => info!(
-                "{src} {}: knock complete, door already open: stop re-armed",
-                ev.name
-            ),
-            Opened::StartOnly => info!("{src} {}: knock complete, running start command", ev.name),
-            Opened::Nothing => info!(
-                "{src} {}: knock complete, no command for this address family",
-                ev.name
-            ),
-            // Logged by the doors, at most once a second.
-            Opened::Refused(_) => {}
+        if let Err(e) = ring.set_filter(&kernel_filter(&self.pipeline)) {
+            error!("cannot install the new kernel filter: {e}");
         }
     }
 
-    /// For a one-time event: marks its sequence used in its file (fsync'ed
-    /// before the door opens) and moves to the next; false when the door
-    /// must stay shut (already used in this batch, or the file could not be
-    /// marked, which also disables the event).
-    fn one_time_gate(&mut self, event: usize, src: IpAddr, used: &mut Vec<usize>) -> bool {
-        let Some(ev) = self.config.events.get_mut(event) else {
-            return false;
-        };
-        let Some(path) = ev.one_time.clone() else {
-            return true;
-        };
-        if used.contains(&event) {
-            info!(
-                "{src} {}: one-time sequence already used by an earlier knock: ignored",
-                ev.name
-            );
-            return false;
-        }
-        used.push(event);
-        let tcp = ev.tcp_gate.unwrap_or(crate::knock::FlagSpec::Any);
-        match config::onetime::mark_used(&path, tcp, &ev.sequence) {
-            Err(e) => {
-                error!("{src} {}: {e}; event disabled, door stays shut", ev.name);
-                ev.sequence.clear();
-                false
-            }
-            Ok(scan) => {
-                match scan.active {
-                    Some(next) => {
-                        info!(
-                            "{}: one-time sequence used; next is line {} of {} ({} left)",
-                            ev.name,
-                            next.line,
-                            path.display(),
-                            scan.unused
-                        );
-                        ev.sequence = next.steps;
-                    }
-                    None => {
-                        warn!(
-                            "{}: no unused sequence left in {}: event disabled",
-                            ev.name,
-                            path.display()
-                        );
-                        ev.sequence.clear();
-                    }
-                }
-                true
-            }
-        }
+    /// Hands door commands to the runner, in order.
+    fn submit(&self, mut requests: Vec<CommandRequest>) {
+        crate::doors::submit(&self.runner, &mut requests);
     }
 
-    /// Sequences of the running config changed (one-time rotation): the
-    /// matchers and the kernel filter follow.
-    fn sequences_changed(&mut self) {
-        let now = self.now_ms();
-        self.matcher.reload(&self.config.events, now);
-        if let Some(ring) = &self.ring {
-            let program = filter::build(&self.matcher.ports(), RingConfig::default().snaplen);
-            if let Err(e) = ring.set_filter(&program) {
-                error!("cannot install the new kernel filter: {e}");
-            }
-        }
-    }
-
-    fn submit_requests(&mut self) {
-        crate::doors::submit(&self.runner, &mut self.requests);
-    }
-
+    /// Follows `-i`'s interface by name: gone, the ring goes; back, it returns.
     fn on_changes(&mut self, changes: Vec<Change>) {
         let Some(name) = self.opts.iface.clone() else {
             return;
@@ -636,6 +448,7 @@ impl Daemon {
         }
     }
 
+    /// Drops the ring (keeping its drop count) and schedules re-opening it.
     fn lose_ring(&mut self, why: &str) {
         if let Some(mut ring) = self.ring.take() {
             if let Ok(s) = ring.stats() {
@@ -643,40 +456,37 @@ impl Daemon {
             }
             warn!(
                 "capture on {} stopped ({why}): waiting for it to return",
-                self.opts.iface.as_deref().unwrap_or("all interfaces")
+                capture_name(&self.opts)
             );
         }
-        self.retry_ring_at = Some(self.now_ms() + 1000);
+        self.retry_ring_at = Some(self.now_ms() + RING_RETRY_MS);
     }
 
+    /// Re-opens the capture once its interface is there again.
     fn retry_ring(&mut self) {
-        let index = match &self.opts.iface {
-            None => 0,
-            Some(name) => match self.addrs.interface(name) {
-                Some(i) => i.index,
-                None => {
-                    self.retry_ring_at = Some(self.now_ms() + 1000);
-                    return;
-                }
-            },
+        // The interface may not be back yet: the address table says when.
+        let Ok(index) = capture_index(&self.opts, &self.addrs) else {
+            self.retry_ring_at = Some(self.now_ms() + RING_RETRY_MS);
+            return;
         };
-        match open_ring(index, &self.matcher) {
+        match open_ring(index, &self.pipeline) {
             Ok(ring) => {
                 self.ring = Some(ring);
                 self.ifindex = index;
                 self.retry_ring_at = None;
                 info!(
                     "capturing again on {} (ifindex {index})",
-                    self.opts.iface.as_deref().unwrap_or("all interfaces")
+                    capture_name(&self.opts)
                 );
             }
             Err(e) => {
                 debug!("capture not yet possible: {e}");
-                self.retry_ring_at = Some(self.now_ms() + 1000);
+                self.retry_ring_at = Some(self.now_ms() + RING_RETRY_MS);
             }
         }
     }
 
+    /// SIGHUP: the new file, or the running config kept when it does not load.
     fn reload(&mut self) {
         match config::load(&self.opts.config) {
             Err(e) => {
@@ -690,65 +500,35 @@ impl Daemon {
                     warn!("reload: {w}");
                 }
                 let now = self.now_ms();
-                self.matcher.reload(&new.events, now);
-                self.config = new;
-                if let Some(ring) = &self.ring {
-                    let program =
-                        filter::build(&self.matcher.ports(), RingConfig::default().snaplen);
-                    if let Err(e) = ring.set_filter(&program) {
-                        error!("reload: cannot install the new kernel filter: {e}");
-                    }
-                }
+                self.pipeline.reload(new, now);
+                self.install_filter();
                 info!("reloaded: {}", self.describe());
             }
         }
     }
 
+    /// SIGUSR1: one `stats:` line.
     fn log_stats(&mut self) {
         if let Some(ring) = self.ring.as_mut() {
             if let Ok(s) = ring.stats() {
                 self.kernel_drops = s.drops;
             }
         }
-        let m = self.matcher.stats(self.config.events.len());
-        let r = self.runner.stats();
-        let doors = self.doors.stats();
-        let c = &self.counters;
-        let mut events = String::new();
-        for (i, ev) in self.config.events.iter().enumerate() {
-            let (started, completed) = m
-                .events
-                .get(i)
-                .map(|e| (e.started, e.completed))
-                .unwrap_or((0, 0));
-            events.push_str(&format!(" {}={started}/{completed}", ev.name));
-        }
-        info!(
-            "stats: frames={} drops={} malformed={} not_local={} sources={} pending_stops={} doors={} refused={} retrying={} stop_failures={} journal_errors={} commands={} failed={} knocks(started/completed):{events}",
-            c.frames,
-            self.kernel_drops,
-            c.malformed,
-            c.not_local,
-            m.tracked,
-            self.doors.pending(),
-            doors.open,
-            doors.refused,
-            doors.retrying,
-            doors.stop_failures,
-            doors.journal_errors,
-            r.run,
-            r.failed,
-        );
+        let line = self
+            .pipeline
+            .stats_line(self.kernel_drops, &self.runner.stats());
+        info!("stats: {line}");
     }
 
+    /// SIGTERM/SIGINT: stop capturing, run every pending stop, wait for the
+    /// commands (bounded), remove the pid file.
     fn shutdown(mut self, sig: i32) -> i32 {
         notify("STOPPING=1");
         info!("signal {sig}: stopping capture, closing every open door");
         self.ring = None;
         let limit = self.opts.command_limit.min(Duration::from_secs(30)) + SHUTDOWN_GRACE;
         let clock = self.clock;
-        let runner = self.runner;
-        crate::doors::close_all_and_wait(&mut self.doors, runner, limit, || {
+        crate::doors::close_all_and_wait(self.pipeline.doors_mut(), self.runner, limit, || {
             clock.elapsed().as_millis() as u64
         });
         if let Some(p) = self.pidfile.take() {
@@ -759,8 +539,50 @@ impl Daemon {
     }
 }
 
+/// The journal in `dir` and the stops it holds; without one (logged),
+/// doors still close on time but would not survive a crash. A directory
+/// that is not safely the daemon's own, or that another daemon holds, is
+/// refused.
+fn open_journal(dir: &Path) -> Result<(Option<Journal>, Vec<JournalEntry>), StartError> {
+    Ok(match Journal::open(dir) {
+        Ok((j, entries, corrupt)) => {
+            if corrupt > 0 {
+                warn!(
+                    "journal: skipped {corrupt} corrupt line(s) in {}",
+                    dir.display()
+                );
+            }
+            (Some(j), entries)
+        }
+        Err(e @ (StateDirError::Unsafe(_) | StateDirError::Locked { .. })) => {
+            return Err(StartError::StateDir(e))
+        }
+        Err(StateDirError::Io(e)) => {
+            warn!(
+                "journal: cannot open {}: {e}; doors will close on time but would not survive a crash",
+                dir.display()
+            );
+            (None, Vec::new())
+        }
+    })
+}
+
+/// `-i`'s interface, or "all interfaces".
+fn capture_name(opts: &Options) -> &str {
+    opts.iface.as_deref().unwrap_or("all interfaces")
+}
+
+/// The ifindex to capture on: `-i`'s interface (an error while it does
+/// not exist), else 0 for all interfaces.
+fn capture_index(opts: &Options, addrs: &Addresses) -> Result<u32, NoSuchInterface> {
+    match &opts.iface {
+        None => Ok(0),
+        Some(name) => addrs.resolve(name).map(|i| i.index),
+    }
+}
+
 /// knockd's `[options]` fill in what the command line left unset.
-fn apply_global_options(opts: &mut Options, config: &Config) -> Result<(), String> {
+fn apply_global_options(opts: &mut Options, config: &Config) -> Result<(), StartError> {
     let g = &config.options;
     if opts.iface.is_none() {
         opts.iface = g.interface.clone();
@@ -774,40 +596,33 @@ fn apply_global_options(opts: &mut Options, config: &Config) -> Result<(), Strin
         crate::daemon::log::also_syslog();
     }
     if let Some(path) = &g.log_file {
-        crate::daemon::log::to_file(path)
-            .map_err(|e| format!("LogFile {}: {e}", path.display()))?;
+        crate::daemon::log::to_file(path).map_err(|e| StartError::LogFile(path.clone(), e))?;
     }
     Ok(())
 }
 
 /// As root: commands keep `keep` (their bounding set), the daemon itself
-/// only what re-opening the capture socket needs. `None` keeps everything.
-fn drop_capabilities(keep: Option<u64>) -> Result<(), String> {
-    use crate::sys::caps;
-    let Some(keep) = keep else {
+/// only what re-opening the capture socket needs.
+fn drop_capabilities(keep: Keep) -> Result<(), StartError> {
+    let Keep::Only(keep) = keep else {
         return Ok(());
     };
     if sysd::euid() != 0 {
         return Ok(());
     }
-    let left = caps::restrict(keep, caps::DAEMON_NEEDS)
-        .map_err(|e| format!("cannot drop capabilities: {e} (-k all keeps them all)"))?;
-    if left & !keep != 0 {
+    let left = caps::restrict(keep, caps::DAEMON_NEEDS).map_err(StartError::Capabilities)?;
+    if !left.without(keep).is_empty() {
         // A service manager chose the bounding set (and withheld CAP_SETPCAP).
-        info!(
-            "capabilities: commands keep {} as the service manager set it (-k asked for {})",
-            caps::format_list(left),
-            caps::format_list(keep)
-        );
+        info!("capabilities: commands keep {left} as the service manager set it (-k asked for {keep})");
     }
     debug!(
-        "capabilities: commands keep {}; the daemon keeps {}",
-        caps::format_list(left),
-        caps::format_list(caps::DAEMON_NEEDS)
+        "capabilities: commands keep {left}; the daemon keeps {}",
+        caps::DAEMON_NEEDS
     );
     Ok(())
 }
 
+/// A poll entry waiting for `fd` to become readable.
 fn pollfd(fd: i32) -> libc::pollfd {
     libc::pollfd {
         fd,

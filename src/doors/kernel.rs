@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::capture::netif::{NlMsg, ParseError};
 use crate::config::sets::{AddrFamily, IpsetName, NftSet, SetTarget};
 use crate::sys::netlink as sys;
 use crate::wire::ipset;
@@ -36,6 +35,7 @@ use crate::wire::nfnetlink::{
     parse_ack, parse_done, Messages, Writer, NLMSG_DONE, NLMSG_ERROR, NLM_F_CREATE,
 };
 use crate::wire::nftables::{self, cmd, key_type, set_flags};
+use crate::wire::rtnetlink::{NlMsg, ParseError};
 
 /// How long one request waits for the kernel's answer.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);

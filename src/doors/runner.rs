@@ -51,7 +51,7 @@ const READ_BURST: usize = 64 * 1024;
 pub struct Request {
     /// The door the command belongs to, returned in the [`Completion`].
     pub tag: Option<JournalId>,
-    /// Names the command in logs, e.g. "SSH start 10.0.0.2".
+    /// Names the command in logs, e.g. "10.0.0.2 SSH start".
     pub label: String,
     /// Shell text, already expanded (`%IP%` replaced).
     pub command: String,

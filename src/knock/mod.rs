@@ -86,8 +86,8 @@ impl FlagSpec {
     }
 }
 
-/// Names of the flags in `bits`, in print order.
-fn flag_names(bits: u8) -> Vec<&'static str> {
+/// Names of the classic flags in `bits` (`FIN`, `SYN`, …), in print order.
+pub fn flag_names(bits: u8) -> Vec<&'static str> {
     flags::LETTERS
         .iter()
         .filter(|(_, bit, _)| bits & bit != 0)

@@ -12,6 +12,7 @@
 //! Both sets are per thread, and threads inherit them when created: call
 //! [`restrict`] before starting any thread that will spawn commands.
 
+use std::fmt;
 use std::io;
 
 /// Capability numbers from `<linux/capability.h>`, by index.
@@ -59,39 +60,135 @@ pub const NAMES: [&str; 41] = [
     "checkpoint_restore",
 ];
 
+/// `CAP_SETPCAP`: needed to narrow the bounding set.
 pub const SETPCAP: u32 = 8;
+/// `CAP_NET_ADMIN`: what iptables and nft need.
 pub const NET_ADMIN: u32 = 12;
+/// `CAP_NET_RAW`: what a packet socket (the capture ring) needs.
 pub const NET_RAW: u32 = 13;
 
-/// A set of capabilities as a bit mask (bit n = capability n).
-pub type CapSet = u64;
+/// A set of capabilities, as the kernel's masks hold them (bit n is
+/// capability n). Shown as `cap_net_admin,cap_net_raw`, or `none`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct CapSet(u64);
 
-pub const fn bit(cap: u32) -> CapSet {
-    1 << cap
+impl CapSet {
+    /// No capability at all.
+    pub const EMPTY: CapSet = CapSet(0);
+
+    /// The set of capability `cap` alone (a number from `NAMES`, below 64).
+    pub const fn of(cap: u32) -> CapSet {
+        debug_assert!(cap < 64);
+        CapSet(1 << cap)
+    }
+
+    /// The set behind a kernel mask.
+    pub const fn from_bits(bits: u64) -> CapSet {
+        CapSet(bits)
+    }
+
+    /// The kernel mask.
+    pub const fn bits(self) -> u64 {
+        self.0
+    }
+
+    /// Capabilities in either set.
+    pub const fn union(self, other: CapSet) -> CapSet {
+        CapSet(self.0 | other.0)
+    }
+
+    /// Capabilities in both sets.
+    pub const fn intersection(self, other: CapSet) -> CapSet {
+        CapSet(self.0 & other.0)
+    }
+
+    /// Capabilities in `self` but not in `other`.
+    pub const fn without(self, other: CapSet) -> CapSet {
+        CapSet(self.0 & !other.0)
+    }
+
+    /// Does the set hold capability `cap`?
+    pub const fn contains(self, cap: u32) -> bool {
+        cap < 64 && self.0 & (1 << cap) != 0
+    }
+
+    /// No capability in the set.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl std::ops::BitOr for CapSet {
+    type Output = CapSet;
+    fn bitor(self, other: CapSet) -> CapSet {
+        self.union(other)
+    }
+}
+
+impl std::ops::BitAnd for CapSet {
+    type Output = CapSet;
+    fn bitand(self, other: CapSet) -> CapSet {
+        self.intersection(other)
+    }
+}
+
+/// `cap_net_admin,cap_net_raw`, or `none`; what [`parse_keep`] reads back.
+impl fmt::Display for CapSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names = (0..NAMES.len() as u32).filter(|&c| self.contains(c));
+        let Some(first) = names.next() else {
+            return f.write_str("none");
+        };
+        write!(f, "cap_{}", NAMES[first as usize])?;
+        for c in names {
+            write!(f, ",cap_{}", NAMES[c as usize])?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for CapSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CapSet({self})")
+    }
 }
 
 /// What commands keep unless `-k` says otherwise.
-pub const DEFAULT_KEEP: CapSet = bit(NET_ADMIN) | bit(NET_RAW);
+pub const DEFAULT_KEEP: CapSet = CapSet::of(NET_ADMIN).union(CapSet::of(NET_RAW));
 /// What the daemon itself keeps after start-up.
-pub const DAEMON_NEEDS: CapSet = bit(NET_RAW);
+pub const DAEMON_NEEDS: CapSet = CapSet::of(NET_RAW);
+
+/// What `-k` asks the commands to keep when the daemon runs as root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// `-k all`: drop nothing, in the daemon either.
+    All,
+    /// These (the daemon itself keeps [`DAEMON_NEEDS`]).
+    Only(CapSet),
+}
+
+impl Default for Keep {
+    fn default() -> Keep {
+        Keep::Only(DEFAULT_KEEP)
+    }
+}
 
 /// Parses `-k`: `all`, `none`, or a comma-separated list of names with or
 /// without the `cap_` prefix, in any case (`cap_net_admin,NET_RAW`).
-/// `Ok(None)` is `all`: keep every capability, drop nothing.
-pub fn parse_list(text: &str) -> Result<Option<CapSet>, String> {
+pub fn parse_keep(text: &str) -> Result<Keep, String> {
     let text = text.trim();
     if text.eq_ignore_ascii_case("all") {
-        return Ok(None);
+        return Ok(Keep::All);
     }
     if text.eq_ignore_ascii_case("none") {
-        return Ok(Some(0));
+        return Ok(Keep::Only(CapSet::EMPTY));
     }
-    let mut set = 0;
+    let mut set = CapSet::EMPTY;
     for word in text.split(',') {
         let w = word.trim().to_ascii_lowercase();
         let name = w.strip_prefix("cap_").unwrap_or(&w);
         match NAMES.iter().position(|n| *n == name) {
-            Some(i) => set |= bit(i as u32),
+            Some(i) => set = set | CapSet::of(i as u32),
             None => {
                 return Err(format!(
                     "unknown capability '{}' (e.g. cap_net_admin, or all, none)",
@@ -100,20 +197,7 @@ pub fn parse_list(text: &str) -> Result<Option<CapSet>, String> {
             }
         }
     }
-    Ok(Some(set))
-}
-
-/// `cap_net_admin,cap_net_raw`, or `none`.
-pub fn format_list(set: CapSet) -> String {
-    let names: Vec<String> = (0..NAMES.len())
-        .filter(|&i| set & bit(i as u32) != 0)
-        .map(|i| format!("cap_{}", NAMES[i]))
-        .collect();
-    if names.is_empty() {
-        "none".into()
-    } else {
-        names.join(",")
-    }
+    Ok(Keep::Only(set))
 }
 
 #[repr(C)]
@@ -136,11 +220,15 @@ const VERSION_3: u32 = 0x2008_0522;
 /// The calling thread's sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caps {
+    /// What the thread may use now.
     pub effective: CapSet,
+    /// What it may make effective again.
     pub permitted: CapSet,
+    /// What survives an exec into a program's inheritable set.
     pub inheritable: CapSet,
 }
 
+/// The calling thread's sets (`capget`).
 pub fn current() -> io::Result<Caps> {
     let mut hdr = Header {
         version: VERSION_3,
@@ -154,7 +242,9 @@ pub fn current() -> io::Result<Caps> {
         &mut hdr as *mut Header,
         data.as_mut_ptr()
     ))?;
-    let join = |f: fn(&Data) -> u32| u64::from(f(&data[0])) | (u64::from(f(&data[1])) << 32);
+    let join = |f: fn(&Data) -> u32| {
+        CapSet::from_bits(u64::from(f(&data[0])) | (u64::from(f(&data[1])) << 32))
+    };
     Ok(Caps {
         effective: join(|d| d.effective),
         permitted: join(|d| d.permitted),
@@ -167,7 +257,7 @@ fn set(caps: Caps) -> io::Result<()> {
         version: VERSION_3,
         pid: 0,
     };
-    let split = |v: u64| [v as u32, (v >> 32) as u32];
+    let split = |v: CapSet| [v.bits() as u32, (v.bits() >> 32) as u32];
     let (e, p, i) = (
         split(caps.effective),
         split(caps.permitted),
@@ -206,7 +296,7 @@ fn last_cap() -> u32 {
 
 /// The calling thread's bounding set.
 pub fn bounding() -> io::Result<CapSet> {
-    let mut set = 0;
+    let mut set = CapSet::EMPTY;
     for cap in 0..=last_cap() {
         // SAFETY: PR_CAPBSET_READ takes a capability number and reads nothing else.
         let r = syscall!(prctl(
@@ -217,7 +307,7 @@ pub fn bounding() -> io::Result<CapSet> {
             0 as libc::c_ulong
         ))?;
         if r == 1 {
-            set |= bit(cap);
+            set = set | CapSet::of(cap);
         }
     }
     Ok(set)
@@ -235,9 +325,9 @@ pub fn bounding() -> io::Result<CapSet> {
 pub fn restrict(commands: CapSet, own: CapSet) -> io::Result<CapSet> {
     let held = current()?;
     let mut bset = bounding()?;
-    if bset & !commands != 0 && held.effective & bit(SETPCAP) != 0 {
+    if !bset.without(commands).is_empty() && held.effective.contains(SETPCAP) {
         for cap in 0..=last_cap() {
-            if bset & !commands & bit(cap) == 0 {
+            if !bset.without(commands).contains(cap) {
                 continue;
             }
             // SAFETY: PR_CAPBSET_DROP takes a capability number and reads nothing else.
@@ -269,7 +359,7 @@ pub fn restrict(commands: CapSet, own: CapSet) -> io::Result<CapSet> {
     set(Caps {
         effective: own & held.permitted,
         permitted: (own | commands) & held.permitted,
-        inheritable: 0,
+        inheritable: CapSet::EMPTY,
     })?;
     Ok(bset)
 }
@@ -283,22 +373,32 @@ mod tests {
         assert_eq!(NAMES[NET_ADMIN as usize], "net_admin");
         assert_eq!(NAMES[NET_RAW as usize], "net_raw");
         assert_eq!(NAMES[40], "checkpoint_restore");
-        assert_eq!(parse_list("all"), Ok(None));
-        assert_eq!(parse_list("ALL"), Ok(None));
-        assert_eq!(parse_list("none"), Ok(Some(0)));
-        assert_eq!(parse_list("cap_net_admin, NET_RAW"), Ok(Some(DEFAULT_KEEP)));
+        assert_eq!(parse_keep("all"), Ok(Keep::All));
+        assert_eq!(parse_keep("ALL"), Ok(Keep::All));
+        assert_eq!(parse_keep("none"), Ok(Keep::Only(CapSet::EMPTY)));
         assert_eq!(
-            parse_list("cap_net_admin,cap_dac_override"),
-            Ok(Some(bit(NET_ADMIN) | bit(1)))
+            parse_keep("cap_net_admin, NET_RAW"),
+            Ok(Keep::Only(DEFAULT_KEEP))
         );
-        let e = parse_list("cap_net_admin,cap_bogus\n").unwrap_err();
+        assert_eq!(
+            parse_keep("cap_net_admin,cap_dac_override"),
+            Ok(Keep::Only(CapSet::from_bits((1 << 12) | (1 << 1))))
+        );
+        let e = parse_keep("cap_net_admin,cap_bogus\n").unwrap_err();
         assert!(e.contains("'cap_bogus'"), "{e}");
-        assert!(parse_list("").is_err());
-        assert!(parse_list("net_admin,,net_raw").is_err());
-        assert_eq!(format_list(DEFAULT_KEEP), "cap_net_admin,cap_net_raw");
-        assert_eq!(format_list(0), "none");
-        for set in [0, DEFAULT_KEEP, bit(0) | bit(40), (1 << 41) - 1] {
-            assert_eq!(parse_list(&format_list(set)), Ok(Some(set)));
+        assert!(parse_keep("").is_err());
+        assert!(parse_keep("net_admin,,net_raw").is_err());
+        assert_eq!(DEFAULT_KEEP.to_string(), "cap_net_admin,cap_net_raw");
+        assert_eq!(format!("{DAEMON_NEEDS:?}"), "CapSet(cap_net_raw)");
+        assert_eq!(CapSet::EMPTY.to_string(), "none");
+        let all_known = CapSet::from_bits((1 << 41) - 1);
+        for set in [
+            CapSet::EMPTY,
+            DEFAULT_KEEP,
+            CapSet::of(0) | CapSet::of(40),
+            all_known,
+        ] {
+            assert_eq!(parse_keep(&set.to_string()), Ok(Keep::Only(set)));
         }
     }
 
@@ -307,7 +407,7 @@ mod tests {
     #[test]
     fn restrict_narrows_the_thread() {
         let before = current().unwrap();
-        if before.permitted & bit(8) == 0 {
+        if !before.permitted.contains(SETPCAP) {
             panic!("needs root (CAP_SETPCAP): run as root, e.g. `sudo make test`");
         }
         let (caps, bset, left) = std::thread::spawn(|| {
@@ -318,7 +418,7 @@ mod tests {
         .unwrap();
         assert_eq!(caps.effective, DAEMON_NEEDS);
         assert_eq!(caps.permitted, DEFAULT_KEEP | DAEMON_NEEDS);
-        assert_eq!(caps.inheritable, 0);
+        assert_eq!(caps.inheritable, CapSet::EMPTY);
         assert_eq!((bset, left), (DEFAULT_KEEP, DEFAULT_KEEP));
         assert_eq!(current().unwrap(), before, "other threads keep their sets");
     }
@@ -327,16 +427,17 @@ mod tests {
     /// bounding set stays as it was, reported; the rest still narrows.
     #[test]
     fn without_setpcap_the_bounding_set_is_left_to_the_service_manager() {
-        if current().unwrap().permitted & bit(SETPCAP) == 0 {
+        if !current().unwrap().permitted.contains(SETPCAP) {
             panic!("needs root (CAP_SETPCAP): run as root, e.g. `sudo make test`");
         }
         let (caps, bset, left) = std::thread::spawn(|| {
             // What systemd does for CapabilityBoundingSet=CAP_NET_RAW CAP_NET_ADMIN CAP_KILL.
-            let unit = DEFAULT_KEEP | bit(5);
-            restrict(unit | bit(SETPCAP), unit | bit(SETPCAP)).unwrap();
+            let unit = DEFAULT_KEEP | CapSet::of(5);
+            let setpcap = CapSet::of(SETPCAP);
+            restrict(unit | setpcap, unit | setpcap).unwrap();
             let mut held = current().unwrap();
-            held.effective &= !bit(SETPCAP);
-            held.permitted &= !bit(SETPCAP);
+            held.effective = held.effective.without(setpcap);
+            held.permitted = held.permitted.without(setpcap);
             set(held).unwrap();
             let left = restrict(DEFAULT_KEEP, DAEMON_NEEDS).unwrap();
             (current().unwrap(), bounding().unwrap(), left)
@@ -345,7 +446,7 @@ mod tests {
         .unwrap();
         assert_eq!(caps.effective, DAEMON_NEEDS);
         assert_eq!(caps.permitted, DEFAULT_KEEP);
-        assert_eq!(bset, DEFAULT_KEEP | bit(5) | bit(SETPCAP));
+        assert_eq!(bset, DEFAULT_KEEP | CapSet::of(5) | CapSet::of(SETPCAP));
         assert_eq!(left, bset);
     }
 }

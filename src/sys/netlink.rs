@@ -1,7 +1,7 @@
 //! The two netlink socket calls socket2 cannot make safely: binding to a
 //! `sockaddr_nl` (to join multicast groups) and receiving with the sender's
 //! `sockaddr_nl` (to accept only what the kernel sent). Message parsing lives
-//! in safe code (`crate::capture::netif`).
+//! in safe code (`crate::capture::netif`, parsed by `crate::wire::rtnetlink`).
 
 use std::io;
 use std::mem;

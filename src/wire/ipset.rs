@@ -17,7 +17,7 @@ use super::nfnetlink::{
     be_u32, msg_type, payload, string, subsys, Writer, NLA_F_NET_BYTEORDER, NLM_F_ACK, NLM_F_DUMP,
     NLM_F_EXCL, NLM_F_REQUEST,
 };
-use crate::capture::netif::{Attrs, NlMsg, ParseError};
+use crate::wire::rtnetlink::{Attrs, NlMsg, ParseError};
 
 /// The protocol version this code speaks (`IPSET_PROTOCOL`).
 pub const PROTOCOL: u8 = 7;

@@ -37,6 +37,7 @@ pub mod ipv4;
 pub mod ipv6;
 pub mod nfnetlink;
 pub mod nftables;
+pub mod rtnetlink;
 pub mod tcp;
 pub mod udp;
 pub mod vlan;

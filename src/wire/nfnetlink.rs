@@ -10,9 +10,9 @@
 //! Byte order: the netlink and attribute headers are host order; nfnetlink
 //! payload integers (`res_id`, u32/u64 attributes) are big-endian.
 
-use crate::capture::netif::{Attrs, NlMsg, ParseError};
+use crate::wire::rtnetlink::{Attrs, NlMsg, ParseError};
 
-pub use crate::capture::netif::Messages;
+pub use crate::wire::rtnetlink::Messages;
 
 /// `NLMSG_ERROR`: an acknowledgement (error 0) or a failure (-errno).
 pub const NLMSG_ERROR: u16 = 2;

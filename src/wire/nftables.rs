@@ -12,7 +12,7 @@ use std::fmt;
 use super::nfnetlink::{
     be_u32, be_u64, msg_type, payload, string, subsys, Writer, NLM_F_ACK, NLM_F_REQUEST,
 };
-use crate::capture::netif::{Attrs, NlMsg, ParseError};
+use crate::wire::rtnetlink::{Attrs, NlMsg, ParseError};
 
 /// `NFT_MSG_*` commands used here.
 pub mod cmd {

@@ -1,0 +1,973 @@
+//! The knock pipeline without its I/O: frames in, door commands out.
+//!
+//! [`Pipeline`] owns the running configuration, the matchers, the doors and
+//! the counters. The daemon hands it every captured frame
+//! ([`Pipeline::push`]) and, once the ring is drained,
+//! ends the batch ([`Pipeline::finish`]): that matches what is queued, gates
+//! one-time sequences, opens doors and says which commands to run and
+//! whether the kernel filter must be rebuilt. Timers ([`Pipeline::tick`]),
+//! reloads and finished commands ([`Pipeline::settle`]) come in the same
+//! way. Nothing here touches a socket, a signal or a thread, so all of it
+//! is tested without root; the one file it writes is a one-time sequence
+//! file, and the doors journal it is given.
+
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::RawFd;
+
+use crate::capture::netif::Addresses;
+use crate::capture::ring::FrameMeta;
+use crate::config::{self, Config};
+use crate::doors::journal::{Journal, JournalEntry};
+use crate::doors::runner::{Completion, RunnerStats};
+use crate::doors::{CommandRequest, DoorLimits, Doors, Opened};
+use crate::knock::matcher::{Fired, MatcherStats, Trace};
+use crate::knock::matchset::MatchSet;
+use crate::knock::{FlagSpec, Knock, Proto};
+use crate::wire::{self, Decoded, Link};
+use crate::{debug, error, info, warn};
+
+/// Knocks decoded (and their table entries prefetched) before any of them
+/// is matched: enough for their cache misses to overlap.
+pub const BATCH: usize = 16;
+/// How often lapsed knock attempts are reclaimed.
+pub const EXPIRE_EVERY_MS: u64 = 1000;
+
+/// Answers "is this address one of mine on that interface?" for the
+/// pipeline: the daemon's live address table, or a closure in tests.
+pub trait OwnAddrs {
+    /// Is `addr` an own address of interface `ifindex` (0: of any)?
+    fn is_own(&self, ifindex: u32, addr: IpAddr) -> bool;
+}
+
+impl OwnAddrs for Addresses {
+    #[inline]
+    fn is_own(&self, ifindex: u32, addr: IpAddr) -> bool {
+        self.is_local(ifindex, addr)
+    }
+}
+
+impl<F: Fn(u32, IpAddr) -> bool> OwnAddrs for F {
+    #[inline]
+    fn is_own(&self, ifindex: u32, addr: IpAddr) -> bool {
+        self(ifindex, addr)
+    }
+}
+
+/// Counters for the SIGUSR1 stats line.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames pushed, whatever became of them.
+    pub frames: u64,
+    /// Frames the decoder rejected.
+    pub malformed: u64,
+    /// Knocks to an address no event watches.
+    pub not_local: u64,
+    /// Frames from a link type the decoder does not know.
+    pub unsupported_link: u64,
+    /// Sequences completed (whether or not a door opened).
+    pub fired: u64,
+}
+
+/// What a batch leaves the daemon to do.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct BatchEnd {
+    /// Commands to hand to the runner, in order.
+    pub requests: Vec<CommandRequest>,
+    /// Knock ports changed (a one-time sequence moved on): the kernel
+    /// filter must be rebuilt from [`Pipeline::ports`].
+    pub rebuild_filter: bool,
+}
+
+/// The knock pipeline; see the module docs.
+pub struct Pipeline {
+    config: Config,
+    matcher: MatchSet,
+    doors: Doors,
+    counters: Counters,
+    /// Collect the matcher's trace for the debug log.
+    trace_on: bool,
+    next_expire_ms: u64,
+    /// Decoded knocks (and whether addressed to us) awaiting the matcher;
+    /// shorter than [`BATCH`] between calls, empty after `finish`.
+    queue: Vec<(bool, Knock)>,
+    fired: Vec<Fired>,
+    trace: Vec<Trace>,
+    requests: Vec<CommandRequest>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("events", &self.config.events.len())
+            .field("counters", &self.counters)
+            .field("pending_stops", &self.doors.pending())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// A pipeline for `config`, tracking at most `capacity` sources per
+    /// matcher, with doors capped by `limits` and journaled in `journal`
+    /// when there is one (its writer thread is started here).
+    pub fn new(
+        config: Config,
+        capacity: usize,
+        journal: Option<Journal>,
+        limits: DoorLimits,
+        now_ms: u64,
+    ) -> io::Result<Pipeline> {
+        Ok(Pipeline {
+            matcher: MatchSet::new(&config.events, capacity, now_ms),
+            doors: Doors::new(journal, limits, now_ms)?,
+            config,
+            counters: Counters::default(),
+            trace_on: false,
+            next_expire_ms: now_ms + EXPIRE_EVERY_MS,
+            queue: Vec::with_capacity(BATCH),
+            fired: Vec::new(),
+            trace: Vec::new(),
+            requests: Vec::new(),
+        })
+    }
+
+    /// Logs every step matched, reset and timed out (the daemon's `-d`).
+    pub fn set_trace(&mut self, on: bool) {
+        self.trace_on = on;
+    }
+
+    /// Takes over the stops a previous run journaled: the overdue ones are
+    /// returned to run now, the rest are scheduled.
+    pub fn restore(
+        &mut self,
+        entries: Vec<JournalEntry>,
+        now_ms: u64,
+        now_unix_ms: u64,
+    ) -> Vec<CommandRequest> {
+        if !entries.is_empty() {
+            info!(
+                "journal: {} pending stop(s) from the last run",
+                entries.len()
+            );
+        }
+        self.doors
+            .restore(entries, now_ms, now_unix_ms, &mut self.requests);
+        std::mem::take(&mut self.requests)
+    }
+
+    /// Takes one captured frame: decodes it and queues its knock; every
+    /// [`BATCH`] knocks the queue is matched. `own` decides whether the
+    /// destination is an own address of the receiving interface.
+    #[inline]
+    pub fn push(&mut self, meta: &FrameMeta, bytes: &[u8], own: &impl OwnAddrs, now_ms: u64) {
+        self.counters.frames += 1;
+        let Some(link) = Link::from_hatype(meta.hatype) else {
+            self.counters.unsupported_link += 1;
+            return;
+        };
+        match wire::decode(bytes, link) {
+            Decoded::Knock(k) => {
+                let local = own.is_own(meta.ifindex as u32, k.dst);
+                self.matcher.prefetch(local, &k);
+                self.queue.push((local, k));
+                if self.queue.len() >= BATCH {
+                    self.match_queue(now_ms);
+                }
+                debug_assert!(self.queue.len() < BATCH);
+            }
+            Decoded::Other => {}
+            Decoded::Malformed(why) => {
+                self.counters.malformed += 1;
+                debug!("malformed frame on ifindex {}: {why}", meta.ifindex);
+            }
+        }
+    }
+
+    /// Feeds the queued knocks to the matchers.
+    fn match_queue(&mut self, now_ms: u64) {
+        let Pipeline {
+            matcher,
+            counters,
+            queue,
+            fired,
+            trace,
+            trace_on,
+            ..
+        } = self;
+        for (local, k) in queue.drain(..) {
+            let t = if *trace_on { Some(&mut *trace) } else { None };
+            if !matcher.feed(local, &k, now_ms, fired, t) {
+                counters.not_local += 1;
+            }
+        }
+    }
+
+    /// Ends a batch of frames: matches what is still queued, logs the
+    /// trace, opens a door for every completed sequence (one-time ones
+    /// first marked used in their file) and returns what is left to do.
+    pub fn finish(&mut self, now_ms: u64, now_unix_ms: u64) -> BatchEnd {
+        self.match_queue(now_ms);
+        debug_assert!(self.queue.is_empty());
+        self.flush_trace();
+        let mut rebuild_filter = false;
+        if !self.fired.is_empty() {
+            // Taken and put back so the buffer keeps its capacity.
+            let mut fired = std::mem::take(&mut self.fired);
+            let mut one_time_used = Vec::new();
+            for f in fired.drain(..) {
+                if self.one_time_gate(f.event, f.src, &mut one_time_used) {
+                    self.open_door(f.event, f.src, now_ms, now_unix_ms);
+                }
+            }
+            self.fired = fired;
+            if !one_time_used.is_empty() {
+                // The rotated sequences replace the used ones in the
+                // matchers; the kernel filter must follow.
+                self.matcher.reload(&self.config.events, now_ms);
+                rebuild_filter = true;
+            }
+        }
+        BatchEnd {
+            requests: std::mem::take(&mut self.requests),
+            rebuild_filter,
+        }
+    }
+
+    /// When [`tick`](Self::tick) next has work.
+    pub fn next_due_ms(&self) -> u64 {
+        match self.doors.next_due_ms() {
+            Some(t) => t.min(self.next_expire_ms),
+            None => self.next_expire_ms,
+        }
+    }
+
+    /// Timers: returns the stops due by `now_ms`, and reclaims lapsed
+    /// knock attempts once every [`EXPIRE_EVERY_MS`].
+    pub fn tick(&mut self, now_ms: u64) -> Vec<CommandRequest> {
+        self.doors.tick(now_ms, &mut self.requests);
+        if now_ms >= self.next_expire_ms {
+            let trace = self.trace_on.then_some(&mut self.trace);
+            self.matcher.expire(now_ms, trace);
+            self.flush_trace();
+            self.next_expire_ms = now_ms + EXPIRE_EVERY_MS;
+        }
+        std::mem::take(&mut self.requests)
+    }
+
+    /// Runs `config` from now on. Progress in unchanged events survives;
+    /// open doors keep their stops. The caller rebuilds the kernel filter.
+    pub fn reload(&mut self, config: Config, now_ms: u64) {
+        self.matcher.reload(&config.events, now_ms);
+        self.config = config;
+    }
+
+    /// Finished commands move their doors on: a door's stop runs once its
+    /// start has ended, a stop is done only when it exits 0, a failed one
+    /// is retried later (see [`crate::doors`]). Returns what to run next.
+    pub fn settle(&mut self, done: Vec<Completion>, now_ms: u64) -> Vec<CommandRequest> {
+        self.doors.finished(done, now_ms, &mut self.requests);
+        std::mem::take(&mut self.requests)
+    }
+
+    /// Shutdown: every door closes now, or once its running command ends;
+    /// returns what to run now.
+    pub fn close_all(&mut self) -> Vec<CommandRequest> {
+        self.doors.close_all(&mut self.requests);
+        std::mem::take(&mut self.requests)
+    }
+
+    /// The doors, for shutdown ([`crate::doors::close_all_and_wait`]).
+    pub fn doors_mut(&mut self) -> &mut Doors {
+        &mut self.doors
+    }
+
+    /// Readable when the journal writer has committed a batch: starts that
+    /// waited for it may run ([`Pipeline::tick`] hands them out).
+    pub fn wake_fd(&self) -> Option<RawFd> {
+        self.doors.wake_fd()
+    }
+
+    /// Distinct (protocol, port) pairs some event knocks on, sorted: what
+    /// the kernel filter lets through.
+    pub fn ports(&self) -> Vec<(Proto, u16)> {
+        self.matcher.ports()
+    }
+
+    /// The running configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Frame counters since start.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The matchers' counters, in config order.
+    pub fn knock_stats(&self) -> MatcherStats {
+        self.matcher.stats(self.config.events.len())
+    }
+
+    /// Door stops scheduled and not yet handed out.
+    pub fn pending_stops(&self) -> usize {
+        self.doors.pending()
+    }
+
+    /// `2 event(s): SSH WEB; 5 knock port(s)`.
+    pub fn describe(&self) -> String {
+        let names: Vec<&str> = self.config.events.iter().map(|e| e.name.as_str()).collect();
+        format!(
+            "{} event(s): {}; {} knock port(s)",
+            names.len(),
+            names.join(" "),
+            self.ports().len()
+        )
+    }
+
+    /// The SIGUSR1 line after `stats: `, with the capture's kernel drops
+    /// and the runner's counters.
+    pub fn stats_line(&self, kernel_drops: u64, commands: &RunnerStats) -> String {
+        let m = self.knock_stats();
+        let c = &self.counters;
+        let mut events = String::new();
+        for (i, ev) in self.config.events.iter().enumerate() {
+            let (started, completed) = m
+                .events
+                .get(i)
+                .map(|e| (e.started, e.completed))
+                .unwrap_or((0, 0));
+            events.push_str(&format!(" {}={started}/{completed}", ev.name));
+        }
+        let d = self.doors.stats();
+        format!(
+            "frames={} drops={kernel_drops} malformed={} not_local={} sources={} pending_stops={} doors={} refused={} retrying={} stop_failures={} journal_errors={} commands={} failed={} knocks(started/completed):{events}",
+            c.frames,
+            c.malformed,
+            c.not_local,
+            m.tracked,
+            self.doors.pending(),
+            d.open,
+            d.refused,
+            d.retrying,
+            d.stop_failures,
+            d.journal_errors,
+            commands.run,
+            commands.failed,
+        )
+    }
+
+    fn flush_trace(&mut self) {
+        if self.trace.is_empty() {
+            return;
+        }
+        // Taken and put back so the buffer keeps its capacity.
+        let mut trace = std::mem::take(&mut self.trace);
+        for t in trace.drain(..) {
+            debug!("{}", self.trace_line(&t));
+        }
+        self.trace = trace;
+    }
+
+    /// One debug line for what the matcher did.
+    fn trace_line(&self, t: &Trace) -> String {
+        let name = |i: usize| {
+            self.config
+                .events
+                .get(i)
+                .map(|e| e.name.as_str())
+                .unwrap_or("?")
+        };
+        match *t {
+            Trace::Advanced { event, src, step } => {
+                format!("{src} {}: step {step} matched", name(event))
+            }
+            Trace::Reset { event, src } => format!("{src} {}: reset", name(event)),
+            Trace::TimedOut { event, src } => format!("{src} {}: timed out", name(event)),
+            Trace::Fired { event, src } => format!("{src} {}: sequence complete", name(event)),
+        }
+    }
+
+    fn open_door(&mut self, event: usize, src: IpAddr, now_ms: u64, now_unix_ms: u64) {
+        let Some(ev) = self.config.events.get(event) else {
+            return;
+        };
+        self.counters.fired += 1;
+        match self
+            .doors
+            .open(ev, src, now_ms, now_unix_ms, &mut self.requests)
+        {
+            Opened::Opened => info!("{src} {}: knock complete, door opened", ev.name),
+            Opened::Rearmed => info!(
+                "{src} {}: knock complete, door already open: stop re-armed",
+                ev.name
+            ),
+            Opened::StartOnly => info!("{src} {}: knock complete, running start command", ev.name),
+            Opened::Nothing => info!(
+                "{src} {}: knock complete, no command for this address family",
+                ev.name
+            ),
+            // Logged by the doors, at most once a second.
+            Opened::Refused(_) => {}
+        }
+    }
+
+    /// For a one-time event: marks its sequence used in its file (fsync'ed
+    /// before the door opens) and moves to the next; false when the door
+    /// must stay shut (already used in this batch, or the file could not be
+    /// marked, which also disables the event).
+    fn one_time_gate(&mut self, event: usize, src: IpAddr, used: &mut Vec<usize>) -> bool {
+        let Some(ev) = self.config.events.get_mut(event) else {
+            return false;
+        };
+        let Some(path) = ev.one_time.clone() else {
+            return true;
+        };
+        if used.contains(&event) {
+            info!(
+                "{src} {}: one-time sequence already used by an earlier knock: ignored",
+                ev.name
+            );
+            return false;
+        }
+        used.push(event);
+        let tcp = ev.tcp_gate.unwrap_or(FlagSpec::Any);
+        match config::onetime::mark_used(&path, tcp, &ev.sequence) {
+            Err(e) => {
+                error!("{src} {}: {e}; event disabled, door stays shut", ev.name);
+                ev.sequence.clear();
+                false
+            }
+            Ok(scan) => {
+                match scan.active {
+                    Some(next) => {
+                        info!(
+                            "{}: one-time sequence used; next is line {} of {} ({} left)",
+                            ev.name,
+                            next.line,
+                            path.display(),
+                            scan.unused
+                        );
+                        ev.sequence = next.steps;
+                    }
+                    None => {
+                        warn!(
+                            "{}: no unused sequence left in {}: event disabled",
+                            ev.name,
+                            path.display()
+                        );
+                        ev.sequence.clear();
+                    }
+                }
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::segment;
+    use crate::doors::runner::{Completion, Outcome};
+    use crate::doors::CommandKind;
+    use crate::testutil::Scratch;
+    use crate::wire::ip_proto;
+    use std::net::Ipv4Addr;
+    use std::time::Duration;
+
+    const SERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const ELSEWHERE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 99);
+    const SYN: u8 = crate::knock::flags::SYN;
+    const UNIX_MS: u64 = 1_700_000_000_000;
+
+    const SSH: &str = "<SSH>\n sequence = tcp:7000:s udp:7001 tcp:7002:s\n timeout = 5\n \
+        start_command = open %IP%\n stop_command = close %IP%\n command_delay = 30\n</SSH>\n";
+    const WEB: &str = "<WEB>\n sequence = tcp:8000:s tcp:8001:s\n timeout = 5\n \
+        start_command = web %IP%\n</WEB>\n";
+
+    fn own(_ifindex: u32, addr: IpAddr) -> bool {
+        addr == IpAddr::V4(SERVER)
+    }
+
+    fn parse(text: &str) -> Config {
+        config::parse(text.as_bytes(), "test.conf").unwrap()
+    }
+
+    fn pipeline(text: &str) -> Pipeline {
+        Pipeline::new(parse(text), 64, None, DoorLimits::default(), 0).unwrap()
+    }
+
+    /// A raw IPv4 packet (the framing of a tun or WireGuard link).
+    fn ip4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x45, 0];
+        p.extend_from_slice(&(20 + l4.len() as u16).to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0x40, 0, 64, proto, 0, 0]);
+        p.extend_from_slice(&src.octets());
+        p.extend_from_slice(&dst.octets());
+        p.extend_from_slice(l4);
+        p
+    }
+
+    /// One knock frame: TCP with `flags`, or UDP when `flags` is None.
+    fn frame(src: &str, dst: Ipv4Addr, port: u16, flags: Option<u8>) -> Vec<u8> {
+        let src: Ipv4Addr = src.parse().unwrap();
+        let (s, d) = (IpAddr::V4(src), IpAddr::V4(dst));
+        match flags {
+            Some(f) => ip4(
+                src,
+                dst,
+                ip_proto::TCP,
+                &segment::tcp_segment(s, d, 40000, port, 1, f),
+            ),
+            None => {
+                let mut u = vec![0x9c, 0x40];
+                u.extend_from_slice(&port.to_be_bytes());
+                u.extend_from_slice(&[0, 8, 0, 0]);
+                ip4(src, dst, ip_proto::UDP, &u)
+            }
+        }
+    }
+
+    fn meta(hatype: u16, len: usize) -> FrameMeta {
+        FrameMeta {
+            ifindex: 2,
+            hatype,
+            pkttype: 0,
+            protocol: 0x0800,
+            vlan_tci: None,
+            wire_len: len as u32,
+            snap_len: len as u32,
+            losing: false,
+            timestamp: Duration::ZERO,
+        }
+    }
+
+    fn push(p: &mut Pipeline, bytes: &[u8], now: u64) {
+        p.push(&meta(wire::hatype::NONE, bytes.len()), bytes, &own, now);
+    }
+
+    /// SSH's three knocks from `src` to `dst`.
+    fn knock_ssh(p: &mut Pipeline, src: &str, dst: Ipv4Addr, now: u64) {
+        push(p, &frame(src, dst, 7000, Some(SYN)), now);
+        push(p, &frame(src, dst, 7001, None), now);
+        push(p, &frame(src, dst, 7002, Some(SYN)), now);
+    }
+
+    fn commands(reqs: &[CommandRequest]) -> Vec<(CommandKind, &str)> {
+        reqs.iter().map(|r| (r.kind, r.action.text())).collect()
+    }
+
+    fn completion(req: &CommandRequest, outcome: Outcome) -> Completion {
+        Completion {
+            tag: Some(req.id),
+            label: format!("{} {} {:?}", req.src, req.event, req.kind),
+            outcome,
+            duration: Duration::ZERO,
+            pid: None,
+            output: String::new(),
+            discarded: 0,
+        }
+    }
+
+    /// The runner reports `reqs` as exited with `code`; returns what the
+    /// doors ask for next.
+    fn ran(p: &mut Pipeline, reqs: &[CommandRequest], code: i32, now: u64) -> Vec<CommandRequest> {
+        let done = reqs
+            .iter()
+            .map(|r| completion(r, Outcome::Exited(code)))
+            .collect();
+        p.settle(done, now)
+    }
+
+    #[test]
+    fn a_completed_sequence_opens_the_door_and_its_stop_comes_due() {
+        let mut p = pipeline(SSH);
+        knock_ssh(&mut p, "10.0.0.1", SERVER, 100);
+        let end = p.finish(100, UNIX_MS);
+        assert!(!end.rebuild_filter);
+        assert_eq!(
+            commands(&end.requests),
+            [(CommandKind::Start, "open 10.0.0.1")]
+        );
+        assert_eq!(p.counters().frames, 3);
+        assert_eq!(p.counters().fired, 1);
+        assert_eq!(p.pending_stops(), 1);
+        assert!(ran(&mut p, &end.requests, 0, 150).is_empty());
+        assert_eq!(p.next_due_ms(), EXPIRE_EVERY_MS, "expiry comes first");
+        // Nothing more until the stop's delay has passed.
+        assert!(p.tick(30_099).is_empty());
+        assert_eq!(p.next_due_ms().min(30_100), 30_100);
+        let due = p.tick(30_100);
+        assert_eq!(commands(&due), [(CommandKind::Stop, "close 10.0.0.1")]);
+        assert_eq!(p.pending_stops(), 1, "closing until the stop exits 0");
+        assert!(ran(&mut p, &due, 0, 30_200).is_empty());
+        assert_eq!(p.pending_stops(), 0);
+    }
+
+    #[test]
+    fn a_stop_never_runs_before_its_start_has_ended() {
+        let mut p = pipeline(SSH);
+        knock_ssh(&mut p, "10.0.0.1", SERVER, 0);
+        let start = p.finish(0, UNIX_MS).requests;
+        assert_eq!(commands(&start), [(CommandKind::Start, "open 10.0.0.1")]);
+        // The delay passes while the start still runs: no stop yet.
+        assert!(p.tick(30_000).is_empty());
+        // It ends: the stop follows at once.
+        let stop = ran(&mut p, &start, 0, 31_000);
+        assert_eq!(commands(&stop), [(CommandKind::Stop, "close 10.0.0.1")]);
+    }
+
+    #[test]
+    fn a_failing_stop_is_retried_until_it_exits_0() {
+        let mut p = pipeline(SSH);
+        knock_ssh(&mut p, "10.0.0.1", SERVER, 0);
+        let start = p.finish(0, UNIX_MS).requests;
+        let _ = ran(&mut p, &start, 0, 10);
+        let stop = p.tick(30_000);
+        assert_eq!(commands(&stop), [(CommandKind::Stop, "close 10.0.0.1")]);
+        assert!(ran(&mut p, &stop, 1, 30_010).is_empty(), "not at once");
+        assert_eq!(p.pending_stops(), 1);
+        let mut now;
+        let again = loop {
+            now = p.next_due_ms();
+            let due = p.tick(now);
+            if !due.is_empty() {
+                break due;
+            }
+            assert!(now < 40_000, "no retry");
+        };
+        assert_eq!(commands(&again), [(CommandKind::Stop, "close 10.0.0.1")]);
+        assert!(now >= 31_000, "retried after a back-off, at {now}");
+        let _ = ran(&mut p, &again, 0, now);
+        assert_eq!(p.pending_stops(), 0);
+    }
+
+    #[test]
+    fn frames_for_others_and_broken_frames_open_nothing() {
+        let mut p = pipeline(SSH);
+        knock_ssh(&mut p, "10.0.0.1", ELSEWHERE, 0);
+        let mut bad = frame("10.0.0.1", SERVER, 7000, Some(SYN));
+        bad[0] = 0x44; // IHL below the minimum
+        push(&mut p, &bad, 0);
+        let ok = frame("10.0.0.1", SERVER, 7000, Some(SYN));
+        p.push(&meta(0x1234, ok.len()), &ok, &own, 0);
+        push(
+            &mut p,
+            &ip4(SERVER, SERVER, ip_proto::ICMP, &[8, 0, 0, 0]),
+            0,
+        );
+        let end = p.finish(0, UNIX_MS);
+        assert_eq!(end, BatchEnd::default());
+        let c = p.counters();
+        assert_eq!(
+            (
+                c.frames,
+                c.not_local,
+                c.malformed,
+                c.unsupported_link,
+                c.fired
+            ),
+            (6, 3, 1, 1, 0)
+        );
+    }
+
+    #[test]
+    fn the_order_of_frames_survives_batching() {
+        // More knocks than one batch, with the real sequence spread over
+        // them: each batch is matched before the next frames are.
+        let mut p = pipeline(SSH);
+        let noise = |p: &mut Pipeline, n: usize| {
+            for _ in 0..n {
+                let src = format!("10.1.0.{}", p.counters().frames);
+                push(p, &frame(&src, SERVER, 7000, Some(SYN)), 0);
+            }
+        };
+        push(&mut p, &frame("10.0.0.1", SERVER, 7000, Some(SYN)), 0);
+        noise(&mut p, BATCH + 3);
+        push(&mut p, &frame("10.0.0.1", SERVER, 7001, None), 0);
+        noise(&mut p, 2 * BATCH);
+        push(&mut p, &frame("10.0.0.1", SERVER, 7002, Some(SYN)), 0);
+        assert_eq!(p.counters().fired, 0, "doors open only when the batch ends");
+        let end = p.finish(0, UNIX_MS);
+        assert_eq!(
+            commands(&end.requests),
+            [(CommandKind::Start, "open 10.0.0.1")]
+        );
+        assert_eq!(p.knock_stats().events[0].started, 1 + 3 * BATCH as u64 + 3);
+    }
+
+    #[test]
+    fn a_second_knock_rearms_the_open_door() {
+        let mut p = pipeline(SSH);
+        knock_ssh(&mut p, "10.0.0.1", SERVER, 0);
+        let start = p.finish(0, UNIX_MS).requests;
+        assert_eq!(start.len(), 1);
+        let _ = ran(&mut p, &start, 0, 100);
+        knock_ssh(&mut p, "10.0.0.1", SERVER, 10_000);
+        let end = p.finish(10_000, UNIX_MS + 10_000);
+        assert!(end.requests.is_empty(), "no second start: {end:?}");
+        assert_eq!(p.counters().fired, 2);
+        assert_eq!(p.pending_stops(), 1);
+        // The stop moved from 30 s to 40 s after the first knock.
+        assert!(p.tick(30_000).is_empty());
+        assert!(p.tick(39_999).is_empty());
+        assert_eq!(
+            commands(&p.tick(40_000)),
+            [(CommandKind::Stop, "close 10.0.0.1")]
+        );
+        // Another source gets a door of its own.
+        knock_ssh(&mut p, "10.0.0.2", SERVER, 41_000);
+        assert_eq!(
+            commands(&p.finish(41_000, UNIX_MS).requests),
+            [(CommandKind::Start, "open 10.0.0.2")]
+        );
+    }
+
+    #[test]
+    fn lapsed_attempts_are_reclaimed_on_tick() {
+        let mut p = pipeline(SSH);
+        push(&mut p, &frame("10.0.0.1", SERVER, 7000, Some(SYN)), 0);
+        let _ = p.finish(0, UNIX_MS);
+        assert_eq!(p.knock_stats().tracked, 1);
+        let _ = p.tick(EXPIRE_EVERY_MS);
+        assert_eq!(p.knock_stats().tracked, 1, "within its 5 s");
+        let mut now = EXPIRE_EVERY_MS;
+        while now < 7_000 {
+            now = p.next_due_ms();
+            assert!(p.tick(now).is_empty());
+        }
+        assert_eq!(p.knock_stats().tracked, 0);
+    }
+
+    /// A knockd config with a one-time event over `lines`, loaded as the
+    /// daemon loads it (the first unused line becomes the sequence).
+    fn one_time(dir: &Scratch, lines: &str) -> (Pipeline, std::path::PathBuf) {
+        let seqs = dir.file("otp.seqs", lines, 0o600);
+        let conf = format!(
+            "[otp]\n One_Time_Sequences = {}\n Seq_Timeout = 5\n Start_Command = otp %IP%\n",
+            seqs.display()
+        );
+        let path = dir.file("knockd.conf", conf, 0o600);
+        let config = config::load(&path).unwrap();
+        let p = Pipeline::new(config, 64, None, DoorLimits::default(), 0).unwrap();
+        (p, seqs)
+    }
+
+    fn tcp_knocks(p: &mut Pipeline, src: &str, ports: &[u16]) {
+        for &port in ports {
+            push(p, &frame(src, SERVER, port, Some(SYN)), 0);
+        }
+    }
+
+    #[test]
+    fn a_one_time_sequence_opens_once_then_the_next_line_rules() {
+        let dir = Scratch::new("pipeline-otp");
+        let (mut p, seqs) = one_time(&dir, "7000,7001\n7100,7101\n");
+        assert_eq!(p.ports(), [(Proto::Tcp, 7000), (Proto::Tcp, 7001)]);
+        tcp_knocks(&mut p, "10.0.0.1", &[7000, 7001]);
+        let end = p.finish(0, UNIX_MS);
+        assert_eq!(
+            commands(&end.requests),
+            [(CommandKind::Start, "otp 10.0.0.1")]
+        );
+        assert!(end.rebuild_filter);
+        assert_eq!(std::fs::read(&seqs).unwrap(), b"#000,7001\n7100,7101\n");
+        assert_eq!(p.ports(), [(Proto::Tcp, 7100), (Proto::Tcp, 7101)]);
+        // The used sequence opens nothing any more.
+        tcp_knocks(&mut p, "10.0.0.2", &[7000, 7001]);
+        assert_eq!(p.finish(0, UNIX_MS), BatchEnd::default());
+        // The next one does, once; then nothing is left.
+        tcp_knocks(&mut p, "10.0.0.2", &[7100, 7101]);
+        let end = p.finish(0, UNIX_MS);
+        assert_eq!(
+            commands(&end.requests),
+            [(CommandKind::Start, "otp 10.0.0.2")]
+        );
+        assert!(end.rebuild_filter);
+        assert_eq!(std::fs::read(&seqs).unwrap(), b"#000,7001\n#100,7101\n");
+        assert!(p.config().events[0].sequence.is_empty(), "event disabled");
+        assert!(p.ports().is_empty());
+    }
+
+    #[test]
+    fn a_one_time_sequence_completed_twice_in_one_batch_opens_once() {
+        let dir = Scratch::new("pipeline-otp2");
+        let (mut p, seqs) = one_time(&dir, "7000,7001\n7100,7101\n");
+        tcp_knocks(&mut p, "10.0.0.1", &[7000, 7001]);
+        tcp_knocks(&mut p, "10.0.0.2", &[7000, 7001]);
+        let end = p.finish(0, UNIX_MS);
+        assert_eq!(
+            commands(&end.requests),
+            [(CommandKind::Start, "otp 10.0.0.1")]
+        );
+        assert_eq!(
+            p.counters().fired,
+            1,
+            "the second completion opened nothing"
+        );
+        assert_eq!(std::fs::read(&seqs).unwrap(), b"#000,7001\n7100,7101\n");
+    }
+
+    #[test]
+    fn a_one_time_file_that_cannot_be_marked_keeps_the_door_shut() {
+        let dir = Scratch::new("pipeline-otp3");
+        let (mut p, seqs) = one_time(&dir, "7000,7001\n");
+        // Edited behind the daemon's back: the knocked line is gone.
+        std::fs::write(&seqs, "7200,7201\n").unwrap();
+        tcp_knocks(&mut p, "10.0.0.1", &[7000, 7001]);
+        let end = p.finish(0, UNIX_MS);
+        assert!(end.requests.is_empty(), "{end:?}");
+        assert!(end.rebuild_filter);
+        assert!(p.config().events[0].sequence.is_empty(), "event disabled");
+        assert_eq!(std::fs::read(&seqs).unwrap(), b"7200,7201\n");
+    }
+
+    #[test]
+    fn reload_keeps_progress_in_unchanged_events_and_takes_new_ones() {
+        let mut p = pipeline(SSH);
+        push(&mut p, &frame("10.0.0.1", SERVER, 7000, Some(SYN)), 0);
+        push(&mut p, &frame("10.0.0.1", SERVER, 7001, None), 0);
+        let _ = p.finish(0, UNIX_MS);
+        p.reload(parse(&format!("{SSH}{WEB}")), 100);
+        assert_eq!(p.describe(), "2 event(s): SSH WEB; 5 knock port(s)");
+        assert!(p.ports().contains(&(Proto::Tcp, 8001)));
+        push(&mut p, &frame("10.0.0.1", SERVER, 7002, Some(SYN)), 200);
+        tcp_knocks(&mut p, "10.0.0.3", &[8000, 8001]);
+        let end = p.finish(200, UNIX_MS);
+        assert_eq!(
+            commands(&end.requests),
+            [
+                (CommandKind::Start, "open 10.0.0.1"),
+                (CommandKind::Start, "web 10.0.0.3")
+            ]
+        );
+        // A changed sequence starts afresh.
+        push(&mut p, &frame("10.0.0.4", SERVER, 7000, Some(SYN)), 300);
+        push(&mut p, &frame("10.0.0.4", SERVER, 7001, None), 300);
+        let _ = p.finish(300, UNIX_MS);
+        p.reload(parse(&SSH.replace("tcp:7002:s", "tcp:7003:s")), 400);
+        assert_eq!(p.describe(), "1 event(s): SSH; 3 knock port(s)");
+        push(&mut p, &frame("10.0.0.4", SERVER, 7003, Some(SYN)), 500);
+        assert!(p.finish(500, UNIX_MS).requests.is_empty());
+        // The door opened before the reloads still closes.
+        assert_eq!(p.pending_stops(), 1);
+    }
+
+    #[test]
+    fn trace_lines_name_the_event() {
+        let mut p = pipeline(SSH);
+        push(&mut p, &frame("10.0.0.1", SERVER, 7000, Some(SYN)), 0);
+        p.match_queue(0);
+        assert!(p.trace.is_empty(), "no trace unless asked for");
+        p.set_trace(true);
+        push(&mut p, &frame("10.0.0.1", SERVER, 7001, None), 0);
+        push(&mut p, &frame("10.0.0.1", SERVER, 7002, Some(SYN)), 0);
+        push(&mut p, &frame("10.0.0.2", SERVER, 7001, None), 0);
+        p.match_queue(0);
+        let lines: Vec<String> = p.trace.iter().map(|t| p.trace_line(t)).collect();
+        assert_eq!(
+            lines,
+            [
+                "10.0.0.1 SSH: step 2 matched",
+                "10.0.0.1 SSH: step 3 matched",
+                "10.0.0.1 SSH: sequence complete",
+            ]
+        );
+        let timed_out = Trace::TimedOut {
+            event: 0,
+            src: "10.0.0.9".parse().unwrap(),
+        };
+        assert_eq!(p.trace_line(&timed_out), "10.0.0.9 SSH: timed out");
+        let _ = p.finish(0, UNIX_MS);
+        assert!(p.trace.is_empty(), "flushed to the log");
+    }
+
+    #[test]
+    fn stats_line() {
+        let mut p = pipeline(&format!("{SSH}{WEB}"));
+        knock_ssh(&mut p, "10.0.0.1", SERVER, 0);
+        push(&mut p, &frame("10.0.0.2", SERVER, 8000, Some(SYN)), 0);
+        push(&mut p, &frame("10.0.0.2", ELSEWHERE, 8000, Some(SYN)), 0);
+        let _ = p.finish(0, UNIX_MS);
+        let runner = RunnerStats {
+            run: 4,
+            failed: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            p.stats_line(7, &runner),
+            "frames=5 drops=7 malformed=0 not_local=1 sources=1 pending_stops=1 \
+             doors=1 refused=0 retrying=0 stop_failures=0 journal_errors=0 \
+             commands=4 failed=1 knocks(started/completed): SSH=1/1 WEB=1/0"
+        );
+    }
+
+    /// A pipeline journaling into `dir` with one door opened (its start
+    /// ran) and, at shutdown, closing: returns the stop to run.
+    fn open_and_close(dir: &Scratch) -> (Pipeline, CommandRequest) {
+        let (journal, _, _) = Journal::open(&dir.0).unwrap();
+        let mut p = Pipeline::new(parse(SSH), 64, Some(journal), DoorLimits::default(), 0).unwrap();
+        knock_ssh(&mut p, "10.0.0.1", SERVER, 0);
+        let _ = p.finish(0, UNIX_MS);
+        // The start waits for its stop to be on disk.
+        assert!(p.doors_mut().sync_journal(Duration::from_secs(5)));
+        let start = p.tick(1);
+        assert_eq!(commands(&start), [(CommandKind::Start, "open 10.0.0.1")]);
+        let _ = ran(&mut p, &start, 0, 2);
+        let stops = p.close_all();
+        assert_eq!(commands(&stops), [(CommandKind::Stop, "close 10.0.0.1")]);
+        (p, stops[0].clone())
+    }
+
+    /// Stops left in the journal once its writer has caught up.
+    fn journaled(p: &mut Pipeline, dir: &Scratch) -> usize {
+        assert!(p.doors_mut().sync_journal(Duration::from_secs(5)));
+        Journal::open(&dir.0).unwrap().1.len()
+    }
+
+    #[test]
+    fn only_a_stop_that_exits_0_leaves_the_journal() {
+        for outcome in [
+            Outcome::Cancelled,
+            Outcome::SpawnFailed("fork".into()),
+            Outcome::Lost("x".into()),
+            Outcome::TimedOut,
+            Outcome::Terminated,
+            Outcome::Exited(1),
+            Outcome::Signaled(9),
+        ] {
+            let dir = Scratch::new("settle");
+            let (mut p, stop) = open_and_close(&dir);
+            let _ = p.settle(vec![completion(&stop, outcome.clone())], 10);
+            p.doors_mut().finish(Duration::from_secs(5));
+            assert_eq!(
+                journaled(&mut p, &dir),
+                1,
+                "{outcome:?} must stay journaled"
+            );
+        }
+        let dir = Scratch::new("settle");
+        let (mut p, stop) = open_and_close(&dir);
+        let _ = p.settle(vec![completion(&stop, Outcome::Exited(0))], 10);
+        p.doors_mut().finish(Duration::from_secs(5));
+        assert_eq!(journaled(&mut p, &dir), 0, "it closed: its entry must go");
+    }
+
+    #[test]
+    fn journaled_stops_come_back_after_a_restart() {
+        let dir = Scratch::new("restore");
+        let (mut p, _) = open_and_close(&dir);
+        p.doors_mut().finish(Duration::from_secs(5));
+        drop(p);
+        let (journal, entries, _) = Journal::open(&dir.0).unwrap();
+        let mut p = Pipeline::new(parse(SSH), 64, Some(journal), DoorLimits::default(), 0).unwrap();
+        // Ten seconds later by the wall clock: 20 s of the 30 are left.
+        assert!(p.restore(entries, 0, UNIX_MS + 10_000).is_empty());
+        assert!(p.tick(19_999).is_empty());
+        assert_eq!(
+            commands(&p.tick(20_000)),
+            [(CommandKind::Stop, "close 10.0.0.1")]
+        );
+    }
+}
