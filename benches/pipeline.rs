@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use tportknockd::client::segment;
 use tportknockd::config::Event;
-use tportknockd::knock::matcher::{Fired, Matcher, DEFAULT_CAPACITY};
+use tportknockd::knock::matcher::{Matcher, Output, DEFAULT_CAPACITY};
 use tportknockd::knock::Knock;
 use tportknockd::wire::{self, Decoded, Link};
 
@@ -140,18 +140,16 @@ fn events() -> Vec<Event> {
 /// A matcher whose table is already full of spoofed step-1 sources.
 fn full_table(evs: &[Event], r: &mut Rng) -> Matcher {
     let mut m = Matcher::new(evs, DEFAULT_CAPACITY, 0);
-    let mut fired = Vec::new();
+    let mut out = Output::new();
     for _ in 0..DEFAULT_CAPACITY {
-        let src = spoofed(r, 25);
-        m.feed(
-            src,
-            tportknockd::knock::Proto::Tcp,
-            7000,
-            0x02,
-            0,
-            &mut fired,
-            None,
-        );
+        let k = Knock {
+            src: spoofed(r, 25),
+            dst: spoofed(r, 25),
+            proto: tportknockd::knock::Proto::Tcp,
+            dst_port: 7000,
+            flags: 0x02,
+        };
+        m.feed(&k, 0, &mut out);
     }
     m
 }
@@ -177,7 +175,8 @@ fn run(name: &str, frames: &Frames, evs: &[Event], batched: bool, cold: bool) {
     for run in 0..runs {
         let mut r = Rng(0x5eed + run as u64);
         let mut m = full_table(evs, &mut r);
-        let mut fired: Vec<Fired> = Vec::with_capacity(256);
+        let mut out = Output::new();
+        out.fired.reserve(256);
         let mut batch: Vec<Knock> = Vec::with_capacity(BATCH);
         let mut busy = std::time::Duration::ZERO;
         let mut start = Instant::now();
@@ -207,14 +206,14 @@ fn run(name: &str, frames: &Frames, evs: &[Event], batched: bool, cold: bool) {
                     }
                 }
                 for k in batch.drain(..) {
-                    m.feed(k.src, k.proto, k.dst_port, k.flags, now, &mut fired, None);
+                    m.feed(&k, now, &mut out);
                 }
-                fired.clear();
+                out.clear();
             }
             for k in batch.drain(..) {
-                m.feed(k.src, k.proto, k.dst_port, k.flags, now, &mut fired, None);
+                m.feed(&k, now, &mut out);
             }
-            m.expire(now, None);
+            m.expire(now, &mut out);
         }
         busy += start.elapsed();
         rates.push(n_frames as f64 / busy.as_secs_f64());

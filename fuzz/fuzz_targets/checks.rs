@@ -7,6 +7,7 @@
 use std::sync::OnceLock;
 
 use tportknockd::config::{self, Config};
+use tportknockd::knock::matcher::Output;
 use tportknockd::knock::matchset::MatchSet;
 use tportknockd::knock::{FlagSpec, Step};
 use tportknockd::wire::{decode as decode_frame, Decoded, Link};
@@ -107,7 +108,7 @@ pub fn decode_match(data: &[u8]) {
     let n = cfg.events.len();
     let groups = 1 + cfg.events.iter().filter(|e| e.target.is_some()).count();
     let mut m = MatchSet::new(&cfg.events, CAPACITY, 0);
-    let (mut fired, mut now, mut total) = (Vec::new(), 0u64, 0u64);
+    let (mut out, mut now, mut total) = (Output::new(), 0u64, 0u64);
     while let [head, len, tail @ ..] = rest {
         let take = (*len as usize).min(tail.len());
         let (frame, next) = tail.split_at(take);
@@ -117,15 +118,15 @@ pub fn decode_match(data: &[u8]) {
         let steps = (head >> 2) & 31;
         now += u64::from(steps) * 100;
         if steps == 31 {
-            m.expire(now, None);
+            m.expire(now, &mut out);
         }
         let local = head & 0x80 == 0;
         let Decoded::Knock(k) = decode_frame(frame, link) else {
             continue;
         };
-        fired.clear();
-        m.feed(local, &k, now, &mut fired, None);
-        for f in &fired {
+        out.clear();
+        m.feed(local, &k, now, &mut out);
+        for f in &out.fired {
             assert_eq!(f.src, k.src, "a frame fired an event for another source");
             let ev = &cfg.events[f.event];
             match ev.target {
@@ -134,7 +135,7 @@ pub fn decode_match(data: &[u8]) {
                 None => assert!(local, "{} fired for a foreign address", ev.name),
             }
         }
-        total += fired.len() as u64;
+        total += out.fired.len() as u64;
         let st = m.stats(n);
         assert!(
             st.tracked <= CAPACITY * groups,

@@ -19,7 +19,7 @@ use crate::daemon::cli::Options;
 use crate::doors::journal::Journal;
 use crate::doors::runner::{Completion, Outcome, Request, Runner, RunnerConfig};
 use crate::doors::{CommandKind, CommandRequest, Doors, Opened};
-use crate::knock::matcher::{Fired, Trace};
+use crate::knock::matcher::{Output, Trace};
 use crate::knock::matchset::MatchSet;
 use crate::knock::Knock;
 use crate::sys::daemon::{self as sysd, Forked, PidFile};
@@ -68,8 +68,8 @@ struct Daemon {
     kernel_drops: u64,
     next_expire_ms: u64,
     next_refresh_ms: Option<u64>,
-    fired: Vec<Fired>,
-    trace: Vec<Trace>,
+    /// The matchers' fires and trace, emptied after each batch.
+    out: Output,
     requests: Vec<CommandRequest>,
     /// Decoded knocks (and whether addressed to us) awaiting the matcher.
     batch: Vec<(bool, Knock)>,
@@ -291,8 +291,7 @@ impl Daemon {
             counters: Counters::default(),
             kernel_drops: 0,
             next_expire_ms: now_ms + EXPIRE_EVERY_MS,
-            fired: Vec::new(),
-            trace: Vec::new(),
+            out: Output::new(),
             requests,
             batch: Vec::with_capacity(BATCH),
         };
@@ -367,8 +366,8 @@ impl Daemon {
             self.doors.tick(now, &mut self.requests);
             self.submit_requests();
             if now >= self.next_expire_ms {
-                let trace = crate::daemon::log::debug_enabled().then_some(&mut self.trace);
-                self.matcher.expire(now, trace);
+                self.out.tracing = crate::daemon::log::debug_enabled();
+                self.matcher.expire(now, &mut self.out);
                 self.flush_trace();
                 self.next_expire_ms = now + EXPIRE_EVERY_MS;
             }
@@ -403,14 +402,13 @@ impl Daemon {
         let Some(ring) = self.ring.as_mut() else {
             return 0;
         };
-        let trace_on = crate::daemon::log::debug_enabled();
+        self.out.tracing = crate::daemon::log::debug_enabled();
         let now = self.clock.elapsed().as_millis() as u64;
         let Daemon {
             matcher,
             addrs,
             counters,
-            fired,
-            trace,
+            out,
             batch,
             ..
         } = self;
@@ -436,8 +434,7 @@ impl Daemon {
                 }
             });
             for (local, k) in batch.drain(..) {
-                let t = if trace_on { Some(&mut *trace) } else { None };
-                if !matcher.feed(local, &k, now, fired, t) {
+                if !matcher.feed(local, &k, now, out) {
                     counters.not_local += 1;
                 }
             }
@@ -447,16 +444,16 @@ impl Daemon {
             }
         }
         self.flush_trace();
-        if !self.fired.is_empty() {
+        if !self.out.fired.is_empty() {
             // Taken and put back so the buffer keeps its capacity.
-            let mut fired = std::mem::take(&mut self.fired);
+            let mut fired = std::mem::take(&mut self.out.fired);
             let mut one_time_used = Vec::new();
             for f in fired.drain(..) {
                 if self.one_time_gate(f.event, f.src, &mut one_time_used) {
                     self.open_door(f.event, f.src);
                 }
             }
-            self.fired = fired;
+            self.out.fired = fired;
             if !one_time_used.is_empty() {
                 self.sequences_changed();
             }
@@ -466,7 +463,7 @@ impl Daemon {
     }
 
     fn flush_trace(&mut self) {
-        for t in self.trace.drain(..) {
+        for t in self.out.trace.drain(..) {
             let name = |i: usize| {
                 self.config
                     .events
