@@ -426,7 +426,7 @@ impl Daemon {
                         matcher.prefetch(local, &k);
                         batch.push((local, k));
                     }
-                    Decoded::Other => {}
+                    Decoded::Other | Decoded::Fragment => {}
                     Decoded::Malformed(why) => {
                         counters.malformed += 1;
                         debug!("malformed frame on ifindex {}: {why}", meta.ifindex);

@@ -268,13 +268,14 @@ struct Ev {
     gate: Option<FlagSpec>,
 }
 
-/// From (protocol, port) to the events whose first step is there.
+/// From (protocol, port) to the events whose first step is there: an
+/// open-addressing table of `(port_bit + 1, start, end)` (0: empty, load at
+/// most 1/2) over ranges of `events`, so a lookup is a probe or two
+/// whatever the number of events.
 #[derive(Debug, Default)]
 struct FirstIndex {
-    /// Sorted `port_bit`s.
-    keys: Vec<u32>,
-    /// `events[starts[i]..starts[i + 1]]` start on `keys[i]`; ascending.
-    starts: Vec<u32>,
+    slots: Box<[(u32, u32, u32)]>,
+    /// Event indices grouped by first (protocol, port), ascending in a group.
     events: Vec<u16>,
 }
 
@@ -287,24 +288,104 @@ impl FirstIndex {
             .map(|(i, e)| (port_bit(e.steps[0].proto, e.steps[0].port) as u32, i as u16))
             .collect();
         pairs.sort_unstable();
-        let mut index = FirstIndex::default();
-        for (key, event) in pairs {
-            if index.keys.last() != Some(&key) {
-                index.keys.push(key);
-                index.starts.push(index.events.len() as u32);
+        // (key, start, end) per distinct first (protocol, port).
+        let mut groups: Vec<(u32, u32, u32)> = Vec::new();
+        for (i, &(key, _)) in pairs.iter().enumerate() {
+            match groups.last_mut() {
+                Some(g) if g.0 == key => g.2 = i as u32 + 1,
+                _ => groups.push((key, i as u32, i as u32 + 1)),
             }
-            index.events.push(event);
         }
-        index.starts.push(index.events.len() as u32);
+        let size = (groups.len() * 2).next_power_of_two().max(4);
+        let mut index = FirstIndex {
+            slots: vec![(0, 0, 0); size].into_boxed_slice(),
+            events: pairs.iter().map(|p| p.1).collect(),
+        };
+        for (key, start, end) in groups {
+            let mut i = Self::home(key, size);
+            while index.slots[i].0 != 0 {
+                i = (i + 1) & (size - 1);
+            }
+            index.slots[i] = (key + 1, start, end);
+        }
         index
+    }
+
+    #[inline]
+    fn home(key: u32, size: usize) -> usize {
+        (key.wrapping_mul(0x9e37_79b1) >> 15) as usize & (size - 1)
     }
 
     /// The range of `events` starting on `pb`.
     #[inline]
     fn range(&self, pb: usize) -> (usize, usize) {
-        match self.keys.binary_search(&(pb as u32)) {
-            Ok(i) => (self.starts[i] as usize, self.starts[i + 1] as usize),
-            Err(_) => (0, 0),
+        let size = self.slots.len();
+        if size == 0 {
+            return (0, 0);
+        }
+        let key = pb as u32;
+        let mut i = Self::home(key, size);
+        loop {
+            let (k, lo, hi) = self.slots[i];
+            if k == key + 1 {
+                return (lo as usize, hi as usize);
+            }
+            if k == 0 {
+                return (0, 0);
+            }
+            i = (i + 1) & (size - 1);
+        }
+    }
+}
+
+/// Attempts being collected: on the stack while they fit a slot, then in
+/// a reused buffer.
+struct List<'a> {
+    small: [Attempt; INLINE],
+    n: usize,
+    big: &'a mut Vec<Attempt>,
+    spilled: bool,
+}
+
+impl<'a> List<'a> {
+    fn new(big: &'a mut Vec<Attempt>) -> List<'a> {
+        List {
+            small: [Attempt::default(); INLINE],
+            n: 0,
+            big,
+            spilled: false,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, a: Attempt) {
+        if !self.spilled && self.n < INLINE {
+            self.small[self.n] = a;
+            self.n += 1;
+            return;
+        }
+        if !self.spilled {
+            self.big.clear();
+            self.big.extend_from_slice(&self.small[..self.n]);
+            self.spilled = true;
+        }
+        self.big.push(a);
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.spilled && self.n == 0
+    }
+
+    /// The list, if it is still on the stack.
+    fn small(&self) -> Option<&[Attempt]> {
+        (!self.spilled).then(|| &self.small[..self.n])
+    }
+
+    fn as_slice(&self) -> &[Attempt] {
+        if self.spilled {
+            self.big
+        } else {
+            &self.small[..self.n]
         }
     }
 }
@@ -591,11 +672,56 @@ impl Matcher {
     /// Applies the rules to tracked source `s`: its attempts in progress
     /// and the events starting on the frame's port, in event order.
     fn step_source(&mut self, s: u32, k: &Knock, now: u64, pb: usize, out: &mut Output) {
+        let data = *self.table.data(s);
+        let mut big_cur = std::mem::take(&mut self.cur);
+        let mut big_next = std::mem::take(&mut self.next);
+        // Almost always the attempts fit the slot: work on stack copies.
+        let cur: &[Attempt] = if data.more == NIL {
+            &data.inline[..usize::from(data.len)]
+        } else {
+            self.read_attempts(s, &mut big_cur);
+            &big_cur
+        };
+        let mut next = List::new(&mut big_next);
+        let max_step = self.apply(cur, k, now, pb, &mut next, out);
+        if next.is_empty() {
+            self.free_chain(data.more);
+            *self.table.data_mut(s) = NO_ATTEMPTS;
+            self.table.release(s);
+        } else {
+            // Moved to the front first, so spill evictions never pick `s`'s
+            // neighbours over older sources.
+            let seg = if max_step >= 2 {
+                Seg::Protected
+            } else {
+                Seg::Probation
+            };
+            self.table.touch(s, seg);
+            match next.small() {
+                Some(list) if data.more == NIL => {
+                    let d = self.table.data_mut(s);
+                    d.inline[..list.len()].copy_from_slice(list);
+                    d.len = list.len() as u8;
+                }
+                _ => self.write_attempts(s, next.as_slice()),
+            }
+        }
+        self.cur = big_cur;
+        self.next = big_next;
+    }
+
+    /// The rules for one frame over a source's attempts `cur`; what stays
+    /// in progress goes to `next`. Returns the highest step in `next`.
+    fn apply(
+        &mut self,
+        cur: &[Attempt],
+        k: &Knock,
+        now: u64,
+        pb: usize,
+        next: &mut List<'_>,
+        out: &mut Output,
+    ) -> usize {
         let (proto, port, fl, src) = (k.proto, k.dst_port, k.flags, k.src);
-        let mut cur = std::mem::take(&mut self.cur);
-        let mut next = std::mem::take(&mut self.next);
-        self.read_attempts(s, &mut cur);
-        next.clear();
         let (lo, hi) = if bit_test(&self.first, pb) {
             self.firsts.range(pb)
         } else {
@@ -681,23 +807,7 @@ impl Matcher {
                 }
             }
         }
-        if next.is_empty() {
-            self.free_chain(self.table.data(s).more);
-            *self.table.data_mut(s) = NO_ATTEMPTS;
-            self.table.release(s);
-        } else {
-            // Moved to the front first, so spill evictions never pick `s`'s
-            // neighbours over older sources.
-            let seg = if max_step >= 2 {
-                Seg::Protected
-            } else {
-                Seg::Probation
-            };
-            self.table.touch(s, seg);
-            self.write_attempts(s, &next);
-        }
-        self.cur = cur;
-        self.next = next;
+        max_step
     }
 
     /// Drops attempts whose deadline has passed and reclaims sources left

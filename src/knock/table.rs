@@ -373,15 +373,13 @@ impl<P: Copy> SourceTable<P> {
     /// when probation is empty) other than `keep`; returns its slot, now
     /// free, whose payload the caller still has to clean up.
     pub(crate) fn evict(&mut self, keep: u32) -> Option<u32> {
-        let mut victim = self.probation.tail;
-        if victim == keep {
-            victim = self.slots[keep as usize].prev;
-        }
+        let skip = |tail: u32| match self.slots.get(keep as usize) {
+            Some(k) if tail == keep => k.prev,
+            _ => tail,
+        };
+        let mut victim = skip(self.probation.tail);
         if victim == NIL {
-            victim = self.protected.tail;
-            if victim == keep {
-                victim = self.slots[keep as usize].prev;
-            }
+            victim = skip(self.protected.tail);
         }
         if victim == NIL {
             return None;
@@ -540,6 +538,24 @@ mod tests {
         assert_eq!(t.evict(0), Some(1));
         t.release(0);
         assert_eq!(t.len(), 1);
+        t.check();
+    }
+
+    #[test]
+    fn evicting_spares_keep_even_when_it_is_probations_only_source() {
+        let mut t: SourceTable<u8> = SourceTable::new(8);
+        for n in 0..3 {
+            let (s, _) = t.insert(t.hash(v4(n)), v4(n), n as u8);
+            if n < 2 {
+                t.touch(s, Seg::Protected);
+            }
+        }
+        // Probation is [2]: keeping 2 takes protected's oldest, 0.
+        assert_eq!(t.evict(2), Some(0));
+        assert_eq!(t.evict(2), Some(1));
+        assert_eq!(t.evict(2), None);
+        assert_eq!(t.evict(NIL), Some(2));
+        assert_eq!(t.evict(NIL), None);
         t.check();
     }
 
