@@ -20,8 +20,8 @@ impl Proto {
     /// IP protocol number.
     pub const fn number(self) -> u8 {
         match self {
-            Proto::Tcp => 6,
-            Proto::Udp => 17,
+            Proto::Tcp => crate::wire::ip_proto::TCP,
+            Proto::Udp => crate::wire::ip_proto::UDP,
         }
     }
 

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 
 use super::{be16, Layer, Malformed};
 
-mod field {
+pub(crate) mod field {
     use crate::wire::Field;
 
     pub const VER_IHL: usize = 0;

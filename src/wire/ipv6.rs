@@ -4,7 +4,7 @@ use std::net::Ipv6Addr;
 
 use super::{be16, blame_ip_length, ip_proto, Layer, Malformed, MAX_EXT_HEADERS};
 
-mod field {
+pub(crate) mod field {
     use crate::wire::Field;
 
     pub const VER_TC_FLOW: Field = 0..4;
@@ -112,7 +112,7 @@ fn addr(bytes: &[u8]) -> Ipv6Addr {
     Ipv6Addr::from(octets)
 }
 
-mod ext_field {
+pub(crate) mod ext_field {
     use crate::wire::Field;
 
     pub const NXT_HDR: usize = 0;
@@ -137,6 +137,26 @@ pub const WALKED_EXT_HEADERS: [u8; 5] = [
     ip_proto::IPV6_DEST_OPTS,
     ip_proto::AH,
 ];
+
+/// How a walked extension header states its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtLength {
+    /// Always 8 bytes (fragment).
+    Fixed8,
+    /// `(byte 1 + 1) * 8` bytes (hop-by-hop, routing, destination options).
+    Eights,
+    /// `(byte 1 + 2) * 4` bytes (authentication, RFC 4302).
+    AhWords,
+}
+
+/// The length rule of a walked extension header `kind`.
+pub const fn ext_length(kind: u8) -> ExtLength {
+    match kind {
+        ip_proto::IPV6_FRAGMENT => ExtLength::Fixed8,
+        ip_proto::AH => ExtLength::AhWords,
+        _ => ExtLength::Eights,
+    }
+}
 
 /// Is this next-header value one of [`WALKED_EXT_HEADERS`]?
 pub const fn is_walked_ext_header(next_header: u8) -> bool {
@@ -199,11 +219,10 @@ impl<T: AsRef<[u8]>> ExtHeader<T> {
     /// `check_len` can call it on a buffer of at least 8.
     pub fn header_len(&self) -> usize {
         let units = usize::from(self.buffer.as_ref()[ext_field::LENGTH]);
-        match self.kind {
-            ip_proto::IPV6_FRAGMENT => EXT_MIN_LEN,
-            // AH counts 4-byte words, minus 2 (RFC 4302).
-            ip_proto::AH => (units + 2) * 4,
-            _ => (units + 1) * 8,
+        match ext_length(self.kind) {
+            ExtLength::Fixed8 => EXT_MIN_LEN,
+            ExtLength::AhWords => (units + 2) * 4,
+            ExtLength::Eights => (units + 1) * 8,
         }
     }
 
