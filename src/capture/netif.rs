@@ -24,6 +24,7 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::sys::netlink as sys;
+use crate::wire::ethernet::ethertype;
 
 // Values from <linux/netlink.h>, <linux/rtnetlink.h>, <linux/if_addr.h>,
 // <linux/if_link.h>; all fixed kernel ABI.
@@ -46,6 +47,12 @@ const RTMGRP_IPV4_IFADDR: u32 = 0x10;
 const RTMGRP_IPV6_IFADDR: u32 = 0x100;
 
 const IFLA_IFNAME: u16 = 3;
+const IFLA_LINK: u16 = 5;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_DATA: u16 = 2;
+const IFLA_VLAN_ID: u16 = 1;
+const IFLA_VLAN_PROTOCOL: u16 = 5;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const NLA_TYPE_MASK: u16 = 0x3fff;
@@ -293,6 +300,19 @@ pub struct LinkMsg {
     pub name: Option<String>,
     pub hatype: u16,
     pub flags: u32,
+    /// Set when the link is a VLAN device (`IFLA_INFO_KIND` "vlan").
+    pub vlan: Option<Vlan>,
+}
+
+/// What makes a link a VLAN device: the link it sits on and its tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vlan {
+    /// ifindex of the link the tagged frames arrive on (`IFLA_LINK`).
+    pub parent: u32,
+    /// VLAN id, 0–4095 (`IFLA_VLAN_ID`).
+    pub id: u16,
+    /// Tag protocol: 0x8100 (802.1Q) or 0x88a8 (802.1ad).
+    pub tpid: u16,
 }
 
 /// An address announcement (`RTM_NEWADDR` / `RTM_DELADDR`).
@@ -361,14 +381,21 @@ fn parse_link(payload: &[u8]) -> Result<Option<LinkMsg>, ParseError> {
     }
     let index = parse_index(payload, ifinfo::INDEX)?;
     let mut name = None;
+    let mut parent = None;
+    let mut vlan = None;
     for attr in Attrs::new(attrs) {
         let (kind, value) = attr?;
-        if kind == IFLA_IFNAME {
-            let raw = value.split(|&b| b == 0).next().unwrap_or(&[]);
-            if raw.is_empty() {
-                return Err(ParseError::Malformed("empty interface name"));
+        match kind {
+            IFLA_IFNAME => {
+                let raw = value.split(|&b| b == 0).next().unwrap_or(&[]);
+                if raw.is_empty() {
+                    return Err(ParseError::Malformed("empty interface name"));
+                }
+                name = Some(String::from_utf8_lossy(raw).into_owned());
             }
-            name = Some(String::from_utf8_lossy(raw).into_owned());
+            IFLA_LINK if value.len() == 4 => parent = Some(ne_u32(value, 0..4)),
+            IFLA_LINKINFO => vlan = parse_vlan_info(value)?,
+            _ => {}
         }
     }
     Ok(Some(LinkMsg {
@@ -376,7 +403,39 @@ fn parse_link(payload: &[u8]) -> Result<Option<LinkMsg>, ParseError> {
         name,
         hatype: ne_u16(payload, ifinfo::TYPE),
         flags: ne_u32(payload, ifinfo::FLAGS),
+        vlan: match (vlan, parent) {
+            (Some((id, tpid)), Some(parent)) if parent > 0 => Some(Vlan { parent, id, tpid }),
+            _ => None,
+        },
     }))
+}
+
+/// (id, tpid) from a nested `IFLA_LINKINFO` of kind "vlan"; `None` for any
+/// other kind of link.
+fn parse_vlan_info(info: &[u8]) -> Result<Option<(u16, u16)>, ParseError> {
+    let (mut is_vlan, mut data) = (false, None);
+    for attr in Attrs::new(info) {
+        let (kind, value) = attr?;
+        match kind {
+            IFLA_INFO_KIND => is_vlan = value.split(|&b| b == 0).next() == Some(b"vlan"),
+            IFLA_INFO_DATA => data = Some(value),
+            _ => {}
+        }
+    }
+    let Some(data) = data.filter(|_| is_vlan) else {
+        return Ok(None);
+    };
+    let (mut id, mut tpid) = (None, ethertype::VLAN);
+    for attr in Attrs::new(data) {
+        let (kind, value) = attr?;
+        match (kind, value.len()) {
+            (IFLA_VLAN_ID, 2) => id = Some(ne_u16(value, 0..2) & 0x0fff),
+            // The protocol is the one attribute here in network order.
+            (IFLA_VLAN_PROTOCOL, 2) => tpid = u16::from_be_bytes([value[0], value[1]]),
+            _ => {}
+        }
+    }
+    Ok(id.map(|id| (id, tpid)))
 }
 
 fn ip_from(family: u8, value: &[u8]) -> Result<IpAddr, ParseError> {
@@ -453,6 +512,8 @@ pub struct Interface {
     pub running: bool,
     /// Own addresses, sorted, without duplicates.
     pub addrs: Vec<IpAddr>,
+    /// Set for a VLAN device.
+    pub vlan: Option<Vlan>,
 }
 
 impl Interface {
@@ -602,6 +663,31 @@ impl Table {
         self.find(index).ok().and_then(|i| self.links.get(i))
     }
 
+    fn is_subnet_broadcast(&self, addr: Ipv4Addr) -> bool {
+        self.links
+            .iter()
+            .flat_map(|l| &l.keys)
+            .any(|k| match k.local {
+                IpAddr::V4(own) if k.prefix_len <= 30 => {
+                    let host = u32::MAX >> k.prefix_len;
+                    u32::from(own) | host == u32::from(addr)
+                }
+                _ => false,
+            })
+    }
+
+    fn vlan_device(&self, parent: u32, id: u16, tpid: u16) -> Option<u32> {
+        self.links
+            .iter()
+            .find(|l| {
+                l.iface.up
+                    && l.iface
+                        .vlan
+                        .is_some_and(|v| v.parent == parent && v.id == id && v.tpid == tpid)
+            })
+            .map(|l| l.iface.index)
+    }
+
     fn is_local(&self, index: u32, dst: IpAddr) -> bool {
         if index == 0 {
             return self
@@ -694,6 +780,7 @@ impl Table {
                 }
                 iface.hatype = l.hatype;
                 iface.running = running;
+                iface.vlan = l.vlan;
                 if up != iface.up {
                     iface.up = up;
                     let name = iface.name.clone();
@@ -728,6 +815,7 @@ impl Table {
                             up,
                             running,
                             addrs: Vec::new(),
+                            vlan: l.vlan,
                         },
                         keys: Vec::new(),
                     },
@@ -1090,6 +1178,18 @@ impl Addresses {
         self.table.is_local(index, dst)
     }
 
+    /// Is `addr` the directed broadcast address of an IPv4 subnet of some
+    /// interface (`10.0.0.255` for `10.0.0.1/24`; none for /31 and /32)?
+    pub fn is_subnet_broadcast(&self, addr: std::net::Ipv4Addr) -> bool {
+        self.table.is_subnet_broadcast(addr)
+    }
+
+    /// The VLAN device (up) that takes frames tagged `id` with protocol
+    /// `tpid` arriving on interface `parent`, if there is one.
+    pub fn vlan_device(&self, parent: u32, id: u16, tpid: u16) -> Option<u32> {
+        self.table.vlan_device(parent, id, tpid)
+    }
+
     pub fn interface(&self, name: &str) -> Option<&Interface> {
         self.table
             .links
@@ -1290,6 +1390,7 @@ mod tests {
                 name: Some("dummy7".into()),
                 hatype: 1,
                 flags: 0x1003,
+                vlan: None,
             }
         );
     }
@@ -1454,6 +1555,85 @@ mod tests {
             (msg.len(), msg.kind(), msg.flags(), msg.seq()),
             (24, 22, 0x301, 8)
         );
+    }
+
+    /// An attribute: length, type, value, padded to 4 bytes.
+    fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
+        let mut a = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
+        a.extend_from_slice(&kind.to_ne_bytes());
+        a.extend_from_slice(value);
+        a.resize(align4(a.len()), 0);
+        a
+    }
+
+    /// RTM_NEWLINK for `ip link add link <parent> name eth0.<id> type vlan
+    /// id <id> [protocol 802.1ad]`, up, built by the kernel ABI
+    /// (<linux/if_link.h>): this machine's kernel has no 8021q module to
+    /// record a real one from.
+    fn vlan_newlink(index: u32, parent: u32, id: u16, tpid: u16) -> Vec<u8> {
+        let mut data = attr(IFLA_VLAN_PROTOCOL, &tpid.to_be_bytes());
+        data.extend(attr(IFLA_VLAN_ID, &id.to_ne_bytes()));
+        let mut info = attr(IFLA_INFO_KIND, b"vlan\0");
+        info.extend(attr(IFLA_INFO_DATA | 0x8000, &data)); // NLA_F_NESTED
+        let mut body = vec![0u8; 16]; // ifinfomsg
+        body[2..4].copy_from_slice(&1u16.to_ne_bytes()); // ARPHRD_ETHER
+        body[4..8].copy_from_slice(&index.to_ne_bytes());
+        body[8..12].copy_from_slice(&(IFF_UP | IFF_RUNNING).to_ne_bytes());
+        body.extend(attr(IFLA_IFNAME, format!("eth0.{id}\0").as_bytes()));
+        body.extend(attr(IFLA_LINK, &parent.to_ne_bytes()));
+        body.extend(attr(IFLA_LINKINFO, &info));
+        let mut msg = ((16 + body.len()) as u32).to_ne_bytes().to_vec();
+        msg.extend_from_slice(&RTM_NEWLINK.to_ne_bytes());
+        msg.extend_from_slice(&[0; 10]);
+        msg.extend(body);
+        msg
+    }
+
+    #[test]
+    fn vlan_devices_are_recognised_and_looked_up_by_parent_and_tag() {
+        let l = link_msg(&vlan_newlink(9, 2, 5, 0x8100));
+        assert_eq!(
+            l.vlan,
+            Some(Vlan {
+                parent: 2,
+                id: 5,
+                tpid: 0x8100
+            })
+        );
+        assert_eq!(l.name.as_deref(), Some("eth0.5"));
+        // A veth's full message (nested IFLA_LINKINFO of kind "veth"): no VLAN.
+        assert_eq!(link_msg(&unhex(NEWLINK_UP_FULL)).vlan, None);
+        assert_eq!(link_msg(&NEWLINK_UP).vlan, None);
+
+        let mut t = Table::default();
+        let mut out = Vec::new();
+        t.apply(one(&vlan_newlink(9, 2, 5, 0x8100)).unwrap(), &mut out);
+        t.apply(one(&vlan_newlink(10, 2, 6, 0x88a8)).unwrap(), &mut out);
+        assert_eq!(t.vlan_device(2, 5, 0x8100), Some(9));
+        assert_eq!(t.vlan_device(2, 6, 0x88a8), Some(10));
+        assert_eq!(t.vlan_device(2, 6, 0x8100), None, "wrong tag protocol");
+        assert_eq!(t.vlan_device(3, 5, 0x8100), None, "another parent");
+        assert_eq!(t.vlan_device(2, 7, 0x8100), None, "no such tag");
+        // A device that is down takes no frames.
+        let mut down = vlan_newlink(9, 2, 5, 0x8100);
+        down[24..28].copy_from_slice(&0u32.to_ne_bytes());
+        t.apply(one(&down).unwrap(), &mut out);
+        assert_eq!(t.vlan_device(2, 5, 0x8100), None);
+    }
+
+    #[test]
+    fn subnet_broadcasts_come_from_the_prefixes() {
+        let mut t = table_with_dummy7();
+        t.apply(one(&NEWADDR_V4).unwrap(), &mut Vec::new()); // 192.0.2.7/24
+        assert!(t.is_subnet_broadcast(Ipv4Addr::new(192, 0, 2, 255)));
+        assert!(!t.is_subnet_broadcast(Ipv4Addr::new(192, 0, 2, 7)));
+        assert!(!t.is_subnet_broadcast(Ipv4Addr::new(192, 0, 3, 255)));
+        let mut t = Table::default();
+        let mut out = Vec::new();
+        t.apply(one(&NEWLINK_UP).unwrap(), &mut out);
+        t.apply(one(&NEWADDR_PTP).unwrap(), &mut out); // 10.1.1.1 peer 10.1.1.2/32
+        assert!(!t.is_subnet_broadcast(Ipv4Addr::new(10, 1, 1, 1)));
+        assert!(!t.is_subnet_broadcast(Ipv4Addr::BROADCAST));
     }
 
     fn table_with_dummy7() -> Table {
@@ -1632,6 +1812,7 @@ mod tests {
                 up: true,
                 running: true,
                 addrs: vec![v4(127, 0, 0, 1), "::1".parse().unwrap()],
+                vlan: None,
             },
             Interface {
                 name: "ppp0".into(),
@@ -1640,6 +1821,7 @@ mod tests {
                 up: false,
                 running: false,
                 addrs: vec![],
+                vlan: None,
             },
             Interface {
                 name: "tun\u{1}".into(),
@@ -1648,6 +1830,7 @@ mod tests {
                 up: true,
                 running: false,
                 addrs: vec![v4(10, 8, 0, 1)],
+                vlan: None,
             },
         ];
         assert_eq!(
