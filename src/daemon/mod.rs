@@ -11,6 +11,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::capture::admit::{self, Refusals, Verdict};
 use crate::capture::filter;
 use crate::capture::netif::{Addresses, Change};
 use crate::capture::ring::{Ring, RingConfig};
@@ -24,7 +25,7 @@ use crate::knock::matchset::MatchSet;
 use crate::knock::Knock;
 use crate::sys::daemon::{self as sysd, Forked, PidFile};
 use crate::sys::signal::SignalFd;
-use crate::wire::{self, Decoded, Link};
+use crate::wire::Link;
 use crate::{debug, error, info, warn};
 
 /// Frames decoded (and their table entries prefetched) before any of them
@@ -48,6 +49,8 @@ pub struct Counters {
     pub not_local: u64,
     pub unsupported_link: u64,
     pub fired: u64,
+    /// Frames the host would not take, by reason (issue 15).
+    pub refused: Refusals,
 }
 
 struct Daemon {
@@ -410,9 +413,11 @@ impl Daemon {
             counters,
             out,
             batch,
+            ifindex,
             ..
         } = self;
         let mut total = 0;
+        let capture_all = *ifindex == 0;
         loop {
             let n = ring.drain(BATCH, |meta, bytes| {
                 counters.frames += 1;
@@ -420,14 +425,22 @@ impl Daemon {
                     counters.unsupported_link += 1;
                     return;
                 };
-                match wire::decode(bytes, link) {
-                    Decoded::Knock(k) => {
-                        let local = addrs.is_local(meta.ifindex as u32, k.dst);
+                // Issue 15: only frames the host itself would take knock
+                // (capture::admit); the rest are counted by reason.
+                match admit::frame(meta, bytes, link, capture_all, addrs) {
+                    Verdict::Knock { knock: k, local } => {
                         matcher.prefetch(local, &k);
                         batch.push((local, k));
                     }
-                    Decoded::Other | Decoded::Fragment => {}
-                    Decoded::Malformed(why) => {
+                    Verdict::Ignored => {}
+                    Verdict::Refused(r) => {
+                        counters.refused.count(r);
+                        if r.is_malformed() {
+                            counters.malformed += 1;
+                        }
+                        debug!("frame on ifindex {} refused: {r:?}", meta.ifindex);
+                    }
+                    Verdict::Malformed(why) => {
                         counters.malformed += 1;
                         debug!("malformed frame on ifindex {}: {why}", meta.ifindex);
                     }
@@ -709,11 +722,12 @@ impl Daemon {
             events.push_str(&format!(" {}={started}/{completed}", ev.name));
         }
         info!(
-            "stats: frames={} drops={} malformed={} not_local={} sources={} pending_stops={} commands={} failed={} knocks(started/completed):{events}",
+            "stats: frames={} drops={} malformed={} not_local={} {} sources={} pending_stops={} commands={} failed={} knocks(started/completed):{events}",
             c.frames,
             self.kernel_drops,
             c.malformed,
             c.not_local,
+            c.refused,
             m.tracked,
             self.doors.pending(),
             r.run,

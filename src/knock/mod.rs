@@ -3,6 +3,7 @@
 
 pub mod matcher;
 pub mod matchset;
+pub mod source;
 pub(crate) mod table;
 
 use std::fmt;
