@@ -10,7 +10,7 @@ use tportknockd::config::{self, Config};
 use tportknockd::knock::matcher::Output;
 use tportknockd::knock::matchset::MatchSet;
 use tportknockd::knock::{FlagSpec, Step};
-use tportknockd::wire::{decode as decode_frame, Decoded, Link};
+use tportknockd::wire::{decode as decode_frame, decode_captured, Decoded, Link};
 
 /// The frame decoder on arbitrary bytes, with every link type: never
 /// panics, and a knock is only ever reported from bytes that hold it.
@@ -29,7 +29,14 @@ pub fn decode(data: &[u8]) {
                 assert_eq!(k.src.is_ipv4(), k.dst.is_ipv4());
             }
             Decoded::Malformed(m) => assert!(!m.to_string().is_empty()),
-            Decoded::Other => {}
+            Decoded::Other | Decoded::Fragment => {}
+        }
+        // Knowing the wire length only ever takes knocks away.
+        let plain = decode_frame(data, link);
+        for wire in [data.len(), data.len() / 2, usize::MAX] {
+            if let Decoded::Knock(k) = decode_captured(data, wire, link) {
+                assert_eq!(plain, Decoded::Knock(k), "wire length {wire}");
+            }
         }
     }
 }
