@@ -82,9 +82,13 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// Is this also a malformed frame (counted as such too)?
-    pub fn is_malformed(self) -> bool {
-        matches!(self, Refusal::BadChecksum | Refusal::BadLength)
+    /// The refusal a malformed frame also counts as, if any.
+    pub fn of_malformed(m: Malformed) -> Option<Refusal> {
+        match m {
+            Malformed::BadChecksum(_) => Some(Refusal::BadChecksum),
+            Malformed::BadTotalLength(_) => Some(Refusal::BadLength),
+            _ => None,
+        }
     }
 }
 
@@ -100,7 +104,8 @@ pub enum Verdict {
     },
     /// Refused for this reason.
     Refused(Refusal),
-    /// Broken in a way the host would drop it for.
+    /// Broken in a way the host would drop it for (count it with
+    /// [`Refusals::count_malformed`] too).
     Malformed(Malformed),
     /// Not a knock and nothing to count (another protocol, a later
     /// fragment, a duplicate).
@@ -119,11 +124,7 @@ pub fn frame(
     if let Err(r) = link(meta) {
         return Verdict::Refused(r);
     }
-    let d = wire::decode_captured(bytes, meta.wire_len as usize, link_type);
-    if let Some(r) = decoded(&d) {
-        return Verdict::Refused(r);
-    }
-    match d {
+    match wire::decode_captured(bytes, meta.wire_len as usize, link_type) {
         Decoded::Knock(k) => {
             let tagged = wire::has_vlan_tag_in_frame(bytes, link_type);
             match knock(meta, &k, tagged, capture_all, host) {
@@ -133,7 +134,8 @@ pub fn frame(
             }
         }
         Decoded::Malformed(m) => Verdict::Malformed(m),
-        Decoded::Fragment | Decoded::Other => Verdict::Ignored,
+        Decoded::Fragment => Verdict::Refused(Refusal::Fragment),
+        Decoded::Other => Verdict::Ignored,
     }
 }
 
@@ -160,17 +162,6 @@ pub fn link(meta: &FrameMeta) -> Result<(), Refusal> {
         libc::PACKET_BROADCAST => Err(Refusal::LinkBroadcast),
         libc::PACKET_MULTICAST => Err(Refusal::LinkMulticast),
         _ => Err(Refusal::OtherPacketType),
-    }
-}
-
-/// The decoder's verdicts that are refusals of a frame the host would not
-/// take whole: first fragments, checksum and length errors.
-pub fn decoded(d: &Decoded) -> Option<Refusal> {
-    match d {
-        Decoded::Fragment => Some(Refusal::Fragment),
-        Decoded::Malformed(Malformed::BadChecksum(_)) => Some(Refusal::BadChecksum),
-        Decoded::Malformed(Malformed::BadTotalLength(_)) => Some(Refusal::BadLength),
-        _ => None,
     }
 }
 
@@ -250,6 +241,13 @@ impl Refusals {
             }
         };
         *n += 1;
+    }
+
+    /// Counts a malformed frame's reason, if it has one here.
+    pub fn count_malformed(&mut self, m: Malformed) {
+        if let Some(r) = Refusal::of_malformed(m) {
+            self.count(r);
+        }
     }
 
     /// Refusals of every reason together.
@@ -448,7 +446,8 @@ mod tests {
              fragment=1 bad_checksum=1 bad_length=1 src_unspecified=1 src_loopback=0 \
              src_multicast=0 src_broadcast=0 src_own=0 src_mapped=1"
         );
-        assert_eq!(decoded(&Decoded::Fragment), Some(Refusal::Fragment));
-        assert_eq!(decoded(&Decoded::Other), None);
+        r.count_malformed(Malformed::BadChecksum(crate::wire::Layer::Ipv4));
+        r.count_malformed(Malformed::TooManyVlanTags);
+        assert_eq!((r.bad_checksum, r.total()), (2, 9));
     }
 }

@@ -435,13 +435,11 @@ impl Daemon {
                     Verdict::Ignored => {}
                     Verdict::Refused(r) => {
                         counters.refused.count(r);
-                        if r.is_malformed() {
-                            counters.malformed += 1;
-                        }
                         debug!("frame on ifindex {} refused: {r:?}", meta.ifindex);
                     }
                     Verdict::Malformed(why) => {
                         counters.malformed += 1;
+                        counters.refused.count_malformed(why);
                         debug!("malformed frame on ifindex {}: {why}", meta.ifindex);
                     }
                 }
