@@ -2,7 +2,8 @@
 //! firewall and opens doors for sources that knock the right sequence.
 //!
 //! Frames flow one way, a folder per stage: `capture` (ring, kernel filter,
-//! own addresses) → `wire` (decode) → `knock` (steps, matcher) → `doors`
+//! own addresses, admission of frames the host would take) → `wire`
+//! (decode) → `knock` (steps, sources, matcher) → `doors`
 //! (door state, journal, timed stops, commands). `config` reads the rules,
 //! `daemon` is the I/O shell around the stages, `client` is `tportknock`.
 

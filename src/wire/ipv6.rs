@@ -249,6 +249,17 @@ impl<'a, T: AsRef<[u8]> + ?Sized> ExtHeader<&'a T> {
     }
 }
 
+/// Where an extension-header walk ended: the first header not walked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transport<'a> {
+    /// Its protocol number (TCP, UDP, ESP, …).
+    pub protocol: u8,
+    /// Its bytes, to the end of the (captured) payload.
+    pub payload: &'a [u8],
+    /// A fragment header (offset 0) came before it: a first fragment.
+    pub fragment: bool,
+}
+
 /// Walks the extension headers starting with `next_header` over `payload`
 /// (the IPv6 payload as bounded by [`Packet::payload`]) and returns the first
 /// header that is not walked — its protocol number and bytes, and whether a
@@ -262,7 +273,7 @@ pub fn walk_ext_headers(
     next_header: u8,
     payload: &[u8],
     complete: bool,
-) -> Result<Option<(u8, &[u8], bool)>, Malformed> {
+) -> Result<Option<Transport<'_>>, Malformed> {
     let mut next = next_header;
     let mut rest = payload;
     let mut walked = 0;
@@ -283,7 +294,11 @@ pub fn walk_ext_headers(
         rest = ext.payload();
         walked += 1;
     }
-    Ok(Some((next, rest, fragment)))
+    Ok(Some(Transport {
+        protocol: next,
+        payload: rest,
+        fragment,
+    }))
 }
 
 #[cfg(test)]
@@ -324,9 +339,13 @@ mod test {
         bytes
     }
 
-    fn walk(bytes: &[u8]) -> Result<Option<(u8, &[u8], bool)>, Malformed> {
+    /// (protocol, payload, fragment) of where the walk ended.
+    type Walked<'a> = Result<Option<(u8, &'a [u8], bool)>, Malformed>;
+
+    fn walk(bytes: &[u8]) -> Walked<'_> {
         let ip = Packet::new_checked(bytes)?;
-        walk_ext_headers(ip.next_header(), ip.payload(), ip.is_complete())
+        let t = walk_ext_headers(ip.next_header(), ip.payload(), ip.is_complete())?;
+        Ok(t.map(|t| (t.protocol, t.payload, t.fragment)))
     }
 
     #[test]
@@ -465,8 +484,9 @@ mod test {
                 ip_proto::UDP
             };
         }
-        let (proto, rest, fragment) = walk_ext_headers(0, &chain, true).unwrap().unwrap();
-        assert!(!fragment);
+        let t = walk_ext_headers(0, &chain, true).unwrap().unwrap();
+        let (proto, rest) = (t.protocol, t.payload);
+        assert!(!t.fragment);
         assert_eq!(proto, ip_proto::UDP);
         assert_eq!(rest.len(), 8);
         // One more hop-by-hop header: over the limit.

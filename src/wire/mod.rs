@@ -312,8 +312,11 @@ fn decode_ipv6(bytes: &[u8], avail: Option<usize>) -> Result<Decoded, Malformed>
         return Err(Malformed::BadTotalLength(Layer::Ipv6));
     }
     let complete = ip.is_complete();
-    let Some((protocol, payload, fragment)) =
-        ipv6::walk_ext_headers(ip.next_header(), ip.payload(), complete)?
+    let Some(ipv6::Transport {
+        protocol,
+        payload,
+        fragment,
+    }) = ipv6::walk_ext_headers(ip.next_header(), ip.payload(), complete)?
     else {
         return Ok(Decoded::Other);
     };
