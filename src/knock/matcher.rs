@@ -613,60 +613,62 @@ impl Matcher {
         let now = self.tick(now_ms);
         let key = Key::of(k.src);
         let h = self.table.hash(key);
-        let s = match self.table.find(h, key) {
-            Some(s) => s,
-            None => {
-                if !bit_test(&self.first, pb) {
-                    return;
-                }
-                let (lo, hi) = self.firsts.range(pb);
-                let mut need_slot = false;
-                let mut single = false;
-                for &e in &self.firsts.events[lo..hi] {
-                    let ev = &self.events[usize::from(e)];
-                    if ev.steps[0].matches(k.proto, k.dst_port, k.flags) {
-                        if ev.steps.len() == 1 {
-                            single = true;
-                        } else {
-                            need_slot = true;
-                        }
-                    }
-                }
-                if need_slot {
-                    let (s, evicted) = self.table.insert(h, key, NO_ATTEMPTS);
-                    if let Some(old) = evicted {
-                        self.free_chain(old.more);
-                    }
-                    s
-                } else {
-                    if single {
-                        self.fire_singles(k, (lo, hi), out);
-                    }
-                    return;
-                }
-            }
-        };
-        self.step_source(s, k, now, pb, out);
+        match self.table.find(h, key) {
+            Some(s) => self.step_source(s, k, now, pb, out),
+            None if bit_test(&self.first, pb) => self.start_source(h, key, k, now, pb, out),
+            None => {}
+        }
     }
 
-    /// One-step events matched by an untracked source: fire without a slot.
-    fn fire_singles(&mut self, k: &Knock, (lo, hi): (usize, usize), out: &mut Output) {
-        for i in lo..hi {
-            let event = usize::from(self.firsts.events[i]);
+    /// A frame from an untracked source on a first-step port: the events
+    /// it starts get attempts (in a new slot), the one-step ones fire.
+    /// The rules of `apply` for a source without attempts, in one pass.
+    fn start_source(&mut self, h: u32, key: Key, k: &Knock, now: u64, pb: usize, out: &mut Output) {
+        let (lo, hi) = self.firsts.range(pb);
+        let mut big = std::mem::take(&mut self.next);
+        let mut list = List::new(&mut big);
+        let src = k.src;
+        for &e in &self.firsts.events[lo..hi] {
+            let event = usize::from(e);
             let ev = &self.events[event];
-            if ev.steps.len() == 1 && ev.steps[0].matches(k.proto, k.dst_port, k.flags) {
-                self.counts[event].0 += 1;
+            if !ev.steps[0].matches(k.proto, k.dst_port, k.flags) {
+                continue;
+            }
+            self.counts[event].0 += 1;
+            out.note(Trace::Advanced {
+                event,
+                src,
+                step: 1,
+            });
+            if ev.steps.len() == 1 {
                 self.counts[event].1 += 1;
-                let src = k.src;
-                out.note(Trace::Advanced {
-                    event,
-                    src,
-                    step: 1,
-                });
                 out.note(Trace::Fired { event, src });
                 out.fired.push(Fired { event, src });
+            } else {
+                list.push(Attempt::new(
+                    event,
+                    1,
+                    k.flags,
+                    now.saturating_add(ev.timeout_ms),
+                ));
             }
         }
+        if !list.is_empty() {
+            // A new slot is at the front of probation already.
+            let (s, evicted) = self.table.insert(h, key, NO_ATTEMPTS);
+            if let Some(old) = evicted {
+                self.free_chain(old.more);
+            }
+            match list.small() {
+                Some(l) => {
+                    let d = self.table.data_mut(s);
+                    d.inline[..l.len()].copy_from_slice(l);
+                    d.len = l.len() as u8;
+                }
+                None => self.write_attempts(s, list.as_slice()),
+            }
+        }
+        self.next = big;
     }
 
     /// Applies the rules to tracked source `s`: its attempts in progress
