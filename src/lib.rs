@@ -12,6 +12,7 @@
 pub mod capture;
 pub mod client;
 pub mod config;
+pub mod crypto;
 pub mod daemon;
 pub mod doors;
 pub mod knock;

@@ -97,12 +97,22 @@ fn help_and_version() {
     ] {
         assert!(out.contains(opt), "help lacks {opt}: {out}");
     }
-    let (code, out, _) = run(&["-V".as_ref()]);
-    assert_eq!(code, Some(0));
-    assert_eq!(
-        out.trim(),
-        format!("tportknockd {}", env!("CARGO_PKG_VERSION"))
+    // knockd's users learn where its letters mean something else.
+    assert!(
+        out.contains("here -d debugs and -D detaches, the other way round from\nknockd"),
+        "{out}"
     );
+    // knockd's long spellings.
+    let (code, long, _) = run(&["--help".as_ref()]);
+    assert_eq!((code, &long), (Some(0), &out));
+    for arg in ["-V", "--version"] {
+        let (code, out, _) = run(&[arg.as_ref()]);
+        assert_eq!(code, Some(0));
+        assert_eq!(
+            out.trim(),
+            format!("tportknockd {}", env!("CARGO_PKG_VERSION"))
+        );
+    }
 }
 
 #[test]
@@ -143,5 +153,118 @@ fn check_refuses_a_100000_event_file_with_the_limit_named() {
              shorten the sequences\n{0}: invalid, 1 error\n",
             path.display()
         )
+    );
+}
+
+/// `dist/knock.conf`, the file the package and `make install` put in
+/// /etc, copied to a private file.
+fn installed_config(dir: &TempDir, text: Option<&str>) -> std::path::PathBuf {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/knock.conf");
+    let text = text.map_or_else(|| std::fs::read_to_string(src).unwrap(), str::to_owned);
+    let f = dir.join("knock.conf");
+    std::fs::write(&f, text).unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    f
+}
+
+/// The installed config with every commented event uncommented, as its
+/// header tells the admin to do.
+fn uncommented() -> String {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/knock.conf"),
+    )
+    .unwrap();
+    let mut inside = false;
+    let mut out = String::new();
+    for line in text.lines() {
+        let opens = line.starts_with("#<") && !line.starts_with("#</");
+        inside |= opens;
+        out.push_str(if inside { &line[1..] } else { line });
+        out.push('\n');
+        inside &= !line.starts_with("#</");
+    }
+    out
+}
+
+#[test]
+fn the_installed_config_opens_nothing_until_edited() {
+    let dir = TempDir::new("cli5");
+    // As shipped: no event, so nothing to run.
+    let f = installed_config(&dir, None);
+    let (code, out, err) = run(&["-C".as_ref(), f.as_os_str()]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("no event"), "{err}");
+
+    // Uncommented but the sequences not chosen: refused, every PORT named.
+    let text = uncommented();
+    let f = installed_config(&dir, Some(&text));
+    let (code, _, err) = run(&["-C".as_ref(), f.as_os_str()]);
+    assert_eq!(code, Some(1), "{err}");
+    let ports = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("sequence"))
+        .map(|l| l.matches("PORT").count())
+        .sum::<usize>();
+    assert!(ports >= 4, "{text}");
+    assert_eq!(err.matches("not 'PORT'").count(), ports, "{err}");
+
+    // Ports chosen: every commented event is a valid one.
+    let mut port = 40_000;
+    let chosen: String = text
+        .split("PORT")
+        .enumerate()
+        .map(|(i, part)| {
+            port += 1;
+            if i == 0 {
+                part.to_string()
+            } else {
+                format!("{port}{part}")
+            }
+        })
+        .collect();
+    let f = installed_config(&dir, Some(&chosen));
+    let (code, out, err) = run(&["-C".as_ref(), f.as_os_str()]);
+    assert_eq!(code, Some(0), "{chosen}\n{out}{err}");
+    let events = text
+        .lines()
+        .filter(|l| l.starts_with('<') && !l.starts_with("</"))
+        .count();
+    assert!(events >= 2, "{text}");
+    assert!(out.contains(&format!("{events} events, 0 errors")), "{out}");
+}
+
+#[test]
+fn run_refuses_a_config_with_no_events_and_names_the_fix() {
+    let dir = TempDir::new("cli6");
+    let f = installed_config(&dir, None);
+    let (pid, state) = (dir.join("pid"), dir.join("state"));
+    let out = Command::new(BIN)
+        .arg("-c")
+        .arg(&f)
+        .arg("-p")
+        .arg(&pid)
+        .arg("-s")
+        .arg(&state)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let shown = f.display();
+    assert!(
+        err.contains(&format!("{shown}: no events: edit it")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("check it with tportknockd -C {shown}")),
+        "{err}"
+    );
+    // Refused before anything was set up.
+    assert!(!pid.exists() && !state.exists());
+    // -C says the same.
+    let (code, _, err) = run(&["-C".as_ref(), f.as_os_str()]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains(&format!("{shown}: no events: edit it")),
+        "{err}"
     );
 }

@@ -356,6 +356,59 @@ fn knockd_style_ports_to_a_host_name() {
     }
 }
 
+/// knock's own spelling of a run: `-u` (bare ports are UDP), `--delay`,
+/// `--ipv6`, `--verbose`.
+#[test]
+fn knockd_client_options_u_delay_and_long_names() {
+    let pair = Pair::new();
+    let capture = Capture::start(&pair);
+    let host = pair.server6.to_string();
+    let started = std::time::Instant::now();
+    let out = knock_unprivileged(
+        &pair,
+        &[
+            "-u",
+            "--delay",
+            "300",
+            "--ipv6",
+            "--verbose",
+            &host,
+            "7000",
+            "7001:tcp",
+            "7002",
+        ],
+    );
+    let took = started.elapsed();
+    assert_success(&out);
+    let seen: Vec<Seen> = capture
+        .wait_frames(3)
+        .into_iter()
+        .map(|s| Seen {
+            flags: s.flags.map(|f| f & ALL6),
+            ..s
+        })
+        .collect();
+    assert_frames(
+        &seen,
+        &[
+            ("udp", 7000, None),
+            ("tcp", 7001, Some(SYN)),
+            ("udp", 7002, None),
+        ],
+        false,
+    );
+    assert_eq!(
+        stdout_lines(&out),
+        [
+            format!("udp {}", endpoint(pair.server6.into(), 7000)),
+            format!("tcp {} flags SYN", endpoint(pair.server6.into(), 7001)),
+            format!("udp {}", endpoint(pair.server6.into(), 7002)),
+        ]
+    );
+    // Two pauses of 300 ms between three frames.
+    assert!(took >= Duration::from_millis(600), "{took:?}");
+}
+
 #[test]
 fn syn_and_udp_steps_need_no_privileges() {
     let pair = Pair::new();
@@ -482,14 +535,20 @@ fn usage_errors_exit_2_with_usage() {
         assert!(lines[1].starts_with("usage: tportknock"), "{args:?}: {err}");
         assert!(out.stdout.is_empty());
     }
-    let out = std::process::Command::new(BIN).arg("-h").output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("usage: tportknock"));
-    let out = std::process::Command::new(BIN).arg("-V").output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        format!("tportknock {}\n", env!("CARGO_PKG_VERSION"))
-    );
+    for arg in ["-h", "--help"] {
+        let out = std::process::Command::new(BIN).arg(arg).output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.starts_with("usage: tportknock"), "{arg}: {help}");
+        assert!(help.contains("-u, --udp"), "{arg}: {help}");
+    }
+    for arg in ["-V", "--version"] {
+        let out = std::process::Command::new(BIN).arg(arg).output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("tportknock {}\n", env!("CARGO_PKG_VERSION"))
+        );
+    }
 }
 
 #[test]

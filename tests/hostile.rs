@@ -584,8 +584,9 @@ fn unwritable_journal_directory_is_logged_and_doors_close_on_time() {
     let pair = Pair::new();
     let dir = TempDir::new("h4");
     write_config(&dir, &door_config(&dir));
-    // Read-only whatever the daemon's capabilities.
-    let _state = Tmpfs::mount(dir.join("state"), "ro,size=64k");
+    // Read-only whatever the daemon's capabilities (and 0700: a directory
+    // others can write is refused outright, see tests/doors.rs).
+    let _state = Tmpfs::mount(dir.join("state"), "ro,size=64k,mode=0700");
     let d = start_daemon(&pair, &dir, &[]);
     d.expect_log("journal: cannot open", Duration::from_secs(1));
     assert!(

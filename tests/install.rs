@@ -107,11 +107,28 @@ fn install_places_every_file_and_uninstall_keeps_only_the_config() {
             0o644,
         ),
         (
+            "usr/share/bash-completion/completions/tportknockd",
+            repo().join("dist/bash-completion/tportknockd"),
+            0o644,
+        ),
+        (
+            "usr/share/bash-completion/completions/tportknock",
+            repo().join("dist/bash-completion/tportknock"),
+            0o644,
+        ),
+        // The safe first config (every event commented out), not the example.
+        (
             "etc/tportknockd/knock.conf",
-            repo().join("knock.conf.example"),
+            repo().join("dist/knock.conf"),
             0o600,
         ),
+        (
+            "etc/default/tportknockd",
+            repo().join("dist/tportknockd.default"),
+            0o644,
+        ),
     ];
+    let removed = files.len() - 2;
     for (rel, source, want) in &files {
         let path = inst.path(rel);
         assert_eq!(mode(&path), *want, "{rel}");
@@ -148,29 +165,86 @@ fn install_places_every_file_and_uninstall_keeps_only_the_config() {
         .expect("systemd-analyze (Debian package systemd; `make test` installs it)");
     assert!(verify.status.success(), "{}", text(&verify));
 
-    // The example the user starts from is a valid file for the installed daemon.
+    // The config the user starts from opens nothing: the installed daemon
+    // refuses it and names the way on.
     let check = Command::new(inst.path("usr/sbin/tportknockd"))
         .arg("-C")
         .arg(inst.config())
         .output()
         .unwrap();
-    assert!(check.status.success(), "{}", text(&check));
+    assert_eq!(check.status.code(), Some(1), "{}", text(&check));
+    assert!(
+        text(&check).contains(&format!(
+            "no events: edit it (an event is a <NAME> … </NAME> block), then check it with \
+             tportknockd -C {}",
+            inst.config().display()
+        )),
+        "{}",
+        text(&check)
+    );
 
     // A second install never overwrites a config the user edited.
     fs::write(inst.config(), "# mine\n").unwrap();
+    fs::write(inst.path("etc/default/tportknockd"), "# my options\n").unwrap();
     let again = inst.make("install");
     assert!(again.status.success(), "{}", text(&again));
     assert_eq!(fs::read_to_string(inst.config()).unwrap(), "# mine\n");
+    assert_eq!(
+        fs::read_to_string(inst.path("etc/default/tportknockd")).unwrap(),
+        "# my options\n"
+    );
 
     let out = inst.make("uninstall");
     assert!(out.status.success(), "{}", text(&out));
-    for (rel, _, _) in &files[..5] {
+    for (rel, _, _) in &files[..removed] {
         assert!(!inst.path(rel).exists(), "{rel} left behind");
     }
     assert!(!inst
         .path("usr/lib/systemd/system/tportknockd.service")
         .exists());
     assert_eq!(fs::read_to_string(inst.config()).unwrap(), "# mine\n");
+}
+
+#[test]
+fn install_never_compiles_and_says_to_run_make_first() {
+    require_root();
+    let root = TempDir::new("inst0");
+    let empty = root.join("no-build");
+    fs::create_dir(&empty).unwrap();
+    // A cargo that would leave a mark if install ran it.
+    let mark = root.join("cargo-ran");
+    let cargo = root.join("cargo");
+    fs::write(
+        &cargo,
+        format!("#!/bin/sh\ntouch '{}'\nexit 1\n", mark.display()),
+    )
+    .unwrap();
+    fs::set_permissions(&cargo, fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("make")
+        .arg("-s")
+        .arg("-C")
+        .arg(repo())
+        .arg("install")
+        .arg(format!("PREFIX={}", root.join("usr").display()))
+        .arg(format!("SYSCONFDIR={}", root.join("etc").display()))
+        .arg(format!("RELEASE_DIR={}", empty.display()))
+        .arg(format!("CARGO={}", cargo.display()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains(&format!(
+            "{}/tportknockd is missing: run 'make' first",
+            empty.display()
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(!mark.exists(), "make install ran cargo");
+    assert!(
+        !root.join("usr").exists(),
+        "make install installed something"
+    );
 }
 
 /// The capability numbers of `CAP_…` names (only those the unit may use).

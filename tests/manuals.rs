@@ -29,6 +29,29 @@ fn manuals_render_without_warnings() {
     }
 }
 
+/// As a reader sees them: `man` at 80 columns, with groff's warnings on
+/// (a table wider than the line shows up only there, not in `groff -z`).
+#[test]
+fn manuals_format_at_80_columns_without_warnings() {
+    for page in ["man/tportknockd.8", "man/knock.conf.5", "man/tportknock.1"] {
+        let out = Command::new("man")
+            .args(["--warnings", "-l"])
+            .arg(repo(page))
+            .env("MANWIDTH", "80")
+            .env("MANPAGER", "cat")
+            .env("LC_ALL", "C.UTF-8")
+            .output()
+            .expect("man (Debian package man-db; `make test` installs it)");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && err.is_empty(), "{page}:\n{err}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.lines().count() > 50,
+            "{page} rendered to almost nothing"
+        );
+    }
+}
+
 /// The option letters a binary's `-h` lists (`-X` at the start of a column).
 fn options_of(bin: &str) -> Vec<char> {
     let out = Command::new(bin).arg("-h").output().unwrap();

@@ -9,6 +9,7 @@ use std::fs;
 use std::os::fd::RawFd;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tportknockd::doors::journal::JournalId;
 use tportknockd::doors::runner::{Completion, Outcome, Request, Runner, RunnerConfig, PATH};
 
 fn config(max_running: usize, time_limit: Duration) -> RunnerConfig {
@@ -26,7 +27,7 @@ fn runner(max_running: usize) -> Runner {
 
 fn req(tag: u64, command: &str) -> Request {
     Request {
-        tag,
+        tag: Some(JournalId::new(tag)),
         label: format!("test #{tag}"),
         command: command.to_string(),
     }
@@ -171,7 +172,7 @@ fn only_descriptors_0_to_2_are_inherited() {
     // daemon would leave them, plus one opened the normal Rust way.
     // SAFETY: plain open/dup2 on our own descriptor table.
     let leaky = unsafe {
-        let fd = libc::open(b"/dev/null\0".as_ptr().cast(), libc::O_RDONLY);
+        let fd = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
         assert!(fd >= 0);
         assert_eq!(libc::dup2(fd, 900), 900);
         fd
@@ -347,7 +348,10 @@ fn orphan_holding_the_pipe_does_not_hang_the_runner() {
     // And the worker is free for the next command.
     r.submit(req(2, "echo again"));
     let c = collect(&r, 1, Duration::from_secs(5));
-    assert_eq!((c[0].tag, &c[0].outcome), (2, &Outcome::Exited(0)));
+    assert_eq!(
+        (c[0].tag, &c[0].outcome),
+        (Some(JournalId::new(2)), &Outcome::Exited(0))
+    );
     assert_eq!(c[0].output, "again\n");
 }
 
@@ -428,12 +432,12 @@ fn log_helper() {
     }
     let r = runner(1);
     r.submit(Request {
-        tag: 1,
+        tag: Some(JournalId::new(1)),
         label: "LOGTEST start 10.0.0.2".into(),
         command: "echo hello; printf 'esc\\033[31m\\n'; exit 3".into(),
     });
     r.submit(Request {
-        tag: 2,
+        tag: Some(JournalId::new(2)),
         label: "LOGTEST ok".into(),
         command: "echo fine; head -c 5000 /dev/zero | tr '\\0' y".into(),
     });

@@ -33,25 +33,31 @@ const SYN_LINGER: Duration = Duration::from_millis(2);
 /// Source ports are drawn from the dynamic range (RFC 6335).
 const SRC_PORT_BASE: u16 = 49152;
 
-const USAGE: &str = "usage: tportknock [-46v] [-d MS] HOST STEP...\n       \
-                     tportknock [-46v] [-d MS] -c FILE -e EVENT HOST";
+const USAGE: &str = "usage: tportknock [-46uv] [-d MS] HOST STEP...\n       \
+                     tportknock [-46v] [-d MS] -c FILE -e EVENT HOST\n       \
+                     tportknock -K FILE";
 
 const HELP: &str = "\
 Knocks a sequence of frames at HOST, including TCP frames with exact flags.
 
 STEP is protocol:port[:flags] as in tportknockd's knock.conf (udp:1234
 tcp:123:frap tcp:434:x tcp:2345:n), or knockd style: PORT or PORT:tcp (a
-TCP SYN), PORT:udp (a UDP datagram).
+TCP SYN), PORT:udp (a UDP datagram); with -u a bare PORT is UDP.
 TCP flags: f FIN, s SYN, r RST, p PSH, a ACK, u URG, in any combination;
 x all six, n none (also meant when no flags are given), i any (sends SYN).
 
-  -c FILE   read the sequence of EVENT from FILE (a tportknockd knock.conf)
-  -e EVENT  the event whose sequence to knock (with -c)
-  -d MS     wait MS milliseconds between frames (default 10)
-  -4, -6    use only an IPv4 or only an IPv6 address of HOST
-  -v        print each frame as it is sent
-  -h        show this help and exit
-  -V        show the version and exit
+  -c, --config FILE  read the sequence of EVENT from FILE (a knock.conf)
+  -e, --event EVENT  the event whose sequence to knock (with -c)
+  -d, --delay MS     wait MS milliseconds between frames (default 10)
+  -u, --udp          a bare PORT is a UDP datagram instead of a TCP SYN
+  -4, --ipv4         use only an IPv4 address of HOST
+  -6, --ipv6         use only an IPv6 address of HOST
+  -v, --verbose      print each frame as it is sent
+  -K, --genkey FILE  write a new random key for a rotating event to FILE
+                     (mode 0600, never replacing a file) and exit; the key
+                     is not shown
+  -h, --help         show this help and exit
+  -V, --version      show the version and exit
 
 TCP steps other than a plain SYN need root or CAP_NET_RAW.";
 
@@ -96,6 +102,8 @@ pub enum Command {
     Help,
     Version,
     Knock(Options),
+    /// `-K FILE`: write a new key file.
+    GenKey(PathBuf),
 }
 
 /// A command line that makes no sense (exit status 2).
@@ -140,6 +148,12 @@ pub fn main() -> i32 {
             );
             0
         }
+        Ok(Command::GenKey(file)) => crate::crypto::keyfile::genkey_command(
+            &file,
+            &mut io::stdout(),
+            &mut io::stderr(),
+            "tportknock",
+        ),
         Ok(Command::Knock(opts)) => match run(&opts) {
             Ok(()) => 0,
             Err(e) => {
@@ -165,16 +179,21 @@ pub fn parse_args<S: AsRef<OsStr>>(args: &[S]) -> Result<Command, UsageError> {
         .optflag("4", "ipv4", "")
         .optflag("6", "ipv6", "")
         .optflag("v", "verbose", "")
+        .optflag("u", "udp", "")
         .optopt("c", "config", "", "FILE")
         .optopt("e", "event", "", "EVENT")
         .optflag("h", "help", "")
-        .optflag("V", "version", "");
+        .optflag("V", "version", "")
+        .optopt("K", "genkey", "", "FILE");
     let m = spec.parse(args).map_err(|e| UsageError(e.to_string()))?;
     if m.opt_present("h") {
         return Ok(Command::Help);
     }
     if m.opt_present("V") {
         return Ok(Command::Version);
+    }
+    if let Some(file) = m.opt_str("K") {
+        return genkey_args(file, &m);
     }
     let family = match (m.opt_present("4"), m.opt_present("6")) {
         (true, true) => return Err(UsageError("-4 and -6 exclude each other".into())),
@@ -187,6 +206,12 @@ pub fn parse_args<S: AsRef<OsStr>>(args: &[S]) -> Result<Command, UsageError> {
         Some(text) => parse_delay(&text)?,
     };
     let verbose = m.opt_present("v");
+    // knock's -u: what a port without a protocol means.
+    let bare = if m.opt_present("u") {
+        Proto::Udp
+    } else {
+        Proto::Tcp
+    };
     let (config_file, event) = (m.opt_str("c"), m.opt_str("e"));
     let mut free = m.free.into_iter();
     let host = match free.next() {
@@ -195,6 +220,11 @@ pub fn parse_args<S: AsRef<OsStr>>(args: &[S]) -> Result<Command, UsageError> {
         None => return Err(UsageError("missing HOST".into())),
     };
     let sequence = match (config_file, event) {
+        (Some(_), Some(_)) if bare == Proto::Udp => {
+            return Err(UsageError(
+                "-u applies to PORT steps; the event in -c FILE names its own protocols".into(),
+            ))
+        }
         (Some(file), Some(name)) => {
             if let Some(extra) = free.next() {
                 return Err(UsageError(format!(
@@ -211,7 +241,7 @@ pub fn parse_args<S: AsRef<OsStr>>(args: &[S]) -> Result<Command, UsageError> {
         (None, Some(_)) => return Err(UsageError("-e needs -c FILE".into())),
         (None, None) => {
             let steps = free
-                .map(|text| parse_step(&text).map(|step| Frame { text, step }))
+                .map(|text| parse_step_bare(&text, bare).map(|step| Frame { text, step }))
                 .collect::<Result<Vec<Frame>, StepError>>()
                 .map_err(|e| UsageError(e.0))?;
             if steps.is_empty() {
@@ -229,6 +259,15 @@ pub fn parse_args<S: AsRef<OsStr>>(args: &[S]) -> Result<Command, UsageError> {
     }))
 }
 
+/// `-K FILE` stands alone: nothing else on the line has a meaning with it.
+fn genkey_args(file: String, m: &getopts::Matches) -> Result<Command, UsageError> {
+    let others = ["d", "4", "6", "v", "c", "e"];
+    if file.is_empty() || !m.free.is_empty() || others.iter().any(|o| m.opt_present(o)) {
+        return Err(UsageError("-K takes a FILE and nothing else".into()));
+    }
+    Ok(Command::GenKey(PathBuf::from(file)))
+}
+
 fn parse_delay(text: &str) -> Result<Duration, UsageError> {
     match text.parse::<u64>() {
         Ok(ms) if ms <= MAX_DELAY_MS && text.bytes().all(|b| b.is_ascii_digit()) => {
@@ -244,6 +283,11 @@ fn parse_delay(text: &str) -> Result<Duration, UsageError> {
 /// One STEP argument: the daemon's frame syntax (`tcp:123:frap`), or
 /// knockd's `PORT[:tcp|:udp]`, where TCP means a SYN.
 pub fn parse_step(text: &str) -> Result<Step, StepError> {
+    parse_step_bare(text, Proto::Tcp)
+}
+
+/// [`parse_step`], a bare `PORT` meaning `bare` (UDP after knock's `-u`).
+pub fn parse_step_bare(text: &str, bare: Proto) -> Result<Step, StepError> {
     let (port_text, proto_text) = match text.split_once(':') {
         Some((port, proto)) => (port, Some(proto)),
         None => (text, None),
@@ -257,7 +301,7 @@ pub fn parse_step(text: &str) -> Result<Step, StepError> {
         _ => return Err(bad("port must be a number from 1 to 65535")),
     };
     let proto = match proto_text {
-        None => Proto::Tcp,
+        None => bare,
         Some(p) if p.eq_ignore_ascii_case("tcp") => Proto::Tcp,
         Some(p) if p.eq_ignore_ascii_case("udp") => Proto::Udp,
         Some(_) => return Err(bad("knockd-style steps are PORT, PORT:tcp or PORT:udp")),
@@ -660,6 +704,34 @@ mod tests {
     }
 
     #[test]
+    fn genkey_takes_a_file_and_nothing_else() {
+        for args in [
+            &["-K", "k.key"][..],
+            &["--genkey", "k.key"],
+            &["--genkey=k.key"],
+        ] {
+            assert_eq!(
+                parse_args(args),
+                Ok(Command::GenKey(PathBuf::from("k.key"))),
+                "{args:?}"
+            );
+        }
+        for args in [
+            &["-K", "k.key", "host"][..],
+            &["-K", "k.key", "-v"],
+            &["-K", "k.key", "-c", "knock.conf", "-e", "SSH"],
+            &["-K", ""],
+        ] {
+            assert_eq!(
+                usage_error(args),
+                "-K takes a FILE and nothing else",
+                "{args:?}"
+            );
+        }
+        assert!(usage_error(&["-K"]).contains("K"));
+    }
+
+    #[test]
     fn parses_a_full_command_line() {
         let o = knock(&[
             "-v",
@@ -701,6 +773,36 @@ mod tests {
         );
         assert_eq!(parse_args(&["-h", "x"]), Ok(Command::Help));
         assert_eq!(parse_args(&["-V"]), Ok(Command::Version));
+        assert_eq!(parse_args(&["--help"]), Ok(Command::Help));
+        assert_eq!(parse_args(&["--version"]), Ok(Command::Version));
+    }
+
+    #[test]
+    fn knocks_u_makes_bare_ports_udp_and_leaves_spelled_protocols_alone() {
+        let udp = |port| Step {
+            proto: Proto::Udp,
+            port,
+            flags: FlagSpec::Any,
+        };
+        for args in [
+            &["-u", "h", "7000", "7001:tcp", "7002:udp", "tcp:7003:fs"][..],
+            &["--udp", "h", "7000", "7001:tcp", "7002:udp", "tcp:7003:fs"][..],
+        ] {
+            let Sequence::Steps(frames) = knock(args).sequence else {
+                panic!("{args:?}")
+            };
+            let steps: Vec<Step> = frames.into_iter().map(|f| f.step).collect();
+            assert_eq!(
+                steps,
+                [udp(7000), step("7001:tcp"), udp(7002), step("tcp:7003:fs")],
+                "{args:?}"
+            );
+        }
+        // Without -u a bare port stays a SYN.
+        let Sequence::Steps(frames) = knock(&["h", "7000"]).sequence else {
+            panic!()
+        };
+        assert_eq!(frames[0].step, step("7000:tcp"));
     }
 
     #[test]
@@ -720,6 +822,10 @@ mod tests {
             (&["-c", "f", "h"][..], "-c needs -e"),
             (&["-e", "E", "h"][..], "-e needs -c"),
             (&["-c", "f", "-e", "E", "h", "1"][..], "give only HOST"),
+            (
+                &["-u", "-c", "f", "-e", "E", "h"][..],
+                "-u applies to PORT steps",
+            ),
             (&["-c", "f", "-e", "E"][..], "missing HOST"),
             (&["h", "tcp:1:zz"][..], "unknown flag"),
             (&["h", "1", "99999"][..], "port must be"),

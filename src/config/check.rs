@@ -5,8 +5,12 @@ use std::io::Write;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
+use crate::config::sets::AddrFamily;
 use crate::config::{self, Config, Event};
+use crate::daemon::log::sanitize;
 use crate::knock::{flags, FlagSpec, Proto, Step};
+
+pub mod rotating;
 
 /// Checks `path`; the report goes to `out`, errors to `err`. Returns the
 /// exit status: 0 for a usable file (warnings or not), 1 otherwise.
@@ -29,7 +33,7 @@ pub fn run(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             let mut warnings = config.warnings.clone();
             warnings.extend(self::warnings(&config, &file));
             for w in &warnings {
-                let _ = writeln!(out, "warning: {w}");
+                let _ = writeln!(out, "warning: {}", sanitize(w));
             }
             let _ = writeln!(
                 out,
@@ -53,7 +57,11 @@ fn plural(n: usize, word: &str) -> String {
 fn describe(event: &Event, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "event {} (line {})", event.name, event.line)?;
     if let Some(file) = &event.one_time {
-        writeln!(out, "  one-time sequences from {}", file.display())?;
+        writeln!(
+            out,
+            "  one-time sequences from {}",
+            sanitize(&file.display().to_string())
+        )?;
     }
     if event.sequence.is_empty() {
         writeln!(out, "  sequence: none left: event disabled")?;
@@ -95,11 +103,14 @@ fn describe(event: &Event, out: &mut dyn Write) -> std::io::Result<()> {
             "  watches frames to {target} instead of the own addresses"
         )?;
     }
+    // Commands are shown as the log shows them: a control character, line
+    // separator or bidi override must not reach the terminal raw (it could
+    // make a command read differently from what runs).
     let none = |c: &str| {
         if c.is_empty() {
             "none".to_string()
         } else {
-            c.to_string()
+            sanitize(c)
         }
     };
     writeln!(out, "  start: {}", none(&event.start_command))?;
@@ -107,16 +118,30 @@ fn describe(event: &Event, out: &mut dyn Write) -> std::io::Result<()> {
         writeln!(out, "  start for IPv6: {}", none(cmd6))?;
     }
     match (&event.stop_command, event.command_delay) {
-        (Some(stop), Some(delay)) => writeln!(out, "  stop after {delay} s: {stop}")?,
+        (Some(stop), Some(delay)) => writeln!(out, "  stop after {delay} s: {}", none(stop))?,
         _ => writeln!(out, "  stop: none")?,
     }
     if let Some(cmd6) = &event.stop_command_6 {
         match event.command_delay {
             Some(delay) if !cmd6.is_empty() => {
-                writeln!(out, "  stop for IPv6 after {delay} s: {cmd6}")?
+                writeln!(out, "  stop for IPv6 after {delay} s: {}", none(cmd6))?
             }
             _ => writeln!(out, "  stop for IPv6: none")?,
         }
+    }
+    for (target, family) in event.sets.all() {
+        let who = match family {
+            AddrFamily::V4 => "IPv4",
+            AddrFamily::V6 => "IPv6",
+        };
+        let delay = event.command_delay.unwrap_or(0);
+        writeln!(
+            out,
+            "  kernel door for {who}: {target}, address kept {delay} s"
+        )?;
+    }
+    if let Some(max) = event.max_doors {
+        writeln!(out, "  at most {max} doors open at once")?;
     }
     Ok(())
 }
@@ -273,6 +298,7 @@ pub fn warnings(config: &Config, file: &str) -> Vec<String> {
         }
         if event.start_for(Ipv4Addr::UNSPECIFIED.into()).is_none()
             && event.start_for(Ipv6Addr::UNSPECIFIED.into()).is_none()
+            && event.sets.is_empty()
         {
             out.push(at("runs no command: a knock only shows in the log".into()));
         }
@@ -396,6 +422,29 @@ event Web (line 9)
   start: web %IP%
   stop: none
 {name}: 2 events, 0 errors, 0 warnings
+"
+            )
+        );
+    }
+
+    #[test]
+    fn describes_kernel_doors() {
+        let text = "<K>\nsequence = tcp:7001:fu udp:8002\ntimeout = 5\n\
+                    nft_set = inet filter knocked4\nipset_6 = knocked6\ncommand_delay = 30\n</K>\n";
+        let (status, out, err, name) = check(text.as_bytes(), 0o600);
+        assert_eq!((status, err.as_str()), (0, ""));
+        assert_eq!(
+            out,
+            format!(
+                "event K (line 1)
+  sequence: 2 frames within 5 s
+    1. tcp/7001 with exactly FIN URG
+    2. udp/8002
+  start: none
+  stop: none
+  kernel door for IPv4: nftables set 'inet filter knocked4', address kept 30 s
+  kernel door for IPv6: ipset 'knocked6', address kept 30 s
+{name}: 1 event, 0 errors, 0 warnings
 "
             )
         );
@@ -664,5 +713,72 @@ error: {name}:13: 'oops = 1' is outside any <NAME> … </NAME> block
 "
             )
         );
+    }
+
+    #[test]
+    fn commands_are_shown_escaped_like_the_log() {
+        let dir = Scratch::new("check-escape");
+        let f = dir.file(
+            "k.conf",
+            "<SSH>\nsequence = tcp:7000:s udp:7001\ntimeout = 5\n\
+             start_command = echo \u{202e}evil\u{2028}x\n\
+             stop_command = echo \u{202e}undo\ncommand_delay = 3\nmax_doors = 7\n</SSH>\n",
+            0o600,
+        );
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(run(&f, &mut out, &mut err), 0);
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("start: echo \\u{202e}evil\\u{2028}x\n"),
+            "{out}"
+        );
+        assert!(out.contains("stop after 3 s: echo \\u{202e}undo"), "{out}");
+        assert!(out.contains("at most 7 doors open at once"), "{out}");
+        assert!(
+            !out.contains('\u{202e}') && !out.contains('\u{2028}'),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn an_ipv6_start_without_an_ipv6_stop_is_an_error_naming_the_fix() {
+        let dir = Scratch::new("check-v6stop");
+        let knock = dir.file(
+            "k.conf",
+            "<SMTP>\nsequence = tcp:7000:s\ntimeout = 5\n\
+             start_command = iptables -I INPUT -s %IP% -j ACCEPT\n\
+             start_command_6 = ip6tables -I INPUT -s %IP% -j ACCEPT\n\
+             stop_command = iptables -D INPUT -s %IP% -j ACCEPT\ncommand_delay = 3\n</SMTP>\n",
+            0o600,
+        );
+        let knockd = dir.file(
+            "knockd.conf",
+            "[SMTP]\nsequence = 7000\ncommand = iptables -I INPUT -s %IP% -j ACCEPT\n\
+             command_6 = ip6tables -I INPUT -s %IP% -j ACCEPT\n\
+             stop_command = iptables -D INPUT -s %IP% -j ACCEPT\ncmd_timeout = 3\n",
+            0o600,
+        );
+        for (f, key) in [(&knock, "stop_command_6"), (&knockd, "Stop_Command_6")] {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            assert_eq!(run(f, &mut out, &mut err), 1);
+            let err = String::from_utf8(err).unwrap();
+            assert!(err.contains(&format!("add {key}")), "{err}");
+            assert!(err.contains("would stay open"), "{err}");
+            // The daemon refuses it too (the same loader).
+            assert!(config::load(f).is_err());
+        }
+        // An explicit stop_command_6, even empty, or an empty
+        // start_command_6 is a decision: accepted.
+        for extra in [
+            "stop_command_6 = ip6tables -D INPUT -s %IP% -j ACCEPT\n",
+            "stop_command_6 =\n",
+        ] {
+            let text = std::fs::read_to_string(&knock).unwrap().replace(
+                "command_delay = 3\n",
+                &format!("command_delay = 3\n{extra}"),
+            );
+            let f = dir.file("ok.conf", text, 0o600);
+            assert!(config::load(&f).is_ok(), "{extra}");
+        }
     }
 }

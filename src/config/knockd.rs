@@ -248,6 +248,18 @@ impl Section {
             }
             _ => {}
         }
+        if let Some(line) = self.seen[Key::Start6 as usize] {
+            if let Some(msg) = super::ipv6_stop_missing(
+                Key::Start6.name(),
+                Key::Stop6.name(),
+                self.start6.as_deref().unwrap_or(""),
+                self.stop.as_deref().unwrap_or(""),
+                self.stop6.is_some(),
+            ) {
+                diag.at(line, format!("[{name}] {msg}"));
+                return None;
+            }
+        }
         if self.broken || self.discard {
             return None;
         }
@@ -273,6 +285,8 @@ impl Section {
             tcp_gate: self.tcp_flags,
             target: self.target,
             one_time: self.one_time,
+            sets: Default::default(),
+            max_doors: None,
         })
     }
 }
@@ -474,7 +488,8 @@ pub fn parse(text: &[u8], file: &str) -> Result<Config, LoadError> {
     }
     if names.is_empty() && diag.messages.is_empty() {
         diag.messages.push(format!(
-            "{file}: no event defined; expected at least one [name] section besides [options]"
+            "{file}: no events: edit it (an event is a [name] section besides \
+             [options]), then check it with tportknockd -C {file}"
         ));
     }
     if diag.messages.is_empty() {
@@ -817,7 +832,10 @@ mod tests {
     fn no_events_is_an_error() {
         assert_eq!(
             errors("[options]\nUseSyslog\n"),
-            ["k.conf: no event defined; expected at least one [name] section besides [options]"]
+            [
+                "k.conf: no events: edit it (an event is a [name] section besides [options]), \
+              then check it with tportknockd -C k.conf"
+            ]
         );
     }
 

@@ -29,6 +29,7 @@ use crate::knock::{FlagSpec, Step};
 pub mod check;
 pub mod knockd;
 pub mod onetime;
+pub mod sets;
 
 /// One `<NAME>` block (or knockd `[name]` section).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -61,6 +62,13 @@ pub struct Event {
     /// knockd's `One_Time_Sequences`: `sequence` is this file's first
     /// unused line, and each use marks that line used.
     pub one_time: Option<PathBuf>,
+    /// Kernel doors: sets the knocker's address goes into, for
+    /// `command_delay` seconds (`nft_set`, `nft_set_6`, `ipset`, `ipset_6`).
+    pub sets: sets::DoorSets,
+    /// knock.conf's `max_doors`: doors of this event open at once; past it
+    /// a completed knock is logged and refused. `None`: only the daemon's
+    /// caps (`-n`, `-N`) apply.
+    pub max_doors: Option<u32>,
 }
 
 impl Event {
@@ -134,6 +142,8 @@ impl std::error::Error for LoadError {}
 pub const MAX_TIMEOUT: u32 = 86_400;
 /// Longest `command_delay`: 31 days.
 pub const MAX_COMMAND_DELAY: u32 = 31 * 86_400;
+/// Largest `max_doors`.
+pub const MAX_DOORS: u32 = 1 << 20;
 /// Longest non-comment line; far above any sane command, far below what
 /// would make echoing or storing it a burden.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -338,10 +348,15 @@ enum Key {
     CommandDelay,
     StartCommand6,
     StopCommand6,
+    NftSet,
+    NftSet6,
+    Ipset,
+    Ipset6,
+    MaxDoors,
 }
 
 impl Key {
-    const ALL: [Key; 7] = [
+    const ALL: [Key; 12] = [
         Key::Sequence,
         Key::Timeout,
         Key::StartCommand,
@@ -349,9 +364,14 @@ impl Key {
         Key::CommandDelay,
         Key::StartCommand6,
         Key::StopCommand6,
+        Key::NftSet,
+        Key::NftSet6,
+        Key::Ipset,
+        Key::Ipset6,
+        Key::MaxDoors,
     ];
     const KNOWN: &'static str = "sequence, timeout, start_command, stop_command, command_delay, \
-         start_command_6, stop_command_6";
+         start_command_6, stop_command_6, nft_set, nft_set_6, ipset, ipset_6, max_doors";
 
     fn name(self) -> &'static str {
         match self {
@@ -362,6 +382,11 @@ impl Key {
             Key::CommandDelay => "command_delay",
             Key::StartCommand6 => "start_command_6",
             Key::StopCommand6 => "stop_command_6",
+            Key::NftSet => "nft_set",
+            Key::NftSet6 => "nft_set_6",
+            Key::Ipset => "ipset",
+            Key::Ipset6 => "ipset_6",
+            Key::MaxDoors => "max_doors",
         }
     }
 
@@ -416,6 +441,8 @@ struct Block {
     command_delay: Option<u32>,
     start_command_6: Option<String>,
     stop_command_6: Option<String>,
+    sets: sets::DoorSets,
+    max_doors: Option<u32>,
 }
 
 impl Block {
@@ -433,6 +460,8 @@ impl Block {
             command_delay: None,
             start_command_6: None,
             stop_command_6: None,
+            sets: sets::DoorSets::default(),
+            max_doors: None,
         }
     }
 
@@ -496,13 +525,33 @@ impl Block {
             Key::StopCommand => self.stop_command = Some(value.to_string()),
             Key::StartCommand6 => self.start_command_6 = Some(value.to_string()),
             Key::StopCommand6 => self.stop_command_6 = Some(value.to_string()),
+            Key::NftSet | Key::NftSet6 => match sets::NftSet::parse(value) {
+                Ok(set) if key == Key::NftSet => self.sets.nft = Some(set),
+                Ok(set) => self.sets.nft_6 = Some(set),
+                Err(e) => diag.at(n, format!("{}: {e}", key.name())),
+            },
+            Key::Ipset | Key::Ipset6 => match sets::IpsetName::parse(value) {
+                Ok(set) if key == Key::Ipset => self.sets.ipset = Some(set),
+                Ok(set) => self.sets.ipset_6 = Some(set),
+                Err(e) => diag.at(n, format!("{}: {e}", key.name())),
+            },
+            Key::MaxDoors => self.max_doors = parse_count(key, value, MAX_DOORS, n, diag),
         }
     }
 
     /// Checks the block as a whole at its closing tag; an event if all is well.
     fn finish(self, diag: &mut Diag<'_>) -> Option<Event> {
+        // A kernel door is a door by itself: with a set named, a start
+        // command is optional and command_delay is its timeout.
+        let set_line = [Key::NftSet, Key::NftSet6, Key::Ipset, Key::Ipset6]
+            .into_iter()
+            .find_map(|k| self.seen(k).map(|line| (line, k)));
         if !self.damaged {
-            for key in [Key::Sequence, Key::Timeout, Key::StartCommand] {
+            let required: &[Key] = match set_line {
+                Some(_) => &[Key::Sequence, Key::Timeout],
+                None => &[Key::Sequence, Key::Timeout, Key::StartCommand],
+            };
+            for &key in required {
                 if self.seen(key).is_none() {
                     diag.at(
                         self.line,
@@ -529,22 +578,73 @@ impl Block {
                         key.name()
                     ),
                 ),
-                (None, Some(delay)) => diag.at(
+                (None, Some(delay)) if set_line.is_none() => diag.at(
                     delay,
                     "command_delay without stop_command: there is nothing to run after the delay",
                 ),
                 _ => {}
+            }
+            match (set_line, self.command_delay) {
+                (Some((line, key)), None) if self.seen(Key::CommandDelay).is_none() => diag.at(
+                    line,
+                    format!(
+                        "{} needs command_delay (the seconds the address stays in the set)",
+                        key.name()
+                    ),
+                ),
+                (Some(_), Some(delay)) => {
+                    if let Some(problem) = self.sets.delay_problem(delay) {
+                        diag.at(self.seen(Key::CommandDelay).unwrap_or(self.line), problem);
+                    }
+                }
+                _ => {}
+            }
+            if let Some(line) = self.seen(Key::StartCommand6) {
+                let start6 = self.start_command_6.as_deref().unwrap_or("");
+                let stop = self.stop_command.as_deref().unwrap_or("");
+                if let Some(msg) = ipv6_stop_missing(
+                    "start_command_6",
+                    "stop_command_6",
+                    start6,
+                    stop,
+                    self.stop_command_6.is_some(),
+                ) {
+                    diag.at(line, msg);
+                }
             }
         }
         if self.discard {
             return None;
         }
         let stop6 = self.stop_command_6.as_ref().is_some_and(|c| !c.is_empty());
+        if self.seen(Key::StartCommand6).is_some()
+            && ipv6_stop_missing(
+                "",
+                "",
+                self.start_command_6.as_deref().unwrap_or(""),
+                self.stop_command.as_deref().unwrap_or(""),
+                self.stop_command_6.is_some(),
+            )
+            .is_some()
+        {
+            return None;
+        }
         let stop_given = self.seen(Key::StopCommand).is_some()
             || self.seen(Key::CommandDelay).is_some()
             || stop6;
+        let has_sets = !self.sets.is_empty();
+        if set_line.is_some() && (!has_sets || self.command_delay.is_none()) {
+            return None;
+        }
+        if has_sets
+            && self
+                .command_delay
+                .is_some_and(|d| self.sets.delay_problem(d).is_some())
+        {
+            return None;
+        }
         let stop_pair = match (self.stop_command, self.command_delay) {
-            (stop, Some(delay)) if stop.is_some() || stop6 => (stop, Some(delay)),
+            (stop, Some(delay)) if stop.is_some() || stop6 || has_sets => (stop, Some(delay)),
             (None, None) if !stop_given => (None, None),
             _ => return None,
         };
@@ -553,11 +653,17 @@ impl Block {
             line: self.line,
             sequence: self.sequence?,
             timeout: self.timeout?,
-            start_command: self.start_command?,
+            start_command: match self.start_command {
+                Some(cmd) => cmd,
+                None if has_sets => String::new(),
+                None => return None,
+            },
             stop_command: stop_pair.0,
             command_delay: stop_pair.1,
             start_command_6: self.start_command_6,
             stop_command_6: self.stop_command_6,
+            sets: self.sets,
+            max_doors: self.max_doors,
             ..Event::default()
         })
     }
@@ -622,6 +728,47 @@ fn parse_seconds(
         ),
     );
     None
+}
+
+/// A count from 1 to `max`.
+fn parse_count(key: Key, value: &str, max: u32, n: usize, diag: &mut Diag<'_>) -> Option<u32> {
+    if value.bytes().all(|b| b.is_ascii_digit()) {
+        if let Ok(count) = value.parse::<u32>() {
+            if (1..=max).contains(&count) {
+                return Some(count);
+            }
+        }
+    }
+    diag.at(
+        n,
+        format!(
+            "{} must be a whole number from 1 to {max}, not '{}'",
+            key.name(),
+            clip(value)
+        ),
+    );
+    None
+}
+
+/// An IPv6 start without an IPv6 stop, while the IPv4 event has a stop:
+/// IPv6 knockers would get the IPv4 stop, which does not undo the IPv6
+/// start (an ip6tables rule left by an iptables stop), so the door would
+/// never close. The message names the fix; `None` when all is well.
+pub(crate) fn ipv6_stop_missing(
+    start6_key: &str,
+    stop6_key: &str,
+    start6: &str,
+    stop: &str,
+    stop6_given: bool,
+) -> Option<String> {
+    if start6.is_empty() || stop.is_empty() || stop6_given {
+        return None;
+    }
+    Some(format!(
+        "{start6_key} without {stop6_key}: IPv6 knockers would be closed by the IPv4 stop \
+         command, which does not undo {start6_key}, so their door would stay open; \
+         add {stop6_key} (the command that undoes {start6_key})"
+    ))
 }
 
 /// The name between `<`/`</` and `>`, plus what is wrong with the tag (a
@@ -821,7 +968,8 @@ fn parse_knock_conf(text: &[u8], file: &str) -> Result<Config, LoadError> {
     }
     if !any_block {
         diag.messages.push(format!(
-            "{file}: no event defined; expected at least one <NAME> … </NAME> block"
+            "{file}: no events: edit it (an event is a <NAME> … </NAME> block), \
+             then check it with tportknockd -C {file}"
         ));
     }
     if diag.messages.is_empty() {
@@ -1021,13 +1169,13 @@ mod tests {
         assert_eq!(ok(&bom), ok(SSH));
     }
 
+    const NO_EVENTS: &str = "k.conf: no events: edit it (an event is a <NAME> … </NAME> \
+                             block), then check it with tportknockd -C k.conf";
+
     #[test]
     fn empty_and_comment_only_files_have_no_event() {
         for text in ["", "\n\n", "# only\n  # comments\n"] {
-            assert_eq!(
-                errors(text),
-                ["k.conf: no event defined; expected at least one <NAME> … </NAME> block"]
-            );
+            assert_eq!(errors(text), [NO_EVENTS]);
         }
     }
 
@@ -1037,7 +1185,7 @@ mod tests {
             errors("junk\n"),
             [
                 "k.conf:1: 'junk' is outside any <NAME> … </NAME> block",
-                "k.conf: no event defined; expected at least one <NAME> … </NAME> block",
+                NO_EVENTS,
             ]
         );
     }
@@ -1058,7 +1206,7 @@ mod tests {
     fn unknown_key_names_the_known_ones() {
         assert_eq!(
             errors(block("E", "colour = red\n")),
-            ["k.conf:5: unknown key 'colour' (known keys: sequence, timeout, start_command, stop_command, command_delay, start_command_6, stop_command_6)"]
+            ["k.conf:5: unknown key 'colour' (known keys: sequence, timeout, start_command, stop_command, command_delay, start_command_6, stop_command_6, nft_set, nft_set_6, ipset, ipset_6, max_doors)"]
         );
     }
 
@@ -1298,7 +1446,7 @@ mod tests {
                 "k.conf:1: 'junk' is outside any <NAME> … </NAME> block",
                 "k.conf:3: sequence: frame 'tcp:0': port must be a number from 1 to 65535, not '0'",
                 "k.conf:4: timeout must be whole seconds from 1 to 86400 (one day), not '0'",
-                "k.conf:6: unknown key 'foo' (known keys: sequence, timeout, start_command, stop_command, command_delay, start_command_6, stop_command_6)",
+                "k.conf:6: unknown key 'foo' (known keys: sequence, timeout, start_command, stop_command, command_delay, start_command_6, stop_command_6, nft_set, nft_set_6, ipset, ipset_6, max_doors)",
                 "k.conf:8: event name 'A' already used by <A> at line 2",
                 "k.conf:12: closing tag </B> does not match <A> opened at line 8",
                 "k.conf:13: <C> is never closed (missing </C>)",
@@ -1545,5 +1693,68 @@ mod tests {
         assert_eq!(*msg, format!("{}: not a regular file", dir.0.display()));
         let msg = &read_limited(Path::new("/dev/zero")).unwrap_err().messages[0];
         assert_eq!(msg, "/dev/zero: not a regular file");
+    }
+
+    fn set_block(body: &str) -> String {
+        format!("<K>\nsequence = tcp:1:s tcp:2:f\ntimeout = 5\n{body}</K>\n")
+    }
+
+    #[test]
+    fn kernel_door_sets() {
+        let text = set_block(
+            "nft_set = inet filter knocked4\nnft_set_6 = inet filter knocked6\n\
+             ipset = k4\nipset_6 = k6\ncommand_delay = 30\n",
+        );
+        let e = &parse(text.as_bytes(), "k.conf").unwrap().events[0];
+        assert_eq!(
+            e.sets.nft.as_ref().unwrap().to_string(),
+            "inet filter knocked4"
+        );
+        assert_eq!(e.sets.nft_6.as_ref().unwrap().set, "knocked6");
+        assert_eq!(e.sets.ipset.as_ref().unwrap().as_str(), "k4");
+        assert_eq!(e.sets.ipset_6.as_ref().unwrap().as_str(), "k6");
+        // A set is a door by itself: no start or stop command needed.
+        assert_eq!(
+            (e.start_command.as_str(), e.stop_command.as_deref()),
+            ("", None)
+        );
+        assert_eq!(e.command_delay, Some(30));
+        assert_eq!(e.start_for("192.0.2.1".parse().unwrap()), None);
+        // With commands too: both kept.
+        let text = block(
+            "E",
+            "stop_command = undo %IP%\nnft_set = ip t s\ncommand_delay = 9\n",
+        );
+        let e = &parse(text.as_bytes(), "k.conf").unwrap().events[0];
+        assert_eq!(e.start_command, "run %IP%");
+        assert_eq!(e.sets.nft.as_ref().unwrap().family, sets::NftFamily::Ip);
+    }
+
+    #[test]
+    fn kernel_door_set_errors() {
+        assert_eq!(
+            errors(set_block("nft_set = inet filter k4\n")),
+            ["k.conf:4: nft_set needs command_delay (the seconds the address stays in the set)"]
+        );
+        assert_eq!(
+            errors(set_block("nft_set = filter k4\ncommand_delay = 3\n")),
+            ["k.conf:4: nft_set: expects three words: family table set (e.g. 'inet filter knocked4')"]
+        );
+        assert_eq!(
+            errors(set_block("ipset_6 = k6;x\ncommand_delay = 3\n")),
+            ["k.conf:4: ipset_6: ipset name must be 1 to 31 letters, digits, '_', '-' or '.', starting with a letter or '_'"]
+        );
+        assert_eq!(
+            errors(set_block("ipset = k4\ncommand_delay = 2678400\n")),
+            ["k.conf:5: command_delay is an ipset timeout here, at most 2147483 seconds, not 2678400"]
+        );
+        // Without a set, the old rules hold.
+        assert_eq!(
+            errors(set_block("command_delay = 3\n")),
+            [
+                "k.conf:1: event <K> has no start_command; sequence, timeout and start_command are required",
+                "k.conf:4: command_delay without stop_command: there is nothing to run after the delay"
+            ]
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! The `tportknockd` command line: the original's options (`-c -C -i -r -l
-//! -d -D -h`) plus `-p`, `-s`, `-m`, `-t`, `-j`, `-k`, `-V`.
+//! -d -D -h`) plus `-p`, `-s`, `-m`, `-t`, `-j`, `-n`, `-N`, `-k`, `-V`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,6 +20,10 @@ pub struct Options {
     pub max_sources: usize,
     pub command_limit: Duration,
     pub max_running: usize,
+    /// `-n`: doors open at once, all events and sources together.
+    pub max_doors: usize,
+    /// `-N`: doors open at once for one source address.
+    pub max_per_source: usize,
     /// `-k`: capabilities commands may hold (the bounding set kept after
     /// start-up as root); `None` keeps every one.
     pub keep_caps: Option<u64>,
@@ -93,20 +97,44 @@ fn opts() -> getopts::Options {
         "N",
     );
     o.optopt(
+        "n",
+        "",
+        &format!(
+            "doors open at once; further knocks are logged and refused (default {})",
+            crate::doors::DEFAULT_MAX_DOORS
+        ),
+        "N",
+    );
+    o.optopt(
+        "N",
+        "",
+        &format!(
+            "doors open at once for one source address (default {})",
+            crate::doors::DEFAULT_MAX_PER_SOURCE
+        ),
+        "N",
+    );
+    o.optopt(
         "k",
         "",
         "capabilities commands keep when run as root: a list like \
          cap_net_admin,cap_net_raw (the default), none, or all",
         "CAPS",
     );
-    o.optflag("V", "", "print the version and exit");
-    o.optflag("h", "", "print this help and exit");
+    o.optflag("V", "version", "print the version and exit");
+    o.optflag("h", "help", "print this help and exit");
     o
 }
 
 pub fn usage() -> String {
     opts().usage("Usage: tportknockd -c FILE [-i IFACE] [-r SEC] [-d] [-D] [options]\n       tportknockd -C FILE | -l | -h | -V")
+        + KNOCKD_NOTE
 }
+
+/// knockd's users type its letters: say where they mean something else.
+const KNOCKD_NOTE: &str =
+    "\nknockd users: here -d debugs and -D detaches, the other way round from\n\
+                           knockd; -l lists interfaces (knockd's -l resolves names).\n";
 
 fn number<T: std::str::FromStr + PartialOrd + Copy>(
     m: &getopts::Matches,
@@ -154,6 +182,10 @@ pub fn parse_args(args: &[String]) -> Result<Mode, String> {
     let max_sources = number::<usize>(&m, "m", 1, 1 << 24)?.unwrap_or(DEFAULT_MAX_SOURCES);
     let command_limit = Duration::from_secs(number::<u64>(&m, "t", 1, 86_400)?.unwrap_or(60));
     let max_running = number::<usize>(&m, "j", 1, 1024)?.unwrap_or(16);
+    let max_doors =
+        number::<usize>(&m, "n", 1, 1 << 20)?.unwrap_or(crate::doors::DEFAULT_MAX_DOORS);
+    let max_per_source =
+        number::<usize>(&m, "N", 1, 1 << 20)?.unwrap_or(crate::doors::DEFAULT_MAX_PER_SOURCE);
     let keep_caps = match m.opt_str("k") {
         None => Some(crate::sys::caps::DEFAULT_KEEP),
         Some(text) => crate::sys::caps::parse_list(&text).map_err(|e| format!("-k: {e}"))?,
@@ -185,6 +217,8 @@ pub fn parse_args(args: &[String]) -> Result<Mode, String> {
         max_sources,
         command_limit,
         max_running,
+        max_doors,
+        max_per_source,
         keep_caps,
     }))
 }
@@ -247,9 +281,18 @@ mod tests {
         assert_eq!(o.max_sources, DEFAULT_MAX_SOURCES);
         assert_eq!(o.command_limit, Duration::from_secs(60));
         assert_eq!(o.keep_caps, Some(crate::sys::caps::DEFAULT_KEEP));
-        let Mode::Run(o) = parse("-c k -p /tmp/p -s /tmp/s -m 10 -t 5 -j 2").unwrap() else {
+        assert_eq!(
+            (o.max_doors, o.max_per_source),
+            (
+                crate::doors::DEFAULT_MAX_DOORS,
+                crate::doors::DEFAULT_MAX_PER_SOURCE
+            )
+        );
+        let Mode::Run(o) = parse("-c k -p /tmp/p -s /tmp/s -m 10 -t 5 -j 2 -n 100 -N 3").unwrap()
+        else {
             panic!()
         };
+        assert_eq!((o.max_doors, o.max_per_source), (100, 3));
         assert_eq!(
             (o.max_sources, o.command_limit.as_secs(), o.max_running),
             (10, 5, 2)
@@ -272,6 +315,8 @@ mod tests {
         assert_eq!(parse("-l").unwrap(), Mode::List);
         assert_eq!(parse("-h").unwrap(), Mode::Help);
         assert_eq!(parse("-V").unwrap(), Mode::Version);
+        assert_eq!(parse("--help").unwrap(), Mode::Help);
+        assert_eq!(parse("--version").unwrap(), Mode::Version);
     }
 
     #[test]
@@ -282,6 +327,8 @@ mod tests {
             ("-c k -r 0", "-r: expected"),
             ("-c k -r soon", "-r: expected"),
             ("-c k -m 0", "-m: expected"),
+            ("-c k -n 0", "-n: expected"),
+            ("-c k -N x", "-N: expected"),
             ("-c k -x", "Unrecognized option"),
             ("-c k stray", "unexpected argument"),
             ("-c k -C k", "exclude each other"),

@@ -18,13 +18,14 @@ use crate::capture::ring::{Ring, RingConfig};
 use crate::config::{self, Config};
 use crate::daemon::cli::Options;
 use crate::doors::journal::Journal;
-use crate::doors::runner::{Completion, Outcome, Request, Runner, RunnerConfig};
-use crate::doors::{CommandKind, CommandRequest, Doors, Opened};
+use crate::doors::runner::{Runner, RunnerConfig};
+use crate::doors::{CommandRequest, DoorLimits, Doors, Opened};
 use crate::knock::matcher::{Output, Trace};
 use crate::knock::matchset::MatchSet;
 use crate::knock::Knock;
 use crate::sys::daemon::{self as sysd, Forked, PidFile};
 use crate::sys::signal::SignalFd;
+use crate::sys::statedir::StateDirError;
 use crate::wire::Link;
 use crate::{debug, error, info, warn};
 
@@ -50,7 +51,7 @@ pub struct Counters {
     pub unsupported_link: u64,
     pub fired: u64,
     /// Frames the host would not take, by reason (issue 15).
-    pub refused: Refusals,
+    pub refusals: Refusals,
 }
 
 struct Daemon {
@@ -209,9 +210,15 @@ fn open_ring(ifindex: u32, matcher: &MatchSet) -> std::io::Result<Ring> {
 impl Daemon {
     fn setup(mut opts: Options) -> Result<Daemon, String> {
         let clock = Instant::now();
+        // Ignored signals stay ignored across exec: the runner needs SIGCHLD
+        // at its default to read its children's status, the signalfd needs
+        // the others not to be discarded.
+        let handled = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1];
+        crate::sys::signal::reset_to_default(&[libc::SIGCHLD])
+            .and_then(|()| crate::sys::signal::reset_to_default(&handled))
+            .map_err(|e| format!("signals: {e}"))?;
         // Block the signals before any thread exists so only the signalfd sees them.
-        let signals = SignalFd::new(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1])
-            .map_err(|e| format!("signalfd: {e}"))?;
+        let signals = SignalFd::new(&handled).map_err(|e| format!("signalfd: {e}"))?;
         let config = config::load(&opts.config).map_err(|e| e.to_string())?;
         apply_global_options(&mut opts, &config)?;
         for w in &config.warnings {
@@ -259,7 +266,11 @@ impl Daemon {
                 }
                 (Some(j), entries)
             }
-            Err(e) => {
+            // Not the daemon's own, or another daemon's: refuse to start.
+            Err(e @ (StateDirError::Unsafe(_) | StateDirError::Locked { .. })) => {
+                return Err(e.to_string())
+            }
+            Err(StateDirError::Io(e)) => {
                 warn!(
                     "journal: cannot open {}: {e}; doors will close on time but would not survive a crash",
                     opts.state_dir.display()
@@ -268,7 +279,12 @@ impl Daemon {
             }
         };
         let now_ms = clock.elapsed().as_millis() as u64;
-        let mut doors = Doors::new(journal, now_ms, now_unix_ms());
+        let limits = DoorLimits {
+            max_doors: opts.max_doors,
+            max_per_source: opts.max_per_source,
+        };
+        let mut doors =
+            Doors::new(journal, limits, now_ms).map_err(|e| format!("journal writer: {e}"))?;
         let mut requests = Vec::new();
         if !entries.is_empty() {
             info!(
@@ -347,6 +363,8 @@ impl Daemon {
                 pollfd(self.addrs.fd()),
                 pollfd(self.runner.wake_fd()),
                 pollfd(ring_fd),
+                // The journal wrote a batch: starts waiting for it may run.
+                pollfd(self.doors.wake_fd().unwrap_or(-1)),
             ];
             if let Err(e) = sysd::poll(&mut fds, timeout) {
                 error!("poll: {e}");
@@ -362,10 +380,11 @@ impl Daemon {
                     Err(e) => warn!("netlink: {e}"),
                 }
             }
-            if fds[2].revents != 0 {
-                settle(&mut self.doors, self.runner.completions());
-            }
             let now = self.now_ms();
+            if fds[2].revents != 0 {
+                let done = self.runner.completions();
+                self.doors.finished(done, now, &mut self.requests);
+            }
             self.doors.tick(now, &mut self.requests);
             self.submit_requests();
             if now >= self.next_expire_ms {
@@ -434,12 +453,12 @@ impl Daemon {
                     }
                     Verdict::Ignored => {}
                     Verdict::Refused(r) => {
-                        counters.refused.count(r);
+                        counters.refusals.count(r);
                         debug!("frame on ifindex {} refused: {r:?}", meta.ifindex);
                     }
                     Verdict::Malformed(why) => {
                         counters.malformed += 1;
-                        counters.refused.count_malformed(why);
+                        counters.refusals.count_malformed(why);
                         debug!("malformed frame on ifindex {}: {why}", meta.ifindex);
                     }
                 }
@@ -513,6 +532,8 @@ impl Daemon {
                 "{src} {}: knock complete, no command for this address family",
                 ev.name
             ),
+            // Logged by the doors, at most once a second.
+            Opened::Refused(_) => {}
         }
     }
 
@@ -582,17 +603,7 @@ impl Daemon {
     }
 
     fn submit_requests(&mut self) {
-        for req in self.requests.drain(..) {
-            let (kind, tag) = match req.kind {
-                CommandKind::Start => ("start", 0),
-                CommandKind::Stop => ("stop", journal_tag(req.journal_id)),
-            };
-            self.runner.submit(Request {
-                tag,
-                label: format!("{} {} {kind}", req.src, req.event),
-                command: req.command,
-            });
-        }
+        crate::doors::submit(&self.runner, &mut self.requests);
     }
 
     fn on_changes(&mut self, changes: Vec<Change>) {
@@ -709,6 +720,7 @@ impl Daemon {
         }
         let m = self.matcher.stats(self.config.events.len());
         let r = self.runner.stats();
+        let doors = self.doors.stats();
         let c = &self.counters;
         let mut events = String::new();
         for (i, ev) in self.config.events.iter().enumerate() {
@@ -720,14 +732,19 @@ impl Daemon {
             events.push_str(&format!(" {}={started}/{completed}", ev.name));
         }
         info!(
-            "stats: frames={} drops={} malformed={} not_local={} {} sources={} pending_stops={} commands={} failed={} knocks(started/completed):{events}",
+            "stats: frames={} drops={} malformed={} not_local={} {} sources={} pending_stops={} doors={} refused={} retrying={} stop_failures={} journal_errors={} commands={} failed={} knocks(started/completed):{events}",
             c.frames,
             self.kernel_drops,
             c.malformed,
             c.not_local,
-            c.refused,
+            c.refusals,
             m.tracked,
             self.doors.pending(),
+            doors.open,
+            doors.refused,
+            doors.retrying,
+            doors.stop_failures,
+            doors.journal_errors,
             r.run,
             r.failed,
         );
@@ -737,10 +754,12 @@ impl Daemon {
         notify("STOPPING=1");
         info!("signal {sig}: stopping capture, closing every open door");
         self.ring = None;
-        self.doors.close_all(&mut self.requests);
-        self.submit_requests();
         let limit = self.opts.command_limit.min(Duration::from_secs(30)) + SHUTDOWN_GRACE;
-        settle(&mut self.doors, self.runner.shutdown(limit));
+        let clock = self.clock;
+        let runner = self.runner;
+        crate::doors::close_all_and_wait(&mut self.doors, runner, limit, || {
+            clock.elapsed().as_millis() as u64
+        });
         if let Some(p) = self.pidfile.take() {
             p.remove();
         }
@@ -768,31 +787,6 @@ fn apply_global_options(opts: &mut Options, config: &Config) -> Result<(), Strin
             .map_err(|e| format!("LogFile {}: {e}", path.display()))?;
     }
     Ok(())
-}
-
-/// Journal tag of a command: 0 for none, else the journal id + 1.
-fn journal_tag(journal_id: Option<u64>) -> u64 {
-    journal_id.map_or(0, |id| id + 1)
-}
-
-/// Finished commands: a stop that ran to its exit leaves the journal so a
-/// restart does not repeat it. One that never ran or was killed part-way
-/// (cancelled at shutdown, failed to start, timed out) stays there, so the
-/// next start runs it again: a door must not stay open because its close
-/// was cut short. (The runner has already logged every outcome.)
-fn settle(doors: &mut Doors, done: Vec<Completion>) {
-    for c in done {
-        if c.tag == 0 {
-            continue;
-        }
-        match c.outcome {
-            Outcome::Exited(_) | Outcome::Signaled(_) => doors.stop_ran(c.tag - 1),
-            _ => warn!(
-                "{}: did not complete ({}); kept in the journal for the next start",
-                c.label, c.outcome
-            ),
-        }
-    }
 }
 
 /// As root: commands keep `keep` (their bounding set), the daemon itself
@@ -828,77 +822,5 @@ fn pollfd(fd: i32) -> libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::knock::Step;
-    use crate::testutil::Scratch;
-
-    fn completion(tag: u64, outcome: Outcome) -> Completion {
-        Completion {
-            tag,
-            label: "10.0.0.1 SSH stop".into(),
-            outcome,
-            duration: Duration::ZERO,
-            pid: None,
-            output: String::new(),
-            discarded: 0,
-        }
-    }
-
-    /// Opens one door with a journaled stop; returns its tag.
-    fn open_one(doors: &mut Doors) -> u64 {
-        let event = config::Event {
-            name: "SSH".into(),
-            line: 1,
-            sequence: vec!["tcp:7000:s".parse::<Step>().unwrap()],
-            timeout: 5,
-            start_command: "true".into(),
-            stop_command: Some("true %IP%".into()),
-            command_delay: Some(30),
-            ..Default::default()
-        };
-        let mut out = Vec::new();
-        doors.open(&event, "10.0.0.1".parse().unwrap(), 0, 1_000_000, &mut out);
-        doors.close_all(&mut out);
-        let stop = out
-            .iter()
-            .find(|r| matches!(r.kind, CommandKind::Stop))
-            .unwrap();
-        journal_tag(stop.journal_id)
-    }
-
-    fn journaled(dir: &Scratch) -> usize {
-        Journal::open(&dir.0).unwrap().1.len()
-    }
-
-    #[test]
-    fn only_stops_that_ran_leave_the_journal() {
-        for outcome in [
-            Outcome::Cancelled,
-            Outcome::SpawnFailed("fork".into()),
-            Outcome::Lost("x".into()),
-            Outcome::TimedOut,
-            Outcome::Terminated,
-        ] {
-            let dir = Scratch::new("settle");
-            let (journal, _, _) = Journal::open(&dir.0).unwrap();
-            let mut doors = Doors::new(Some(journal), 0, 1_000_000);
-            let tag = open_one(&mut doors);
-            assert!(tag > 0);
-            settle(&mut doors, vec![completion(tag, outcome.clone())]);
-            assert_eq!(journaled(&dir), 1, "{outcome:?} must stay journaled");
-        }
-        for outcome in [Outcome::Exited(0), Outcome::Exited(1), Outcome::Signaled(9)] {
-            let dir = Scratch::new("settle");
-            let (journal, _, _) = Journal::open(&dir.0).unwrap();
-            let mut doors = Doors::new(Some(journal), 0, 1_000_000);
-            let tag = open_one(&mut doors);
-            settle(&mut doors, vec![completion(tag, outcome.clone())]);
-            assert_eq!(journaled(&dir), 0, "{outcome:?} ran: its entry must go");
-        }
     }
 }

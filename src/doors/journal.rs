@@ -22,40 +22,96 @@
 //! never glue onto a fragment.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read, Write};
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-pub const DEFAULT_DIR: &str = "/var/lib/tportknockd";
+use crate::sys::dir::Kind;
+use crate::sys::statedir::{StateDir, StateDirError};
+
+/// The journal file's name in the state directory.
 pub const FILE_NAME: &str = "doors.journal";
-const TMP_NAME: &str = "doors.journal.tmp";
+/// Compaction writes here first, then renames over [`FILE_NAME`].
+pub const TMP_NAME: &str = "doors.journal.tmp";
 /// Compact once the file has more lines than this and most are dead.
 const COMPACT_MIN_LINES: usize = 1_000;
+/// Largest journal read at start. The door cap keeps a real one far below
+/// (4,096 doors of a few hundred bytes, plus dead lines until compaction).
+pub const MAX_FILE: u64 = 64 << 20;
+
+/// Names one door for its whole life: its journal record, and the commands
+/// run for it (the runner hands it back with each completion). Never
+/// reused by the same journal file, even across restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JournalId(u64);
+
+impl JournalId {
+    /// The id numbered `n`.
+    pub const fn new(n: u64) -> JournalId {
+        JournalId(n)
+    }
+
+    /// Its number, as written in the file.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for JournalId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
 
 /// One pending stop as it is kept on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalEntry {
-    pub id: u64,
-    /// Wall-clock unix seconds, so the due time survives a reboot.
+    /// The door's id.
+    pub id: JournalId,
+    /// Wall-clock unix milliseconds, so the due time survives a reboot.
     pub due_unix_ms: u64,
-    /// The stop's delay: after a restart it waits at most this long, so a
-    /// wall clock that was wrong when the door opened cannot hold it open.
+    /// The stop's delay in milliseconds: after a restart it waits at most
+    /// this long, so a wall clock that was wrong when the door opened cannot
+    /// hold it open.
     pub delay_ms: u64,
+    /// The event's name.
     pub event: String,
+    /// The knocking address.
     pub src: IpAddr,
     /// Already expanded.
     pub stop_command: String,
 }
 
+/// A change to the journal, written in batches by [`Journal::commit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalOp {
+    /// Records a pending stop (or replaces the record with the same id).
+    Add(JournalEntry),
+    /// The stop ran successfully: forget it.
+    Done(JournalId),
+}
+
+impl JournalOp {
+    /// The door the operation is about.
+    pub fn id(&self) -> JournalId {
+        match self {
+            JournalOp::Add(e) => e.id,
+            JournalOp::Done(id) => *id,
+        }
+    }
+}
+
+/// The open journal, holding its state directory (and so its lock).
 pub struct Journal {
-    dir: PathBuf,
+    state: StateDir,
     path: PathBuf,
     file: File,
     /// Length of the file's intact content; a failed append is cut back to it.
     len: u64,
-    live: HashMap<u64, JournalEntry>,
+    live: HashMap<JournalId, JournalEntry>,
     /// Records in the file (live or dead).
     lines: usize,
     next_id: u64,
@@ -63,20 +119,60 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Opens (creating with mode 0700/0600 as needed) `dir/doors.journal`.
+    /// Opens (creating the directory 0700 and the file 0600 as needed)
+    /// `dir/doors.journal`, after [`StateDir::open`]'s checks and lock.
     /// Returns the journal, the pending stops it holds (by id) and how many
     /// lines were corrupt or torn and skipped.
-    pub fn open(dir: &Path) -> io::Result<(Journal, Vec<JournalEntry>, usize)> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
+    pub fn open(dir: &Path) -> Result<(Journal, Vec<JournalEntry>, usize), StateDirError> {
+        let state = StateDir::open(dir)?;
         let path = dir.join(FILE_NAME);
-        let (bytes, existed) = match fs::read(&path) {
-            Ok(bytes) => (bytes, true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => (Vec::new(), false),
-            Err(e) => return Err(e),
-        };
+        // A temp file is only ever left by a compaction cut short: remove
+        // it. Anything else by that name was put there by someone else.
+        match state.dir().entry(TMP_NAME).map_err(StateDirError::Io)? {
+            None => {}
+            Some(e) if e.kind == Kind::File => state
+                .dir()
+                .remove_file(TMP_NAME)
+                .map_err(StateDirError::Io)?,
+            Some(_) => {
+                let p = dir.join(TMP_NAME);
+                return Err(StateDirError::Unsafe(format!(
+                    "{} is not a regular file; tportknockd created no such thing: \
+                     someone else wrote into its state directory; check it, then remove {}",
+                    p.display(),
+                    p.display()
+                )));
+            }
+        }
+        let file = state.open_own(FILE_NAME, libc::O_RDWR | libc::O_APPEND | libc::O_CREAT)?;
+        let mut bytes = Vec::new();
+        (&file)
+            .take(MAX_FILE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(StateDirError::Io)?;
+        if bytes.len() as u64 > MAX_FILE {
+            return Err(StateDirError::Io(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} is larger than {} MiB, far more than tportknockd writes; move it away",
+                    path.display(),
+                    MAX_FILE >> 20
+                ),
+            )));
+        }
+        // A file left with looser bits still holds commands. (fchmod on our
+        // own descriptor: no name is followed.)
+        let mode = file
+            .metadata()
+            .map_err(StateDirError::Io)?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(StateDirError::Io)?;
+        }
+        // An fsynced record is worthless if the file's name is not.
+        state.dir().sync().map_err(StateDirError::Io)?;
         let parsed = parse(&bytes);
         if parsed.torn {
             crate::warn!(
@@ -92,39 +188,39 @@ impl Journal {
                 parsed.corrupt
             );
         }
-        let file = open_append(&path)?;
-        if !existed {
-            // An fsynced record is worthless if the file's name is not.
-            File::open(dir)?.sync_all()?;
-        }
-        let len = file.metadata()?.len();
         let mut journal = Journal {
-            dir: dir.to_path_buf(),
+            state,
             path,
             file,
-            len,
+            len: bytes.len() as u64,
             live: parsed.live,
             lines: parsed.lines,
             next_id: parsed.next_id,
             compact_min_lines: COMPACT_MIN_LINES,
         };
         if skipped > 0 || journal.lines > journal.live.len() + 1 {
-            journal.compact()?;
+            journal.compact().map_err(StateDirError::Io)?;
         }
         let mut entries: Vec<JournalEntry> = journal.live.values().cloned().collect();
         entries.sort_by_key(|e| e.id);
         Ok((journal, entries, skipped))
     }
 
+    /// `STATE_DIR/doors.journal`, for messages.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// The first id this file has never seen: every id from here up is free.
+    pub fn next_id(&self) -> JournalId {
+        JournalId(self.next_id)
+    }
+
     /// A fresh id, never handed out before by this journal file.
-    pub fn allocate_id(&mut self) -> u64 {
+    pub fn allocate_id(&mut self) -> JournalId {
         let id = self.next_id;
         self.next_id += 1;
-        id
+        JournalId(id)
     }
 
     /// Pending stops on record.
@@ -132,30 +228,60 @@ impl Journal {
         self.live.len()
     }
 
+    /// Writes `ops` in order with one `write` and one `fdatasync`: when it
+    /// returns `Ok`, all of them are durable. On error none counts as written
+    /// (a partial write is cut off again).
+    pub fn commit(&mut self, ops: &[JournalOp]) -> io::Result<()> {
+        let mut text = String::new();
+        let mut lines = 0;
+        let mut added = std::collections::HashSet::new();
+        for op in ops {
+            match op {
+                JournalOp::Add(entry) => {
+                    added.insert(entry.id);
+                    text.push_str(&encode_add(entry))
+                }
+                // Unknown ids (never journaled, or done already) need no line.
+                JournalOp::Done(id) if self.live.contains_key(id) || added.contains(id) => {
+                    text.push_str(&seal(format!("done {id}")))
+                }
+                JournalOp::Done(_) => continue,
+            }
+            lines += 1;
+        }
+        if lines == 0 {
+            return Ok(());
+        }
+        self.append(&text, lines)?;
+        for op in ops {
+            match op {
+                JournalOp::Add(entry) => {
+                    self.next_id = self.next_id.max(entry.id.0.saturating_add(1));
+                    self.live.insert(entry.id, entry.clone());
+                }
+                JournalOp::Done(id) => {
+                    self.live.remove(id);
+                }
+            }
+        }
+        self.maybe_compact();
+        Ok(())
+    }
+
     /// Makes `entry` durable (written and fsynced) before returning; an
     /// existing entry with the same id is replaced.
     pub fn record(&mut self, entry: &JournalEntry) -> io::Result<()> {
-        self.append(&encode_add(entry))?;
-        self.next_id = self.next_id.max(entry.id.saturating_add(1));
-        self.live.insert(entry.id, entry.clone());
-        // Re-armed doors supersede their own records.
-        self.maybe_compact();
-        Ok(())
+        self.commit(&[JournalOp::Add(entry.clone())])
     }
 
     /// Marks a stop as run. Unknown ids are ignored.
-    pub fn done(&mut self, id: u64) -> io::Result<()> {
-        if !self.live.contains_key(&id) {
-            return Ok(());
-        }
-        self.append(&seal(format!("done {id}")))?;
-        self.live.remove(&id);
-        self.maybe_compact();
-        Ok(())
+    pub fn done(&mut self, id: JournalId) -> io::Result<()> {
+        self.commit(&[JournalOp::Done(id)])
     }
 
-    /// Compacts when dead records dominate. The record just written is safe
-    /// either way; a failed compaction only costs space and is retried later.
+    /// Compacts when dead records dominate. The records just written are
+    /// safe either way; a failed compaction only costs space and is retried
+    /// later.
     fn maybe_compact(&mut self) {
         if self.lines > self.compact_min_lines && self.lines > 2 * self.live.len() {
             if let Err(e) = self.compact() {
@@ -164,15 +290,15 @@ impl Journal {
         }
     }
 
-    fn append(&mut self, line: &str) -> io::Result<()> {
+    fn append(&mut self, text: &str, records: usize) -> io::Result<()> {
         let result = self
             .file
-            .write_all(line.as_bytes())
+            .write_all(text.as_bytes())
             .and_then(|()| self.file.sync_data());
         match result {
             Ok(()) => {
-                self.len += line.len() as u64;
-                self.lines += 1;
+                self.len += text.len() as u64;
+                self.lines += records;
                 Ok(())
             }
             Err(e) => {
@@ -184,32 +310,39 @@ impl Journal {
         }
     }
 
-    /// Rewrites only the live entries: temp file, fsync, rename, fsync dir.
+    /// Rewrites only the live entries: a new temp file (O_EXCL, no link
+    /// followed), fsync, rename over the journal, fsync the directory.
     fn compact(&mut self) -> io::Result<()> {
-        let tmp = self.dir.join(TMP_NAME);
         let mut text = seal(format!("seq {}", self.next_id));
         let mut entries: Vec<&JournalEntry> = self.live.values().collect();
         entries.sort_by_key(|e| e.id);
         for entry in &entries {
             text.push_str(&encode_add(entry));
         }
+        let dir = self.state.dir();
         let written = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
+            dir.remove_file(TMP_NAME)?;
+            let mut f = dir.open_file(
+                TMP_NAME,
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+                0o600,
+            )?;
             f.write_all(text.as_bytes())?;
             f.sync_all()?;
-            fs::rename(&tmp, &self.path)?;
-            File::open(&self.dir)?.sync_all()
+            dir.rename(TMP_NAME, FILE_NAME)?;
+            dir.sync()
         })();
         if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
+            let _ = dir.remove_file(TMP_NAME);
             return Err(e);
         }
-        self.file = open_append(&self.path)?;
+        self.file = self
+            .state
+            .open_own(FILE_NAME, libc::O_RDWR | libc::O_APPEND)
+            .map_err(|e| match e {
+                StateDirError::Io(e) => e,
+                other => io::Error::other(other.to_string()),
+            })?;
         self.len = text.len() as u64;
         self.lines = entries.len() + 1;
         Ok(())
@@ -225,20 +358,6 @@ impl Journal {
     pub(crate) fn set_compact_min_lines(&mut self, lines: usize) {
         self.compact_min_lines = lines;
     }
-}
-
-fn open_append(path: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(path)?;
-    // A file left by someone else with looser bits still holds commands.
-    let meta = file.metadata()?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        file.set_permissions(fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(file)
 }
 
 fn encode_add(e: &JournalEntry) -> String {
@@ -298,7 +417,7 @@ fn unescape(text: &str) -> Option<String> {
 }
 
 struct Parsed {
-    live: HashMap<u64, JournalEntry>,
+    live: HashMap<JournalId, JournalEntry>,
     lines: usize,
     corrupt: usize,
     torn: bool,
@@ -325,11 +444,11 @@ fn parse(bytes: &[u8]) -> Parsed {
         match parse_line(line) {
             Some(Record::Seq(next)) => parsed.next_id = parsed.next_id.max(next),
             Some(Record::Add(entry)) => {
-                parsed.next_id = parsed.next_id.max(entry.id.saturating_add(1));
+                parsed.next_id = parsed.next_id.max(entry.id.0.saturating_add(1));
                 parsed.live.insert(entry.id, entry);
             }
             Some(Record::Done(id)) => {
-                parsed.next_id = parsed.next_id.max(id.saturating_add(1));
+                parsed.next_id = parsed.next_id.max(id.0.saturating_add(1));
                 parsed.live.remove(&id);
             }
             None => parsed.corrupt += 1,
@@ -341,7 +460,7 @@ fn parse(bytes: &[u8]) -> Parsed {
 enum Record {
     Seq(u64),
     Add(JournalEntry),
-    Done(u64),
+    Done(JournalId),
 }
 
 fn parse_line(line: &[u8]) -> Option<Record> {
@@ -353,9 +472,9 @@ fn parse_line(line: &[u8]) -> Option<Record> {
     let mut cur = Cursor(body);
     let record = match cur.word()? {
         "seq" => Record::Seq(cur.word()?.parse().ok()?),
-        "done" => Record::Done(cur.word()?.parse().ok()?),
+        "done" => Record::Done(JournalId(cur.word()?.parse().ok()?)),
         "add" => Record::Add(JournalEntry {
-            id: cur.word()?.parse().ok()?,
+            id: JournalId(cur.word()?.parse().ok()?),
             due_unix_ms: cur.word()?.parse().ok()?,
             delay_ms: cur.word()?.parse().ok()?,
             event: unescape(cur.prefixed()?)?,
@@ -426,13 +545,23 @@ pub fn crc32(data: &[u8]) -> u32 {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::MetadataExt;
 
     pub(crate) use crate::testutil::Scratch as Tmp;
 
+    /// The pending stops a journal file holds, read without opening it
+    /// (its lock may be held by a test's writer).
+    pub(crate) fn parse_file(path: &Path) -> Vec<JournalEntry> {
+        let bytes = std::fs::read(path).unwrap_or_default();
+        let mut entries: Vec<JournalEntry> = parse(&bytes).live.into_values().collect();
+        entries.sort_by_key(|e| e.id);
+        entries
+    }
+
     pub(crate) fn entry(id: u64, due: u64, cmd: &str) -> JournalEntry {
         JournalEntry {
-            id,
+            id: JournalId(id),
             due_unix_ms: due,
             delay_ms: 30,
             event: "ssh".into(),
@@ -452,7 +581,7 @@ pub(crate) mod tests {
         let tmp = Tmp::new("journal-roundtrip");
         let dir = tmp.0.join("state");
         let odd = JournalEntry {
-            id: 0,
+            id: JournalId(0),
             due_unix_ms: 1_700_000_123,
             delay_ms: 3_600,
             event: "we ird\nname".into(),
@@ -467,14 +596,20 @@ pub(crate) mod tests {
             j.record(&JournalEntry { id, ..odd.clone() }).unwrap();
             let id2 = j.allocate_id();
             assert_ne!(id, id2);
-            j.record(&entry(id2, 5, "plain")).unwrap();
+            j.record(&entry(id2.get(), 5, "plain")).unwrap();
         }
         let text = fs::read_to_string(dir.join(FILE_NAME)).unwrap();
         assert_eq!(text.lines().count(), 2, "one physical line per record");
         let (_j, entries, skipped) = Journal::open(&dir).unwrap();
         assert_eq!(skipped, 0);
         assert_eq!(entries.len(), 2);
-        assert_eq!(entries[0], JournalEntry { id: 1, ..odd });
+        assert_eq!(
+            entries[0],
+            JournalEntry {
+                id: JournalId(1),
+                ..odd
+            }
+        );
         assert_eq!(entries[1], entry(2, 5, "plain"));
         assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
         assert_eq!(
@@ -491,16 +626,19 @@ pub(crate) mod tests {
             let (mut j, _, _) = Journal::open(&tmp.0).unwrap();
             for _ in 0..3 {
                 let id = j.allocate_id();
-                j.record(&entry(id, 100, "stop")).unwrap();
+                j.record(&entry(id.get(), 100, "stop")).unwrap();
             }
-            max_id = j.next_id - 1;
+            max_id = JournalId(j.next_id - 1);
             j.done(max_id).unwrap();
-            j.done(12345).unwrap(); // unknown: ignored
+            j.done(JournalId(12345)).unwrap(); // unknown: ignored
         }
         // Reopen compacts away the done record (and the add of max_id) but
         // must not hand out max_id again.
         let (mut j, entries, _) = Journal::open(&tmp.0).unwrap();
-        assert_eq!(entries.iter().map(|e| e.id).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(
+            entries.iter().map(|e| e.id.get()).collect::<Vec<_>>(),
+            [1, 2]
+        );
         assert!(j.allocate_id() > max_id);
         drop(j);
         let (mut j, _, _) = Journal::open(&tmp.0).unwrap();
@@ -585,7 +723,7 @@ pub(crate) mod tests {
         j.set_compact_min_lines(40);
         let keep: Vec<u64> = (0..5)
             .map(|_| {
-                let id = j.allocate_id();
+                let id = j.allocate_id().get();
                 j.record(&entry(id, id, "keep")).unwrap();
                 id
             })
@@ -593,7 +731,7 @@ pub(crate) mod tests {
         let mut max_lines = 0;
         for _ in 0..60 {
             let id = j.allocate_id();
-            j.record(&entry(id, id, "churn")).unwrap();
+            j.record(&entry(id.get(), id.get(), "churn")).unwrap();
             j.done(id).unwrap();
             max_lines = max_lines.max(fs::read_to_string(&path).unwrap().lines().count());
         }
@@ -605,7 +743,7 @@ pub(crate) mod tests {
         drop(j);
         let (mut j, entries, skipped) = Journal::open(&tmp.0).unwrap();
         assert_eq!(skipped, 0);
-        assert_eq!(entries.iter().map(|e| e.id).collect::<Vec<_>>(), keep);
+        assert_eq!(entries.iter().map(|e| e.id.get()).collect::<Vec<_>>(), keep);
         // Every recorded id (all below `last`) stays used.
         assert!(j.allocate_id() >= last);
         // Re-arming one door over and over compacts too.
@@ -625,8 +763,13 @@ pub(crate) mod tests {
         let tmp = Tmp::new("journal-notdir");
         let file = tmp.0.join("plain-file");
         fs::write(&file, b"x").unwrap();
-        let err = Journal::open(&file.join("state")).err().unwrap();
-        assert_eq!(err.raw_os_error(), Some(libc::ENOTDIR));
+        match Journal::open(&file.join("state")).err().unwrap() {
+            StateDirError::Io(e) => assert!(
+                matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::EEXIST)),
+                "{e}"
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -634,12 +777,105 @@ pub(crate) mod tests {
         let tmp = Tmp::new("journal-full");
         let (mut j, _, _) = Journal::open(&tmp.0).unwrap();
         j.record(&entry(1, 100, "first")).unwrap();
-        j.replace_file_for_test(OpenOptions::new().write(true).open("/dev/full").unwrap());
+        j.replace_file_for_test(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        );
         let err = j.record(&entry(2, 200, "second")).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
         assert_eq!(j.live(), 1);
         drop(j);
         let (_, entries, skipped) = Journal::open(&tmp.0).unwrap();
         assert_eq!((entries, skipped), (vec![entry(1, 100, "first")], 0));
+    }
+}
+
+#[cfg(test)]
+mod hostile_dir_tests {
+    use super::tests::{entry, Tmp};
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::MetadataExt;
+
+    /// A file outside the directory whose bytes and mode must never change.
+    fn precious(tmp: &Tmp) -> PathBuf {
+        tmp.file("precious", b"root's data\n", 0o644)
+    }
+
+    fn untouched(path: &Path) {
+        assert_eq!(fs::read(path).unwrap(), b"root's data\n");
+        assert_eq!(fs::metadata(path).unwrap().mode() & 0o7777, 0o644);
+    }
+
+    fn refused(dir: &Path) -> String {
+        match Journal::open(dir) {
+            Err(StateDirError::Unsafe(m)) => m,
+            Err(other) => panic!("expected a refusal, got {other}"),
+            Ok(_) => panic!("expected a refusal, got a journal"),
+        }
+    }
+
+    #[test]
+    fn a_journal_or_temp_file_that_is_a_link_is_refused_and_the_target_untouched() {
+        let tmp = Tmp::new("journal-links");
+        let target = precious(&tmp);
+        let dir = tmp.0.join("state");
+        fs::create_dir(&dir).unwrap();
+        std::os::unix::fs::symlink(&target, dir.join(FILE_NAME)).unwrap();
+        assert!(refused(&dir).contains("symbolic link"));
+        untouched(&target);
+        fs::remove_file(dir.join(FILE_NAME)).unwrap();
+        std::os::unix::fs::symlink(&target, dir.join(TMP_NAME)).unwrap();
+        assert!(refused(&dir).contains("not a regular file"));
+        untouched(&target);
+        // A stale regular temp file (a compaction cut short) is removed.
+        fs::remove_file(dir.join(TMP_NAME)).unwrap();
+        fs::write(dir.join(TMP_NAME), b"half").unwrap();
+        let (mut j, _, _) = Journal::open(&dir).unwrap();
+        assert!(!dir.join(TMP_NAME).exists());
+        // A link planted while running is not followed by compaction.
+        std::os::unix::fs::symlink(&target, dir.join(TMP_NAME)).unwrap();
+        j.set_compact_min_lines(2);
+        for n in 1..5 {
+            j.record(&entry(n, n, "x")).unwrap();
+            j.done(JournalId(n)).unwrap();
+        }
+        untouched(&target);
+        assert!(!dir.join(TMP_NAME).exists());
+    }
+
+    #[test]
+    fn a_hard_link_or_foreign_journal_is_refused() {
+        let tmp = Tmp::new("journal-hardlink");
+        let target = precious(&tmp);
+        let dir = tmp.0.join("state");
+        fs::create_dir(&dir).unwrap();
+        fs::hard_link(&target, dir.join(FILE_NAME)).unwrap();
+        assert!(refused(&dir).contains("hard links"));
+        untouched(&target);
+        fs::remove_file(dir.join(FILE_NAME)).unwrap();
+        fs::write(dir.join(FILE_NAME), b"").unwrap();
+        std::os::unix::fs::chown(dir.join(FILE_NAME), Some(65534), None).unwrap();
+        assert!(refused(&dir).contains("owned by uid 65534"));
+    }
+
+    #[test]
+    fn a_group_commit_is_one_append_of_every_op() {
+        let tmp = Tmp::new("journal-batch");
+        let (mut j, _, _) = Journal::open(&tmp.0).unwrap();
+        let ops: Vec<JournalOp> = (1..=3)
+            .map(|n| JournalOp::Add(entry(n, n, "stop")))
+            .chain([JournalOp::Done(JournalId(2)), JournalOp::Done(JournalId(9))])
+            .collect();
+        j.commit(&ops).unwrap();
+        assert_eq!(j.live(), 2);
+        let text = fs::read_to_string(tmp.0.join(FILE_NAME)).unwrap();
+        assert_eq!(text.lines().count(), 4, "{text}");
+        drop(j);
+        let (_, entries, _) = Journal::open(&tmp.0).unwrap();
+        let ids: Vec<u64> = entries.iter().map(|e| e.id.get()).collect();
+        assert_eq!(ids, [1, 3]);
     }
 }

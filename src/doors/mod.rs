@@ -1,91 +1,227 @@
-//! Doors: what happens after a knock sequence completes. Opening a door
-//! emits its `start_command`; its `stop_command` is journaled first (so it
-//! outlives a crash) and scheduled on the timer wheel (so it runs on time
-//! even when the journal cannot be written). This module only produces
-//! [`CommandRequest`]s; the runner executes them and reports finished stops
-//! back through [`Doors::stop_ran`].
+//! Doors: what happens after a knock sequence completes.
 //!
-//! Invariant: every emitted Start whose event has a stop is matched by
-//! exactly one pending Stop. A re-knock on an open door re-arms its stop
-//! instead of starting again; stops restored from the journal after a
-//! restart are not re-armed by a new knock (the firewall may have been
-//! flushed by a reboot, so the knock gets its own Start and Stop pair and the
-//! old stop still runs at its time).
+//! Each door — one event for one source address — is a state machine
+//! ([`door`]) that runs its open action, then its close action when due,
+//! never both at once and never out of order, retrying a close that fails.
+//! [`Doors`] holds them: it keeps their timers on a wheel, their pending
+//! closes in the journal (written off the capture thread, [`commit`]), caps
+//! how many may be open, and turns their decisions into
+//! [`CommandRequest`]s. The runner executes those and hands the
+//! completions back through [`Doors::finished`].
+//!
+//! Invariants:
+//! - a door's close is in the journal before its open runs (unless the
+//!   journal cannot be written, which is logged; the close then lives in
+//!   memory only);
+//! - every door that may be open has a pending close until a close exits 0;
+//! - open doors, and so commands queued or running, never exceed the caps
+//!   ([`DoorLimits`]): at most one command per door is in flight;
+//! - doors restored from the journal after a restart are not re-armed by a
+//!   new knock (the firewall may have been flushed by a reboot), so the knock
+//!   gets a door of its own and the old close still runs at its time.
 
+pub mod commit;
+pub mod door;
 pub mod journal;
+pub mod kernel;
 pub mod runner;
 pub mod wheel;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
 
 use crate::config::{expand, Event};
-use crate::doors::journal::{Journal, JournalEntry};
-use crate::doors::wheel::{TimerId, Wheel};
+use crate::doors::commit::{Batch, JournalWriter};
+use crate::doors::door::{Do, Door, Due, Phase};
+use crate::doors::journal::{Journal, JournalEntry, JournalId, JournalOp};
+use crate::doors::runner::{Completion, Request, Runner};
+use crate::doors::wheel::Wheel;
+
+pub use crate::doors::door::Action;
 
 /// Used when an event has a stop command but no `command_delay`.
 pub const DEFAULT_COMMAND_DELAY: u32 = 10;
+/// Default cap on doors open at once (`-n`).
+pub const DEFAULT_MAX_DOORS: usize = 4_096;
+/// Default cap on doors open at once for one source address (`-N`).
+pub const DEFAULT_MAX_PER_SOURCE: usize = 32;
+/// At most one "door cap reached" line per this many milliseconds; the
+/// knocks refused in between are counted in the next.
+const REFUSAL_LOG_EVERY_MS: u64 = 1_000;
 
+/// Which of a door's actions a request carries out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommandKind {
+    /// Opens the door.
     Start,
+    /// Closes it.
     Stop,
 }
 
+/// An action for the runner (or, later, another backend) to carry out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandRequest {
+    /// Opening or closing.
     pub kind: CommandKind,
+    /// The event's name (for the log).
     pub event: String,
+    /// The knocking address (for the log).
     pub src: IpAddr,
-    /// Already expanded.
-    pub command: String,
-    /// For a journaled Stop: pass to [`Doors::stop_ran`] once it has run.
-    pub journal_id: Option<u64>,
+    /// What to carry out.
+    pub action: Action,
+    /// The door it belongs to; hand it back with the completion.
+    pub id: JournalId,
 }
 
+/// Caps on open doors. A door counts from its knock until its close has
+/// succeeded (a close being retried still counts); a start-only command
+/// counts while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DoorLimits {
+    /// Doors open at once, all events and sources together.
+    pub max_doors: usize,
+    /// Doors open at once for one source address.
+    pub max_per_source: usize,
+}
+
+impl Default for DoorLimits {
+    fn default() -> DoorLimits {
+        DoorLimits {
+            max_doors: DEFAULT_MAX_DOORS,
+            max_per_source: DEFAULT_MAX_PER_SOURCE,
+        }
+    }
+}
+
+/// Which cap refused a knock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `-n`: doors open at once.
+    Total(usize),
+    /// The event's `max_doors`.
+    Event(usize),
+    /// `-N`: doors open at once for one source.
+    Source(usize),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Total(n) => write!(f, "{n} doors open, the cap (-n)"),
+            Refusal::Event(n) => write!(f, "{n} doors open for this event, its max_doors"),
+            Refusal::Source(n) => write!(f, "{n} doors open for this source, the cap (-N)"),
+        }
+    }
+}
+
+/// What a completed knock did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Opened {
-    /// Start emitted, stop scheduled.
+    /// A new door: its start runs once its stop is journaled.
     Opened,
-    /// The door was already open: its stop was pushed out, no Start.
+    /// The door was already open (or opening, or closing): its stop was
+    /// pushed out, and no second start runs while one is running.
     Rearmed,
     /// The event has no stop command: Start emitted, nothing scheduled.
     StartOnly,
     /// The event runs nothing for this address family (a knockd event with
     /// an empty or absent command): nothing emitted.
     Nothing,
+    /// A cap was reached: nothing runs (logged, at most once a second, and
+    /// counted).
+    Refused(Refusal),
 }
 
-struct PendingStop {
+/// Counters for the stats line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DoorStats {
+    /// Doors open, opening, closing or retrying, and start-only commands
+    /// running.
+    pub open: usize,
+    /// Doors whose close failed and waits for its next attempt.
+    pub retrying: usize,
+    /// Knocks refused at a cap.
+    pub refused: u64,
+    /// Close attempts that failed.
+    pub stop_failures: u64,
+    /// Journal batches that could not be written.
+    pub journal_errors: u64,
+}
+
+/// A start-only command while it runs (it counts towards the caps).
+struct StartOnly {
     event: String,
     src: IpAddr,
-    command: String,
-    journal_id: Option<u64>,
-    /// In `open_doors` (opened in this run, may be re-armed).
-    keyed: bool,
 }
 
+/// Every door, keyed by id.
 pub struct Doors {
-    journal: Option<Journal>,
-    wheel: Wheel<PendingStop>,
-    open_doors: HashMap<(String, IpAddr), TimerId>,
-    journal_errors: u64,
+    limits: DoorLimits,
+    doors: HashMap<JournalId, Door>,
+    /// Doors a knock can re-arm: (event, source) → id.
+    keyed: HashMap<(String, IpAddr), JournalId>,
+    start_only: HashMap<JournalId, StartOnly>,
+    per_event: HashMap<String, usize>,
+    per_source: HashMap<IpAddr, usize>,
+    wheel: Wheel<JournalId>,
+    journal: Option<JournalWriter>,
+    /// Doors waiting for the batch holding their close, in push order.
+    awaiting: std::collections::VecDeque<(Batch, JournalId)>,
+    /// The batch the last push went into.
+    last_batch: Batch,
+    next_id: u64,
+    /// `close_all` was called: nothing opens, failed closes are not retried.
+    stopping: bool,
+    refused: u64,
+    stop_failures: u64,
+    refused_unlogged: u64,
+    refused_logged_ms: Option<u64>,
+}
+
+impl std::fmt::Debug for Doors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Doors")
+            .field("limits", &self.limits)
+            .field("doors", &self.doors.len())
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Doors {
-    pub fn new(journal: Option<Journal>, now_ms: u64, now_unix_ms: u64) -> Self {
-        let _ = now_unix_ms;
-        Doors {
-            journal,
+    /// Doors with `journal` (moved to a writer thread) or none, under `limits`.
+    pub fn new(
+        journal: Option<Journal>,
+        limits: DoorLimits,
+        now_ms: u64,
+    ) -> std::io::Result<Doors> {
+        let journal = journal.map(JournalWriter::spawn).transpose()?;
+        let next_id = journal.as_ref().map_or(1, |j| j.first_free_id().get());
+        Ok(Doors {
+            limits,
+            doors: HashMap::new(),
+            keyed: HashMap::new(),
+            start_only: HashMap::new(),
+            per_event: HashMap::new(),
+            per_source: HashMap::new(),
             wheel: Wheel::new(now_ms),
-            open_doors: HashMap::new(),
-            journal_errors: 0,
-        }
+            journal,
+            awaiting: Default::default(),
+            last_batch: 0,
+            next_id,
+            stopping: false,
+            refused: 0,
+            stop_failures: 0,
+            refused_unlogged: 0,
+            refused_logged_ms: None,
+        })
     }
 
     /// Takes over the stops a previous run left in the journal: overdue ones
-    /// become Stop requests now, the rest are scheduled by their wall-clock
-    /// due time translated to the monotonic clock.
+    /// run now, the rest are scheduled by their wall-clock due time
+    /// translated to the monotonic clock (never later than their delay).
     pub fn restore(
         &mut self,
         entries: Vec<JournalEntry>,
@@ -94,29 +230,41 @@ impl Doors {
         out: &mut Vec<CommandRequest>,
     ) {
         for e in entries {
-            let pending = PendingStop {
+            // Capped: a wall clock set wrong (ahead) when the door opened
+            // and corrected since must not keep it open longer.
+            let wait_ms = e.due_unix_ms.saturating_sub(now_unix_ms).min(e.delay_ms);
+            let door = Door {
+                id: e.id,
                 event: e.event,
                 src: e.src,
-                command: e.stop_command,
-                journal_id: Some(e.id),
-                keyed: false,
+                open: None,
+                close: Action::Shell(e.stop_command),
+                phase: Phase::Open,
+                due: Due {
+                    ms: now_ms.saturating_add(wait_ms),
+                    unix_ms: e.due_unix_ms,
+                },
+                delay_ms: e.delay_ms,
+                retry_at_ms: 0,
+                failures: 0,
+                reopen: None,
+                started: true,
+                timer: None,
             };
+            self.next_id = self.next_id.max(e.id.get().saturating_add(1));
             if e.due_unix_ms <= now_unix_ms {
                 crate::info!(
                     "door {} for {}: stop overdue from before restart, running now",
-                    pending.event,
-                    pending.src
+                    door.event,
+                    door.src
                 );
-                out.push(stop_request(pending));
-            } else {
-                // Capped: a wall clock set wrong (ahead) when the door
-                // opened and corrected since must not keep it open longer.
-                let wait_ms = (e.due_unix_ms - now_unix_ms).min(e.delay_ms);
-                self.wheel.insert(now_ms.saturating_add(wait_ms), pending);
             }
+            self.insert(door);
+            self.step(e.id, |d| d.timer(now_ms), now_ms, out);
         }
     }
 
+    /// A knock for `event` from `src` completed.
     pub fn open(
         &mut self,
         event: &Event,
@@ -125,673 +273,449 @@ impl Doors {
         now_unix_ms: u64,
         out: &mut Vec<CommandRequest>,
     ) -> Opened {
+        if self.stopping {
+            return Opened::Nothing;
+        }
         // As knockd: no start command, no stop either.
         let Some(start) = event.start_for(src) else {
             return Opened::Nothing;
         };
         let Some(stop) = event.stop_for(src) else {
-            out.push(start_request(event, start, src));
-            return Opened::StartOnly;
-        };
-        let delay = u64::from(event.command_delay.unwrap_or(DEFAULT_COMMAND_DELAY));
-        let delay_ms = delay * 1000;
-        let due_ms = now_ms.saturating_add(delay_ms);
-        let due_unix_ms = now_unix_ms.saturating_add(delay_ms);
-
-        let key = (event.name.clone(), src);
-        if let Some(&id) = self.open_doors.get(&key) {
-            if self.wheel.reschedule(id, due_ms) {
-                self.journal_rearm(id, due_unix_ms, delay_ms);
-                return Opened::Rearmed;
+            if let Some(why) = self.refusal(event, src) {
+                return self.refuse(event, src, why, now_ms);
             }
-            // Stale key (cannot happen: firing removes it); open afresh.
-            self.open_doors.remove(&key);
-        }
-
-        let command = expand(stop, src);
-        let journal_id = self.journal_add(&event.name, src, &command, due_unix_ms, delay_ms);
-        out.push(start_request(event, start, src));
-        let id = self.wheel.insert(
-            due_ms,
-            PendingStop {
+            let id = self.allocate_id();
+            self.start_only.insert(
+                id,
+                StartOnly {
+                    event: event.name.clone(),
+                    src,
+                },
+            );
+            self.count(&event.name, src, 1);
+            out.push(CommandRequest {
+                kind: CommandKind::Start,
                 event: event.name.clone(),
                 src,
-                command,
-                journal_id,
-                keyed: true,
-            },
-        );
-        self.open_doors.insert(key, id);
+                action: Action::Shell(expand(start, src)),
+                id,
+            });
+            return Opened::StartOnly;
+        };
+        let delay_ms = u64::from(event.command_delay.unwrap_or(DEFAULT_COMMAND_DELAY)) * 1000;
+        let due = Due {
+            ms: now_ms.saturating_add(delay_ms),
+            unix_ms: now_unix_ms.saturating_add(delay_ms),
+        };
+        if let Some(&id) = self.keyed.get(&(event.name.clone(), src)) {
+            if let Some(door) = self.doors.get_mut(&id) {
+                door.delay_ms = delay_ms;
+            }
+            self.step(id, |d| d.knock(due), now_ms, out);
+            self.journal_add(id);
+            return Opened::Rearmed;
+        }
+        if let Some(why) = self.refusal(event, src) {
+            return self.refuse(event, src, why, now_ms);
+        }
+        let id = self.allocate_id();
+        let door = Door {
+            id,
+            event: event.name.clone(),
+            src,
+            open: Some(Action::Shell(expand(start, src))),
+            close: Action::Shell(expand(stop, src)),
+            phase: Phase::Journaling,
+            due,
+            delay_ms,
+            retry_at_ms: 0,
+            failures: 0,
+            reopen: None,
+            started: false,
+            timer: None,
+        };
+        self.insert(door);
+        self.keyed.insert((event.name.clone(), src), id);
+        match self.journal_add(id) {
+            Some(batch) => self.awaiting.push_back((batch, id)),
+            None => self.step(id, Door::committed, now_ms, out),
+        }
         Opened::Opened
     }
 
-    /// When `tick` next has work (never later than the earliest stop).
+    /// When `tick` next has work (never later than the earliest timer).
     pub fn next_due_ms(&self) -> Option<u64> {
         self.wheel.next_due_ms()
     }
 
-    /// Emits a Stop for every stop due at or before `now_ms`.
+    /// Readable when the journal has written a batch: call `tick`.
+    pub fn wake_fd(&self) -> Option<RawFd> {
+        self.journal.as_ref().map(JournalWriter::wake_fd)
+    }
+
+    /// Releases the starts whose stops are now journaled, runs the stops
+    /// and retries that are due, and logs refusals not yet logged.
     pub fn tick(&mut self, now_ms: u64, out: &mut Vec<CommandRequest>) {
-        let mut due = Vec::new();
-        self.wheel.advance(now_ms, &mut due);
-        for pending in due {
-            if pending.keyed {
-                self.open_doors
-                    .remove(&(pending.event.clone(), pending.src));
+        if let Some(j) = &self.journal {
+            j.clear_wake();
+            let durable = j.durable();
+            while let Some(&(batch, id)) = self.awaiting.front() {
+                if batch > durable {
+                    break;
+                }
+                self.awaiting.pop_front();
+                self.step(id, Door::committed, now_ms, out);
             }
-            out.push(stop_request(pending));
         }
-    }
-
-    /// The runner has run the Stop journaled as `journal_id`.
-    pub fn stop_ran(&mut self, journal_id: u64) {
-        let Some(journal) = &mut self.journal else {
-            return;
-        };
-        if let Err(e) = journal.done(journal_id) {
-            self.journal_errors += 1;
+        let mut fired = Vec::new();
+        self.wheel.advance(now_ms, &mut fired);
+        for id in fired {
+            if let Some(door) = self.doors.get_mut(&id) {
+                door.timer = None;
+            }
+            self.step(id, |d| d.timer(now_ms), now_ms, out);
+        }
+        if self.refused_unlogged > 0
+            && self
+                .refused_logged_ms
+                .map_or(true, |t| now_ms >= t + REFUSAL_LOG_EVERY_MS)
+        {
             crate::warn!(
-                "journal {}: cannot mark stop {journal_id} done (it will run again after a restart): {e}",
-                journal.path().display()
+                "{} more completed knock(s) refused at a door cap in the last second",
+                self.refused_unlogged
             );
+            self.refused_unlogged = 0;
+            self.refused_logged_ms = Some(now_ms);
         }
     }
 
-    /// Shutdown: every pending stop, now, in due order.
-    pub fn close_all(&mut self, out: &mut Vec<CommandRequest>) {
-        self.open_doors.clear();
-        out.extend(self.wheel.drain_all().into_iter().map(stop_request));
-    }
-
-    pub fn pending(&self) -> usize {
-        self.wheel.len()
-    }
-
-    pub fn journal_errors(&self) -> u64 {
-        self.journal_errors
-    }
-
-    /// Journals a new stop; `None` (logged, counted) when it cannot, in which
-    /// case the stop lives in memory only.
-    fn journal_add(
-        &mut self,
-        event: &str,
-        src: IpAddr,
-        command: &str,
-        due_unix_ms: u64,
-        delay_ms: u64,
-    ) -> Option<u64> {
-        let journal = self.journal.as_mut()?;
-        let entry = JournalEntry {
-            id: journal.allocate_id(),
-            due_unix_ms,
-            delay_ms,
-            event: event.to_string(),
-            src,
-            stop_command: command.to_string(),
-        };
-        match journal.record(&entry) {
-            Ok(()) => Some(entry.id),
-            Err(e) => {
-                self.journal_errors += 1;
-                crate::warn!(
-                    "journal {}: cannot record stop for {event} from {src} (kept in memory only): {e}",
-                    journal.path().display()
-                );
-                None
+    /// Finished commands: each moves its door on (see [`door`]).
+    pub fn finished(&mut self, done: Vec<Completion>, now_ms: u64, out: &mut Vec<CommandRequest>) {
+        for c in done {
+            let Some(id) = c.tag else { continue };
+            if let Some(s) = self.start_only.remove(&id) {
+                self.count(&s.event, s.src, -1);
+                continue;
+            }
+            let Some(phase) = self.doors.get(&id).map(|d| d.phase) else {
+                continue;
+            };
+            let stopping = self.stopping;
+            match phase {
+                Phase::Opening => {
+                    self.step(id, |d| d.opened(&c.outcome, now_ms, stopping), now_ms, out)
+                }
+                Phase::Closing => {
+                    if !c.outcome.success() {
+                        self.stop_failures += 1;
+                    }
+                    self.step(id, |d| d.closed(&c.outcome, now_ms, stopping), now_ms, out);
+                }
+                _ => {}
             }
         }
     }
 
-    /// Journals a re-armed stop's new due time (or, if it never made it to
-    /// the journal, tries again to record it).
-    fn journal_rearm(&mut self, id: TimerId, due_unix_ms: u64, delay_ms: u64) {
-        let Some(pending) = self.wheel.get(id) else {
+    /// Shutdown: every door closes now, or as soon as its running action
+    /// has ended; a close that fails from here on is left in the journal
+    /// for the next start. Nothing opens any more.
+    pub fn close_all(&mut self, out: &mut Vec<CommandRequest>) {
+        self.stopping = true;
+        self.keyed.clear();
+        self.awaiting.clear();
+        let ids: Vec<JournalId> = self.doors.keys().copied().collect();
+        let mut ids = ids;
+        // In due order, so the doors that should close first go first.
+        ids.sort_by_key(|id| self.doors.get(id).map(|d| (d.due.ms, d.id)));
+        for id in ids {
+            self.step(id, Door::stop, 0, out);
+        }
+    }
+
+    /// Commands in flight (or about to be): what shutdown waits for.
+    pub fn in_flight(&self) -> usize {
+        self.start_only.len() + self.doors.values().filter(|d| d.busy()).count()
+    }
+
+    /// Doors with a pending stop (open, opening, closing or retrying).
+    pub fn pending(&self) -> usize {
+        self.doors.len()
+    }
+
+    /// Counters for the stats line.
+    pub fn stats(&self) -> DoorStats {
+        DoorStats {
+            open: self.doors.len() + self.start_only.len(),
+            retrying: self
+                .doors
+                .values()
+                .filter(|d| d.phase == Phase::Retrying)
+                .count(),
+            refused: self.refused,
+            stop_failures: self.stop_failures,
+            journal_errors: self.journal_errors(),
+        }
+    }
+
+    /// Journal batches that could not be written.
+    pub fn journal_errors(&self) -> u64 {
+        self.journal.as_ref().map_or(0, JournalWriter::errors)
+    }
+
+    /// Waits up to `limit` until everything pushed to the journal so far
+    /// is written; true if it is (or there is no journal).
+    pub fn sync_journal(&self, limit: Duration) -> bool {
+        self.journal
+            .as_ref()
+            .map_or(true, |j| j.wait(self.last_batch, limit))
+    }
+
+    /// Ends the journal's writer after it wrote what is queued (at most
+    /// `limit`).
+    pub fn finish(&mut self, limit: Duration) {
+        if let Some(j) = self.journal.take() {
+            j.finish(limit);
+        }
+    }
+
+    fn allocate_id(&mut self) -> JournalId {
+        let id = JournalId::new(self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    /// The cap this knock would exceed, if any.
+    fn refusal(&self, event: &Event, src: IpAddr) -> Option<Refusal> {
+        let open = self.doors.len() + self.start_only.len();
+        if open >= self.limits.max_doors {
+            return Some(Refusal::Total(self.limits.max_doors));
+        }
+        if let Some(max) = event.max_doors {
+            let max = max as usize;
+            if self.per_event.get(&event.name).copied().unwrap_or(0) >= max {
+                return Some(Refusal::Event(max));
+            }
+        }
+        if self.per_source.get(&src).copied().unwrap_or(0) >= self.limits.max_per_source {
+            return Some(Refusal::Source(self.limits.max_per_source));
+        }
+        None
+    }
+
+    fn refuse(&mut self, event: &Event, src: IpAddr, why: Refusal, now_ms: u64) -> Opened {
+        self.refused += 1;
+        let quiet = self
+            .refused_logged_ms
+            .is_some_and(|t| now_ms < t + REFUSAL_LOG_EVERY_MS);
+        if quiet {
+            self.refused_unlogged += 1;
+        } else {
+            crate::warn!(
+                "{src} {}: knock complete, door not opened: {why}{}",
+                event.name,
+                match self.refused_unlogged {
+                    0 => String::new(),
+                    n => format!(" ({n} more refused before this one)"),
+                }
+            );
+            self.refused_unlogged = 0;
+            self.refused_logged_ms = Some(now_ms);
+        }
+        Opened::Refused(why)
+    }
+
+    fn count(&mut self, event: &str, src: IpAddr, delta: isize) {
+        let bump = |n: &mut usize| *n = n.saturating_add_signed(delta);
+        match self.per_event.get_mut(event) {
+            Some(n) => bump(n),
+            None => {
+                self.per_event
+                    .insert(event.to_string(), delta.max(0) as usize);
+            }
+        }
+        match self.per_source.get_mut(&src) {
+            Some(n) => bump(n),
+            None => {
+                self.per_source.insert(src, delta.max(0) as usize);
+            }
+        }
+        if self.per_event.get(event) == Some(&0) {
+            self.per_event.remove(event);
+        }
+        if self.per_source.get(&src) == Some(&0) {
+            self.per_source.remove(&src);
+        }
+    }
+
+    fn insert(&mut self, door: Door) {
+        self.count(&door.event.clone(), door.src, 1);
+        self.doors.insert(door.id, door);
+    }
+
+    /// Applies one transition of door `id` and carries out what it asks.
+    fn step(
+        &mut self,
+        id: JournalId,
+        f: impl FnOnce(&mut Door) -> Do,
+        now_ms: u64,
+        out: &mut Vec<CommandRequest>,
+    ) {
+        let Some(door) = self.doors.get_mut(&id) else {
             return;
         };
-        let (event, src, command) = (pending.event.clone(), pending.src, pending.command.clone());
-        let journal_id = match pending.journal_id {
-            None => self.journal_add(&event, src, &command, due_unix_ms, delay_ms),
-            Some(journal_id) => {
-                let Some(journal) = self.journal.as_mut() else {
-                    return;
-                };
-                let entry = JournalEntry {
-                    id: journal_id,
-                    due_unix_ms,
-                    delay_ms,
-                    event,
-                    src,
-                    stop_command: command,
-                };
-                if let Err(e) = journal.record(&entry) {
-                    // The old due time stays on disk: after a crash the door
-                    // would close early, never late.
-                    self.journal_errors += 1;
+        let what = f(door);
+        match what {
+            Do::Nothing | Do::Retry { .. } => {}
+            Do::Open => {
+                if let Some(action) = door.open.clone() {
+                    out.push(request(door, CommandKind::Start, action));
+                }
+            }
+            Do::Close => out.push(request(door, CommandKind::Stop, door.close.clone())),
+            Do::Forget { done } => {
+                let door = self.doors.remove(&id).expect("present above");
+                if let Some(t) = door.timer {
+                    self.wheel.cancel(t);
+                }
+                if self.keyed.get(&(door.event.clone(), door.src)) == Some(&id) {
+                    self.keyed.remove(&(door.event.clone(), door.src));
+                }
+                self.count(&door.event, door.src, -1);
+                if done {
+                    if let Some(j) = &self.journal {
+                        self.last_batch = j.push(JournalOp::Done(id));
+                    }
+                } else if self.journal.is_some() {
                     crate::warn!(
-                        "journal {}: cannot record re-armed stop for {} from {src}: {e}",
-                        journal.path().display(),
-                        entry.event
+                        "{} {}: stop did not succeed before shutdown; kept in the journal, \
+                         it runs again at the next start",
+                        door.src,
+                        door.event
+                    );
+                } else {
+                    crate::error!(
+                        "{} {}: stop did not succeed before shutdown and there is no journal: \
+                         the door may stay open",
+                        door.src,
+                        door.event
                     );
                 }
-                Some(journal_id)
+                return;
             }
+        }
+        if let Do::Retry { after_ms } = what {
+            crate::warn!(
+                "{} {}: stop failed (attempt {}); the door may still be open: retrying in {} s",
+                door.src,
+                door.event,
+                door.failures,
+                after_ms / 1000
+            );
+        }
+        // The timer follows the phase.
+        let want = door.timer_at();
+        let have = door.timer.and_then(|t| self.wheel.due_ms(t));
+        if want != have {
+            if let Some(t) = door.timer.take() {
+                self.wheel.cancel(t);
+            }
+            if let Some(at) = want {
+                door.timer = Some(self.wheel.insert(at.max(now_ms), id));
+            }
+        }
+    }
+
+    /// Records door `id`'s pending close as it stands; the batch it goes
+    /// into, if there is a journal.
+    fn journal_add(&mut self, id: JournalId) -> Option<Batch> {
+        let j = self.journal.as_ref()?;
+        let door = self.doors.get(&id)?;
+        let due = door.journal_due();
+        let batch = j.push(JournalOp::Add(JournalEntry {
+            id,
+            due_unix_ms: due.unix_ms,
+            delay_ms: door.delay_ms,
+            event: door.event.clone(),
+            src: door.src,
+            stop_command: door.close.text().to_string(),
+        }));
+        self.last_batch = batch;
+        Some(batch)
+    }
+}
+
+impl Drop for Doors {
+    fn drop(&mut self) {
+        // Let the writer finish what is queued (briefly): a test or an exit
+        // path that forgot `finish` should still leave a consistent file.
+        self.finish(Duration::from_secs(2));
+    }
+}
+
+fn request(door: &Door, kind: CommandKind, action: Action) -> CommandRequest {
+    CommandRequest {
+        kind,
+        event: door.event.clone(),
+        src: door.src,
+        action,
+        id: door.id,
+    }
+}
+
+/// Hands `requests` to the runner, each labelled "SRC EVENT start|stop" in
+/// its log lines and tagged with its door.
+pub fn submit(runner: &Runner, requests: &mut Vec<CommandRequest>) {
+    for req in requests.drain(..) {
+        let kind = match req.kind {
+            CommandKind::Start => "start",
+            CommandKind::Stop => "stop",
         };
-        if let Some(pending) = self.wheel.get_mut(id) {
-            pending.journal_id = journal_id;
+        match req.action {
+            Action::Shell(command) => runner.submit(Request {
+                tag: Some(req.id),
+                label: format!("{} {} {kind}", req.src, req.event),
+                command,
+            }),
         }
     }
 }
 
-fn start_request(event: &Event, start: &str, src: IpAddr) -> CommandRequest {
-    CommandRequest {
-        kind: CommandKind::Start,
-        event: event.name.clone(),
-        src,
-        command: expand(start, src),
-        journal_id: None,
+/// Shutdown: closes every door (see [`Doors::close_all`]), runs what that
+/// takes — a stop after a start that is still running — for up to `limit`,
+/// then ends the runner (terminating what still runs) and the journal
+/// writer. Stops that did not succeed stay in the journal. `now_ms` reads
+/// the daemon's monotonic clock.
+pub fn close_all_and_wait(
+    doors: &mut Doors,
+    runner: Runner,
+    limit: Duration,
+    now_ms: impl Fn() -> u64,
+) {
+    let deadline = Instant::now() + limit;
+    let mut requests = Vec::new();
+    doors.close_all(&mut requests);
+    submit(&runner, &mut requests);
+    while doors.in_flight() > 0 {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        let wait = (deadline - now).min(Duration::from_millis(100));
+        let _ = crate::sys::process::poll_readable(
+            [Some(runner.wake_fd()), doors.wake_fd()],
+            Some(wait),
+        );
+        let t = now_ms();
+        doors.finished(runner.completions(), t, &mut requests);
+        doors.tick(t, &mut requests);
+        submit(&runner, &mut requests);
     }
-}
-
-fn stop_request(p: PendingStop) -> CommandRequest {
-    CommandRequest {
-        kind: CommandKind::Stop,
-        event: p.event,
-        src: p.src,
-        command: p.command,
-        journal_id: p.journal_id,
-    }
+    let rest = runner.shutdown(deadline.saturating_duration_since(Instant::now()));
+    doors.finished(rest, now_ms(), &mut requests);
+    // The runner is gone: anything asked for now stays in the journal.
+    requests.clear();
+    doors.finish(Duration::from_secs(5));
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::doors::journal::tests::Tmp;
-    use crate::doors::journal::FILE_NAME;
-    use std::fs;
-
-    const T0_MS: u64 = 5_000_000;
-    const T0_UNIX_MS: u64 = 1_700_000_000;
-
-    fn event(name: &str, delay: u32) -> Event {
-        Event {
-            name: name.into(),
-            line: 1,
-            sequence: Vec::new(),
-            timeout: 5,
-            start_command: "iptables -I INPUT -s %IP% -j ACCEPT".into(),
-            stop_command: Some("iptables -D INPUT -s %IP% -j ACCEPT".into()),
-            command_delay: Some(delay),
-            ..Default::default()
-        }
-    }
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-
-    fn kinds(out: &[CommandRequest]) -> Vec<CommandKind> {
-        out.iter().map(|r| r.kind).collect()
-    }
-
-    #[test]
-    fn open_starts_now_and_stops_at_the_due_time() {
-        let mut doors = Doors::new(None, T0_MS, T0_UNIX_MS);
-        let mut out = Vec::new();
-        let src = ip("10.199.0.2");
-        assert_eq!(
-            doors.open(&event("ssh", 30), src, T0_MS, T0_UNIX_MS, &mut out),
-            Opened::Opened
-        );
-        assert_eq!(
-            out,
-            [CommandRequest {
-                kind: CommandKind::Start,
-                event: "ssh".into(),
-                src,
-                command: "iptables -I INPUT -s 10.199.0.2 -j ACCEPT".into(),
-                journal_id: None,
-            }]
-        );
-        out.clear();
-        assert_eq!(doors.pending(), 1);
-        assert_eq!(doors.next_due_ms().map(|d| d <= T0_MS + 30_000), Some(true));
-        doors.tick(T0_MS + 29_999, &mut out);
-        assert!(out.is_empty());
-        doors.tick(T0_MS + 30_000, &mut out);
-        assert_eq!(kinds(&out), [CommandKind::Stop]);
-        assert_eq!(out[0].command, "iptables -D INPUT -s 10.199.0.2 -j ACCEPT");
-        assert_eq!(doors.pending(), 0);
-        out.clear();
-        // Closed: the next knock opens again.
-        assert_eq!(
-            doors.open(
-                &event("ssh", 30),
-                src,
-                T0_MS + 40_000,
-                T0_UNIX_MS + 40 * 1000,
-                &mut out
-            ),
-            Opened::Opened
-        );
-        assert_eq!(kinds(&out), [CommandKind::Start]);
-    }
-
-    #[test]
-    fn rearm_does_not_start_again_and_pushes_the_stop_out() {
-        let mut doors = Doors::new(None, T0_MS, T0_UNIX_MS);
-        let mut out = Vec::new();
-        let src = ip("fd00:199::2");
-        let ev = event("ssh", 30);
-        doors.open(&ev, src, T0_MS, T0_UNIX_MS, &mut out);
-        out.clear();
-        assert_eq!(
-            doors.open(&ev, src, T0_MS + 20_000, T0_UNIX_MS + 20 * 1000, &mut out),
-            Opened::Rearmed
-        );
-        assert!(out.is_empty());
-        // Another source or event is a different door.
-        assert_eq!(
-            doors.open(
-                &ev,
-                ip("fd00:199::3"),
-                T0_MS + 20_000,
-                T0_UNIX_MS + 20 * 1000,
-                &mut out
-            ),
-            Opened::Opened
-        );
-        assert_eq!(
-            doors.open(
-                &event("web", 30),
-                src,
-                T0_MS + 20_000,
-                T0_UNIX_MS + 20 * 1000,
-                &mut out
-            ),
-            Opened::Opened
-        );
-        assert_eq!(kinds(&out), [CommandKind::Start, CommandKind::Start]);
-        out.clear();
-        doors.tick(T0_MS + 30_000, &mut out);
-        assert!(out.is_empty(), "re-armed stop fired at its old time");
-        doors.tick(T0_MS + 50_000, &mut out);
-        assert_eq!(out.len(), 3);
-        assert!(out.iter().all(|r| r.kind == CommandKind::Stop));
-        assert_eq!(doors.pending(), 0);
-    }
-
-    #[test]
-    fn events_without_stop_only_start() {
-        let mut doors = Doors::new(None, T0_MS, T0_UNIX_MS);
-        let mut ev = event("bell", 5);
-        ev.stop_command = None;
-        ev.command_delay = None;
-        let mut out = Vec::new();
-        for _ in 0..2 {
-            assert_eq!(
-                doors.open(&ev, ip("10.0.0.9"), T0_MS, T0_UNIX_MS, &mut out),
-                Opened::StartOnly
-            );
-        }
-        assert_eq!(kinds(&out), [CommandKind::Start, CommandKind::Start]);
-        assert_eq!(doors.pending(), 0);
-        assert_eq!(doors.next_due_ms(), None);
-    }
-
-    #[test]
-    fn ipv6_knockers_get_the_ipv6_commands() {
-        let mut doors = Doors::new(None, T0_MS, T0_UNIX_MS);
-        let mut ev = event("smtp", 5);
-        ev.start_command_6 = Some("ip6tables -I INPUT -s %IP%".into());
-        ev.stop_command_6 = Some("ip6tables -D INPUT -s %IP%".into());
-        let mut out = Vec::new();
-        doors.open(&ev, ip("fd00::2"), T0_MS, T0_UNIX_MS, &mut out);
-        doors.open(&ev, ip("10.0.0.2"), T0_MS, T0_UNIX_MS, &mut out);
-        doors.close_all(&mut out);
-        let cmds: Vec<&str> = out.iter().map(|r| r.command.as_str()).collect();
-        assert_eq!(
-            cmds,
-            [
-                "ip6tables -I INPUT -s fd00::2",
-                "iptables -I INPUT -s 10.0.0.2 -j ACCEPT",
-                "ip6tables -D INPUT -s fd00::2",
-                "iptables -D INPUT -s 10.0.0.2 -j ACCEPT",
-            ]
-        );
-        // Without _6 commands IPv6 falls back; an empty one means nothing.
-        let mut out = Vec::new();
-        let plain = event("ssh", 5);
-        doors.open(&plain, ip("fd00::3"), T0_MS, T0_UNIX_MS, &mut out);
-        assert_eq!(out[0].command, "iptables -I INPUT -s fd00::3 -j ACCEPT");
-        ev.start_command_6 = Some(String::new());
-        assert_eq!(
-            doors.open(&ev, ip("fd00::4"), T0_MS, T0_UNIX_MS, &mut out),
-            Opened::Nothing
-        );
-        assert_eq!(out.len(), 1);
-    }
-
-    #[test]
-    fn journal_holds_the_stop_before_start_is_emitted() {
-        let tmp = Tmp::new("doors-before");
-        let (journal, _, _) = Journal::open(&tmp.0).unwrap();
-        let mut doors = Doors::new(Some(journal), T0_MS, T0_UNIX_MS);
-        let mut out = Vec::new();
-        doors.open(
-            &event("ssh", 30),
-            ip("10.199.0.2"),
-            T0_MS,
-            T0_UNIX_MS,
-            &mut out,
-        );
-        assert_eq!(kinds(&out), [CommandKind::Start]);
-        let text = fs::read_to_string(tmp.0.join(FILE_NAME)).unwrap();
-        let stop = "iptables -D INPUT -s 10.199.0.2 -j ACCEPT";
-        let add = format!(
-            "add 1 {} 30000 3:ssh 10.199.0.2 {}:{stop} ",
-            T0_UNIX_MS + 30 * 1000,
-            stop.len()
-        );
-        assert!(text.starts_with(&add), "journal: {text:?}");
-        // A re-arm journals the new due time.
-        out.clear();
-        doors.open(
-            &event("ssh", 30),
-            ip("10.199.0.2"),
-            T0_MS + 10_000,
-            T0_UNIX_MS + 10 * 1000,
-            &mut out,
-        );
-        let text = fs::read_to_string(tmp.0.join(FILE_NAME)).unwrap();
-        assert!(text.contains(&format!("add 1 {} 30000 3:ssh", T0_UNIX_MS + 40 * 1000)));
-        assert!(out.is_empty());
-        assert_eq!(doors.journal_errors(), 0);
-    }
-
-    #[test]
-    fn restart_runs_overdue_stops_and_schedules_the_rest() {
-        let tmp = Tmp::new("doors-restart");
-        {
-            let (journal, _, _) = Journal::open(&tmp.0).unwrap();
-            let mut doors = Doors::new(Some(journal), T0_MS, T0_UNIX_MS);
-            let mut out = Vec::new();
-            doors.open(
-                &event("soon", 10),
-                ip("10.199.0.2"),
-                T0_MS,
-                T0_UNIX_MS,
-                &mut out,
-            );
-            doors.open(
-                &event("later", 3_600),
-                ip("10.199.0.3"),
-                T0_MS,
-                T0_UNIX_MS,
-                &mut out,
-            );
-            assert_eq!(kinds(&out), [CommandKind::Start, CommandKind::Start]);
-            // Dropped without close_all: like kill -9.
-        }
-        // 60 s later, on a fresh monotonic clock (e.g. after a reboot).
-        let (now_ms, now_unix_ms) = (1_000, T0_UNIX_MS + 60 * 1000);
-        let (journal, entries, skipped) = Journal::open(&tmp.0).unwrap();
-        assert_eq!((entries.len(), skipped), (2, 0));
-        let mut doors = Doors::new(Some(journal), now_ms, now_unix_ms);
-        let mut out = Vec::new();
-        doors.restore(entries, now_ms, now_unix_ms, &mut out);
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].kind, CommandKind::Stop);
-        assert_eq!(out[0].event, "soon");
-        assert_eq!(out[0].command, "iptables -D INPUT -s 10.199.0.2 -j ACCEPT");
-        let soon_id = out[0].journal_id.unwrap();
-        doors.stop_ran(soon_id);
-        assert_eq!(doors.pending(), 1);
-        out.clear();
-        let later_due = now_ms + (3_600 - 60) * 1000;
-        doors.tick(later_due - 1, &mut out);
-        assert!(out.is_empty());
-        // A new knock on the restored door gets its own Start/Stop pair.
-        assert_eq!(
-            doors.open(
-                &event("later", 3_600),
-                ip("10.199.0.3"),
-                later_due - 1,
-                now_unix_ms + 3_539 * 1000,
-                &mut out
-            ),
-            Opened::Opened
-        );
-        out.clear();
-        doors.tick(later_due, &mut out);
-        assert_eq!(out.len(), 1);
-        assert_eq!(
-            (out[0].kind, out[0].event.as_str()),
-            (CommandKind::Stop, "later")
-        );
-        let later_id = out[0].journal_id.unwrap();
-        doors.stop_ran(later_id);
-        drop(doors);
-        // Only the stop for the new knock remains on disk.
-        let (_, entries, _) = Journal::open(&tmp.0).unwrap();
-        assert_eq!(entries.len(), 1);
-        assert!(entries.iter().all(|e| e.id != soon_id && e.id != later_id));
-        assert_eq!(entries[0].due_unix_ms, now_unix_ms + (3_539 + 3_600) * 1000);
-    }
-
-    /// Runs in a child process (this test binary re-executed): opens two
-    /// doors on the journal named by the environment, says so, then waits
-    /// to be killed.
-    fn kill_9_child(dir: &std::path::Path) -> ! {
-        use std::io::Write;
-        let (journal, _, _) = Journal::open(dir).unwrap();
-        let mut doors = Doors::new(Some(journal), T0_MS, T0_UNIX_MS);
-        let mut out = Vec::new();
-        doors.open(
-            &event("soon", 10),
-            ip("10.199.0.2"),
-            T0_MS,
-            T0_UNIX_MS,
-            &mut out,
-        );
-        doors.open(
-            &event("later", 600),
-            ip("10.199.0.3"),
-            T0_MS,
-            T0_UNIX_MS,
-            &mut out,
-        );
-        let mut stdout = std::io::stdout();
-        writeln!(stdout, "DOORS-OPENED {}", out.len()).unwrap();
-        stdout.flush().unwrap();
-        std::thread::sleep(std::time::Duration::from_secs(120));
-        std::process::exit(3);
-    }
-
-    #[test]
-    fn doors_close_after_the_process_is_killed_with_sigkill() {
-        use std::io::{BufRead, BufReader};
-        use std::process::{Command, Stdio};
-        const ENV: &str = "TPORTKNOCKD_DOORS_KILL9_DIR";
-        if let Some(dir) = std::env::var_os(ENV) {
-            kill_9_child(std::path::Path::new(&dir));
-        }
-
-        struct KillOnDrop(std::process::Child);
-        impl Drop for KillOnDrop {
-            fn drop(&mut self) {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-            }
-        }
-
-        let tmp = Tmp::new("doors-kill9");
-        let child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "doors::tests::doors_close_after_the_process_is_killed_with_sigkill",
-                "--nocapture",
-            ])
-            .env(ENV, &tmp.0)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut child = KillOnDrop(child);
-        let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
-        let opened = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find(|l| l.starts_with("DOORS-OPENED"));
-        assert_eq!(opened.as_deref(), Some("DOORS-OPENED 2"));
-        // Child::kill sends SIGKILL to this child's pid: no destructor runs.
-        child.0.kill().unwrap();
-        let status = child.0.wait().unwrap();
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&status),
-            Some(libc::SIGKILL)
-        );
-
-        // Restart 30 s later: the short door is overdue, the long one waits.
-        let (journal, entries, skipped) = Journal::open(&tmp.0).unwrap();
-        assert_eq!((entries.len(), skipped), (2, 0));
-        let mut doors = Doors::new(Some(journal), 0, T0_UNIX_MS + 30 * 1000);
-        let mut out = Vec::new();
-        doors.restore(entries, 0, T0_UNIX_MS + 30 * 1000, &mut out);
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].command, "iptables -D INPUT -s 10.199.0.2 -j ACCEPT");
-        out.clear();
-        doors.tick(569_999, &mut out);
-        assert!(out.is_empty());
-        doors.tick(570_000, &mut out);
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].command, "iptables -D INPUT -s 10.199.0.3 -j ACCEPT");
-    }
-
-    #[test]
-    fn restored_wait_is_capped_by_the_delay() {
-        // The door opened while the wall clock ran a year ahead; it has been
-        // corrected since. The stop must not wait for that year to pass.
-        let tmp = Tmp::new("doors-clock");
-        let year = 365 * 86_400;
-        {
-            let (journal, _, _) = Journal::open(&tmp.0).unwrap();
-            let mut doors = Doors::new(Some(journal), T0_MS, T0_UNIX_MS + year * 1000);
-            let mut out = Vec::new();
-            doors.open(
-                &event("ssh", 60),
-                ip("10.0.0.1"),
-                T0_MS,
-                T0_UNIX_MS + year * 1000,
-                &mut out,
-            );
-        }
-        let (journal, entries, _) = Journal::open(&tmp.0).unwrap();
-        let mut doors = Doors::new(Some(journal), 0, T0_UNIX_MS);
-        let mut out = Vec::new();
-        doors.restore(entries, 0, T0_UNIX_MS, &mut out);
-        assert!(out.is_empty());
-        doors.tick(59_999, &mut out);
-        assert!(out.is_empty());
-        doors.tick(60_000, &mut out);
-        assert_eq!(kinds(&out), [CommandKind::Stop]);
-    }
-
-    #[test]
-    fn journal_failure_keeps_the_stop_in_memory() {
-        // Root ignores permission bits, so make writes fail for real: the
-        // journal's file becomes /dev/full (ENOSPC, as on a full disk).
-        let tmp = Tmp::new("doors-full");
-        let (mut journal, _, _) = Journal::open(&tmp.0).unwrap();
-        journal.replace_file_for_test(
-            fs::OpenOptions::new()
-                .write(true)
-                .open("/dev/full")
-                .unwrap(),
-        );
-        let mut doors = Doors::new(Some(journal), T0_MS, T0_UNIX_MS);
-        let mut out = Vec::new();
-        let src = ip("10.199.0.2");
-        assert_eq!(
-            doors.open(&event("ssh", 5), src, T0_MS, T0_UNIX_MS, &mut out),
-            Opened::Opened
-        );
-        assert_eq!(kinds(&out), [CommandKind::Start]);
-        assert_eq!(doors.journal_errors(), 1);
-        // Re-arm retries the journal (and fails again), stop stays.
-        doors.open(
-            &event("ssh", 5),
-            src,
-            T0_MS + 1_000,
-            T0_UNIX_MS + 1000,
-            &mut out,
-        );
-        assert_eq!(doors.journal_errors(), 2);
-        out.clear();
-        doors.tick(T0_MS + 6_000, &mut out);
-        assert_eq!(kinds(&out), [CommandKind::Stop]);
-        assert_eq!(out[0].journal_id, None);
-        assert_eq!(out[0].src, src);
-    }
-
-    #[test]
-    fn unusable_state_directory_still_closes_from_memory() {
-        let tmp = Tmp::new("doors-notdir");
-        let file = tmp.0.join("file");
-        fs::write(&file, b"").unwrap();
-        // The daemon logs this and runs without a journal.
-        assert!(Journal::open(&file.join("state")).is_err());
-        let mut doors = Doors::new(None, T0_MS, T0_UNIX_MS);
-        let mut out = Vec::new();
-        doors.open(
-            &event("ssh", 1),
-            ip("10.199.0.2"),
-            T0_MS,
-            T0_UNIX_MS,
-            &mut out,
-        );
-        doors.tick(T0_MS + 1_000, &mut out);
-        assert_eq!(kinds(&out), [CommandKind::Start, CommandKind::Stop]);
-    }
-
-    #[test]
-    fn close_all_emits_every_pending_stop_once() {
-        let tmp = Tmp::new("doors-close");
-        let (journal, _, _) = Journal::open(&tmp.0).unwrap();
-        let mut doors = Doors::new(Some(journal), T0_MS, T0_UNIX_MS);
-        let mut out = Vec::new();
-        for (i, delay) in [300, 10, 86_400].into_iter().enumerate() {
-            let src = IpAddr::from([10, 0, 0, i as u8 + 1]);
-            doors.open(&event("ssh", delay), src, T0_MS, T0_UNIX_MS, &mut out);
-        }
-        out.clear();
-        doors.close_all(&mut out);
-        assert_eq!(kinds(&out), [CommandKind::Stop; 3]);
-        let srcs: Vec<String> = out.iter().map(|r| r.src.to_string()).collect();
-        assert_eq!(srcs, ["10.0.0.2", "10.0.0.1", "10.0.0.3"]);
-        assert_eq!(doors.pending(), 0);
-        let ids: Vec<u64> = out.iter().map(|r| r.journal_id.unwrap()).collect();
-        out.clear();
-        doors.tick(T0_MS + 100_000_000, &mut out);
-        doors.close_all(&mut out);
-        assert!(out.is_empty());
-        // Nothing is left keyed as open: the same door opens afresh.
-        let again = doors.open(
-            &event("ssh", 300),
-            ip("10.0.0.1"),
-            T0_MS,
-            T0_UNIX_MS,
-            &mut out,
-        );
-        assert_eq!(again, Opened::Opened);
-        doors.close_all(&mut out);
-        let id = out[1].journal_id.unwrap();
-        out.clear();
-        for id in ids.into_iter().chain([id]) {
-            doors.stop_ran(id);
-        }
-        drop(doors);
-        let (_, entries, _) = Journal::open(&tmp.0).unwrap();
-        assert!(entries.is_empty());
-    }
-}
+mod tests;

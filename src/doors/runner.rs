@@ -12,8 +12,14 @@
 //! `PWD=/`), descriptors 0-2 only, default signal dispositions.
 //!
 //! The daemon must leave SIGCHLD at its default and never `waitpid(-1)`:
-//! each worker reaps its own child.
+//! each worker reaps its own child. (It resets SIGCHLD at start, in case it
+//! was started with it ignored.)
+//!
+//! The queue has no limit of its own: the doors ([`crate::doors::Doors`])
+//! keep at most one command per door in flight and cap the doors, so it
+//! never holds more requests than the door cap.
 
+use crate::doors::journal::JournalId;
 use crate::sys::process;
 use std::collections::VecDeque;
 use std::fmt;
@@ -31,7 +37,8 @@ use std::time::{Duration, Instant};
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const SHELL: &str = "/bin/sh";
 /// The queue never drops a request (a lost stop command leaves a door open);
-/// past this length it complains loudly, again at each doubling.
+/// past this length (which only a door cap above it allows) it complains
+/// loudly, again at each doubling.
 const QUEUE_WARN: usize = 1024;
 /// Without pidfds, how often a worker checks whether its child has exited.
 const FALLBACK_TICK: Duration = Duration::from_millis(20);
@@ -39,10 +46,11 @@ const FALLBACK_TICK: Duration = Duration::from_millis(20);
 /// its output cannot keep a worker from enforcing the limit.
 const READ_BURST: usize = 64 * 1024;
 
+/// One command to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
-    /// The caller's id, returned in the [`Completion`].
-    pub tag: u64,
+    /// The door the command belongs to, returned in the [`Completion`].
+    pub tag: Option<JournalId>,
     /// Names the command in logs, e.g. "SSH start 10.0.0.2".
     pub label: String,
     /// Shell text, already expanded (`%IP%` replaced).
@@ -86,9 +94,11 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// How a command ended, and what it printed.
 #[derive(Debug, Clone)]
 pub struct Completion {
-    pub tag: u64,
+    /// The request's tag.
+    pub tag: Option<JournalId>,
     pub label: String,
     pub outcome: Outcome,
     /// From spawn to reaping (zero if it never started).

@@ -319,13 +319,13 @@ impl<T> Wheel<T> {
                     (level * SLOTS) as u16 + slot as u16,
                 )
             };
-            if best.map_or(true, |(d, _)| candidate.0 < d) {
+            if best.is_none_or(|(d, _)| candidate.0 < d) {
                 best = Some(candidate);
             }
         }
         if self.heads[OVERFLOW as usize] != NIL {
             let block_start = (self.elapsed | ((1u64 << SPAN_BITS) - 1)).saturating_add(1);
-            if best.map_or(true, |(d, _)| block_start < d) {
+            if best.is_none_or(|(d, _)| block_start < d) {
                 best = Some((block_start, OVERFLOW));
             }
         }

@@ -3,8 +3,10 @@
 
 pub mod matcher;
 pub mod matchset;
+pub mod rotate;
 pub mod source;
 pub(crate) mod table;
+pub mod template;
 
 use std::fmt;
 use std::net::IpAddr;

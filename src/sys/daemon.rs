@@ -7,8 +7,11 @@ use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+/// Which side of a `fork` this is.
 pub enum Forked {
+    /// The calling process.
     Parent,
+    /// The new one.
     Child,
 }
 
@@ -25,6 +28,7 @@ pub fn fork() -> io::Result<Forked> {
     })
 }
 
+/// setsid(2): a new session without a controlling terminal.
 pub fn setsid() -> io::Result<()> {
     // SAFETY: no arguments; fails only if already a group leader.
     syscall!(setsid()).map(|_| ())
@@ -70,12 +74,19 @@ pub fn read_all(mut f: File) -> String {
 
 /// A pid file held with an exclusive `flock` for the daemon's lifetime, so
 /// a second instance is refused instead of fighting over the same doors.
+/// Opened without following a symbolic link (`O_NOFOLLOW`), and only if it
+/// is a regular file of the daemon's own user with one name, so `-p` cannot
+/// be turned against another file. Removed when dropped — on every way out
+/// of the daemon after it was written — unless its name has since been
+/// given to another file.
+#[derive(Debug)]
 pub struct PidFile {
     file: File,
     path: PathBuf,
 }
 
 impl PidFile {
+    /// Creates or takes over `path`, locks it and writes this process's pid.
     pub fn create(path: &Path) -> io::Result<PidFile> {
         let mut file = OpenOptions::new()
             .read(true)
@@ -83,22 +94,36 @@ impl PidFile {
             .create(true)
             .truncate(false)
             .mode(0o644)
-            .open(path)?;
-        // SAFETY: valid descriptor owned by `file`.
-        if let Err(e) = syscall!(flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB)) {
-            if e.kind() == io::ErrorKind::WouldBlock {
-                let mut other = String::new();
-                let _ = file.read_to_string(&mut other);
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!(
-                        "{} is locked: another tportknockd is running (pid {})",
-                        path.display(),
-                        other.trim()
-                    ),
-                ));
-            }
-            return Err(e);
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    io::Error::new(
+                        e.kind(),
+                        "is a symbolic link; tportknockd writes no pid through one \
+                         (it could overwrite the link's target): remove it or give -p another path",
+                    )
+                } else {
+                    e
+                }
+            })?;
+        let meta = file.metadata()?;
+        if let Some(problem) =
+            super::statedir::own_file_problem(&path.display().to_string(), &meta, euid())
+        {
+            return Err(io::Error::new(io::ErrorKind::PermissionDenied, problem));
+        }
+        if !super::dir::try_lock(&file)? {
+            let mut other = String::new();
+            let _ = Read::by_ref(&mut file).take(32).read_to_string(&mut other);
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!(
+                    "{} is locked: another tportknockd is running (pid {})",
+                    path.display(),
+                    other.trim()
+                ),
+            ));
         }
         file.set_len(0)?;
         writeln!(file, "{}", std::process::id())?;
@@ -109,10 +134,23 @@ impl PidFile {
         })
     }
 
-    /// Removes the file while still holding the lock.
+    /// Removes the file (while still holding the lock).
     pub fn remove(self) {
-        let _ = std::fs::remove_file(&self.path);
-        drop(self.file);
+        drop(self)
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        // Only our own file: if the name now points elsewhere, leave it.
+        let same = match (std::fs::symlink_metadata(&self.path), self.file.metadata()) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        };
+        if same {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

@@ -43,5 +43,9 @@ pub fn prefetch<T>(p: *const T) {
 }
 
 pub mod daemon;
+pub mod dir;
 pub mod netlink;
+pub mod random;
 pub mod signal;
+pub mod statedir;
+pub mod wipe;

@@ -72,3 +72,26 @@ pub fn recv_from(sock: &impl AsRawFd, buf: &mut Vec<u8>) -> io::Result<(usize, u
     let pid = if is_netlink { addr.nl_pid } else { u32::MAX };
     Ok((n, pid))
 }
+
+/// Receives one datagram into the fixed `buf` and returns its *full*
+/// length (which exceeds `buf.len()` if it was cut: the caller treats that
+/// as an error) and the sender's port id (0 = kernel). Unlike [`recv_from`]
+/// the buffer never grows, so a reply cannot make the daemon allocate.
+pub fn recv_bounded(sock: &impl AsRawFd, buf: &mut [u8]) -> io::Result<(usize, u32)> {
+    // SAFETY: zeroed sockaddr_nl is valid.
+    let mut addr: libc::sockaddr_nl = unsafe { mem::zeroed() };
+    let mut addr_len = mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes; `addr` and
+    // `addr_len` are live and `addr_len` holds the size of `addr`.
+    let n = super::syscall!(recvfrom(
+        sock.as_raw_fd(),
+        buf.as_mut_ptr().cast(),
+        buf.len(),
+        libc::MSG_TRUNC,
+        (&mut addr as *mut libc::sockaddr_nl).cast(),
+        &mut addr_len,
+    ))? as usize;
+    let is_netlink = addr.nl_family == libc::AF_NETLINK as libc::sa_family_t;
+    let pid = if is_netlink { addr.nl_pid } else { u32::MAX };
+    Ok((n, pid))
+}

@@ -6,6 +6,7 @@ use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+/// A signalfd for the signals the daemon handles.
 pub struct SignalFd {
     fd: OwnedFd,
 }
@@ -59,6 +60,32 @@ impl SignalFd {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Sets `signals` back to their default action. A disposition of "ignore"
+/// survives exec, so a daemon started from a shell or supervisor that
+/// ignored, say, SIGCHLD would have every child reaped by the kernel before
+/// the runner could read its exit status (the status is lost, a stop seems
+/// to have failed), and an ignored SIGTERM or SIGHUP would never reach the
+/// signalfd.
+pub fn reset_to_default(signals: &[i32]) -> io::Result<()> {
+    for &sig in signals {
+        // SAFETY: an all-zero sigaction is a valid value: SIG_DFL, empty
+        // mask, no flags.
+        let dfl: libc::sigaction = unsafe { mem::zeroed() };
+        // SAFETY: installs SIG_DFL; invalid numbers are reported as EINVAL.
+        syscall!(sigaction(sig, &dfl, std::ptr::null_mut()))?;
+    }
+    Ok(())
+}
+
+/// Whether `sig` is currently ignored (for tests and diagnostics).
+pub fn is_ignored(sig: i32) -> io::Result<bool> {
+    // SAFETY: an all-zero sigaction is a valid value for sigaction to fill in.
+    let mut old: libc::sigaction = unsafe { mem::zeroed() };
+    // SAFETY: only queries the disposition.
+    syscall!(sigaction(sig, std::ptr::null(), &mut old))?;
+    Ok(old.sa_sigaction == libc::SIG_IGN)
 }
 
 impl AsRawFd for SignalFd {

@@ -32,8 +32,11 @@
 //! payload are never needed, so they may be cut.
 
 pub mod ethernet;
+pub mod ipset;
 pub mod ipv4;
 pub mod ipv6;
+pub mod nfnetlink;
+pub mod nftables;
 pub mod tcp;
 pub mod udp;
 pub mod vlan;
