@@ -164,6 +164,7 @@ const META: FrameMeta = FrameMeta {
     pkttype: 0,
     protocol: 0x0800,
     vlan_tci: None,
+    vlan_tpid: 0,
     wire_len: 0,
     snap_len: 0,
     losing: false,

@@ -78,6 +78,9 @@ pub struct FrameMeta {
     pub protocol: u16,
     /// The outer VLAN tag the kernel moved out of the frame bytes.
     pub vlan_tci: Option<u16>,
+    /// Its tag protocol (0x8100 802.1Q, 0x88a8 802.1ad); 0x8100 when the
+    /// kernel does not say.
+    pub vlan_tpid: u16,
     /// Length of the frame on the wire.
     pub wire_len: u32,
     /// Bytes captured (the slice handed to the callback).
@@ -349,6 +352,11 @@ impl Ring {
                     pkttype: sll.sll_pkttype,
                     protocol: u16::from_be(sll.sll_protocol),
                     vlan_tci: (word & libc::TP_STATUS_VLAN_VALID != 0).then_some(hdr.tp_vlan_tci),
+                    vlan_tpid: if word & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                        hdr.tp_vlan_tpid
+                    } else {
+                        crate::wire::ethernet::ethertype::VLAN
+                    },
                     wire_len: hdr.tp_len,
                     snap_len: hdr.tp_snaplen,
                     losing: word & libc::TP_STATUS_LOSING != 0,

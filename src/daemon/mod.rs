@@ -230,6 +230,7 @@ impl Daemon {
         let mut pipeline = Pipeline::new(config, opts.max_sources, journal, limits, now_ms)
             .map_err(StartError::JournalWriter)?;
         pipeline.set_trace(opts.debug);
+        pipeline.set_capture_all(ifindex == 0);
         let ring = open_ring(ifindex, &pipeline).map_err(|err| StartError::Capture {
             on: capture_name(&opts).into(),
             err,

@@ -4,7 +4,7 @@ use std::net::Ipv6Addr;
 
 use super::{be16, blame_ip_length, ip_proto, Layer, Malformed, MAX_EXT_HEADERS};
 
-mod field {
+pub(crate) mod field {
     use crate::wire::Field;
 
     pub const VER_TC_FLOW: Field = 0..4;
@@ -112,7 +112,7 @@ fn addr(bytes: &[u8]) -> Ipv6Addr {
     Ipv6Addr::from(octets)
 }
 
-mod ext_field {
+pub(crate) mod ext_field {
     use crate::wire::Field;
 
     pub const NXT_HDR: usize = 0;
@@ -126,16 +126,48 @@ mod ext_field {
 /// bytes at least 8 long, so a checked header always has `ext_field` bytes.
 pub const EXT_MIN_LEN: usize = 8;
 
-/// Is this next-header value an extension header the decoder walks past?
+/// The extension headers the decoder walks past, in one list that the
+/// kernel filter (`capture::filter`) follows too: hop-by-hop, routing,
+/// fragment, destination options, authentication. ESP ends the walk (what
+/// follows is encrypted), as does anything else.
+pub const WALKED_EXT_HEADERS: [u8; 5] = [
+    ip_proto::HOP_BY_HOP,
+    ip_proto::IPV6_ROUTING,
+    ip_proto::IPV6_FRAGMENT,
+    ip_proto::IPV6_DEST_OPTS,
+    ip_proto::AH,
+];
+
+/// How a walked extension header states its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtLength {
+    /// Always 8 bytes (fragment).
+    Fixed8,
+    /// `(byte 1 + 1) * 8` bytes (hop-by-hop, routing, destination options).
+    Eights,
+    /// `(byte 1 + 2) * 4` bytes (authentication, RFC 4302).
+    AhWords,
+}
+
+/// The length rule of a walked extension header `kind`.
+pub const fn ext_length(kind: u8) -> ExtLength {
+    match kind {
+        ip_proto::IPV6_FRAGMENT => ExtLength::Fixed8,
+        ip_proto::AH => ExtLength::AhWords,
+        _ => ExtLength::Eights,
+    }
+}
+
+/// Is this next-header value one of [`WALKED_EXT_HEADERS`]?
 pub const fn is_walked_ext_header(next_header: u8) -> bool {
-    matches!(
-        next_header,
-        ip_proto::HOP_BY_HOP
-            | ip_proto::IPV6_ROUTING
-            | ip_proto::IPV6_FRAGMENT
-            | ip_proto::IPV6_DEST_OPTS
-            | ip_proto::AH
-    )
+    let mut i = 0;
+    while i < WALKED_EXT_HEADERS.len() {
+        if WALKED_EXT_HEADERS[i] == next_header {
+            return true;
+        }
+        i += 1;
+    }
+    false
 }
 
 /// A read-only view of one walked extension header (hop-by-hop, routing,
@@ -187,11 +219,10 @@ impl<T: AsRef<[u8]>> ExtHeader<T> {
     /// `check_len` can call it on a buffer of at least 8.
     pub fn header_len(&self) -> usize {
         let units = usize::from(self.buffer.as_ref()[ext_field::LENGTH]);
-        match self.kind {
-            ip_proto::IPV6_FRAGMENT => EXT_MIN_LEN,
-            // AH counts 4-byte words, minus 2 (RFC 4302).
-            ip_proto::AH => (units + 2) * 4,
-            _ => (units + 1) * 8,
+        match ext_length(self.kind) {
+            ExtLength::Fixed8 => EXT_MIN_LEN,
+            ExtLength::AhWords => (units + 2) * 4,
+            ExtLength::Eights => (units + 1) * 8,
         }
     }
 
@@ -218,10 +249,22 @@ impl<'a, T: AsRef<[u8]> + ?Sized> ExtHeader<&'a T> {
     }
 }
 
+/// Where an extension-header walk ended: the first header not walked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transport<'a> {
+    /// Its protocol number (TCP, UDP, ESP, …).
+    pub protocol: u8,
+    /// Its bytes, to the end of the (captured) payload.
+    pub payload: &'a [u8],
+    /// A fragment header (offset 0) came before it: a first fragment.
+    pub fragment: bool,
+}
+
 /// Walks the extension headers starting with `next_header` over `payload`
 /// (the IPv6 payload as bounded by [`Packet::payload`]) and returns the first
-/// header that is not walked — its protocol number and bytes — or `None` for
-/// a non-first fragment, whose bytes are not a transport header.
+/// header that is not walked — its protocol number and bytes, and whether a
+/// fragment header came before it (a first fragment) — or `None` for a
+/// non-first fragment, whose bytes are not a transport header.
 ///
 /// `complete` says whether the payload is bounded by the payload length
 /// (then a header running past it is `BadTotalLength(Ipv6)`) or by the end of
@@ -230,24 +273,32 @@ pub fn walk_ext_headers(
     next_header: u8,
     payload: &[u8],
     complete: bool,
-) -> Result<Option<(u8, &[u8])>, Malformed> {
+) -> Result<Option<Transport<'_>>, Malformed> {
     let mut next = next_header;
     let mut rest = payload;
     let mut walked = 0;
+    let mut fragment = false;
     while is_walked_ext_header(next) {
         if walked == MAX_EXT_HEADERS {
             return Err(Malformed::ExtensionHeaderLimit);
         }
         let ext = ExtHeader::new_checked(rest, next)
             .map_err(|e| blame_ip_length(e, complete, Layer::Ipv6))?;
-        if next == ip_proto::IPV6_FRAGMENT && ext.frag_offset() != 0 {
-            return Ok(None);
+        if next == ip_proto::IPV6_FRAGMENT {
+            if ext.frag_offset() != 0 {
+                return Ok(None);
+            }
+            fragment = true;
         }
         next = ext.next_header();
         rest = ext.payload();
         walked += 1;
     }
-    Ok(Some((next, rest)))
+    Ok(Some(Transport {
+        protocol: next,
+        payload: rest,
+        fragment,
+    }))
 }
 
 #[cfg(test)]
@@ -288,9 +339,13 @@ mod test {
         bytes
     }
 
-    fn walk(bytes: &[u8]) -> Result<Option<(u8, &[u8])>, Malformed> {
+    /// (protocol, payload, fragment) of where the walk ended.
+    type Walked<'a> = Result<Option<(u8, &'a [u8], bool)>, Malformed>;
+
+    fn walk(bytes: &[u8]) -> Walked<'_> {
         let ip = Packet::new_checked(bytes)?;
-        walk_ext_headers(ip.next_header(), ip.payload(), ip.is_complete())
+        let t = walk_ext_headers(ip.next_header(), ip.payload(), ip.is_complete())?;
+        Ok(t.map(|t| (t.protocol, t.payload, t.fragment)))
     }
 
     #[test]
@@ -337,9 +392,11 @@ mod test {
 
     #[test]
     fn walks_to_the_transport_header() {
-        let (proto, l4) = walk(&PACKET_BYTES).unwrap().unwrap();
+        let (proto, l4, fragment) = walk(&PACKET_BYTES).unwrap().unwrap();
         assert_eq!(proto, ip_proto::UDP);
         assert_eq!(l4, &PACKET_BYTES[UDP_AT..]);
+        // The chain holds a fragment header (offset 0, M): a first fragment.
+        assert!(fragment);
     }
 
     #[test]
@@ -347,7 +404,7 @@ mod test {
         // Turn the destination options header (16 bytes) into AH with
         // length 2: (2 + 2) * 4 = 16 bytes.
         let bytes = patched(&[(HBH_AT, ip_proto::AH), (DST_AT + 1, 2)]);
-        let (proto, l4) = walk(&bytes).unwrap().unwrap();
+        let (proto, l4, _) = walk(&bytes).unwrap().unwrap();
         assert_eq!(proto, ip_proto::UDP);
         assert_eq!(l4, &PACKET_BYTES[UDP_AT..]);
     }
@@ -362,6 +419,13 @@ mod test {
     }
 
     #[test]
+    fn the_walked_list_is_the_predicate() {
+        for nh in 0..=u8::MAX {
+            assert_eq!(is_walked_ext_header(nh), WALKED_EXT_HEADERS.contains(&nh));
+        }
+    }
+
+    #[test]
     fn stops_at_headers_it_does_not_walk() {
         for stop in [
             ip_proto::ESP,
@@ -371,8 +435,9 @@ mod test {
             253,
         ] {
             let bytes = patched(&[(DST_AT, stop)]);
-            let (proto, rest) = walk(&bytes).unwrap().unwrap();
+            let (proto, rest, fragment) = walk(&bytes).unwrap().unwrap();
             assert_eq!(proto, stop);
+            assert!(!fragment);
             assert_eq!(rest, &PACKET_BYTES[FRAG_AT..]);
         }
     }
@@ -402,7 +467,7 @@ mod test {
         );
         // Cut after the fragment header: the walk succeeds with nothing
         // left; the transport layer judges that.
-        let (proto, rest) = walk(&bytes[..UDP_AT]).unwrap().unwrap();
+        let (proto, rest, _) = walk(&bytes[..UDP_AT]).unwrap().unwrap();
         assert_eq!(proto, ip_proto::UDP);
         assert!(rest.is_empty());
     }
@@ -419,7 +484,9 @@ mod test {
                 ip_proto::UDP
             };
         }
-        let (proto, rest) = walk_ext_headers(0, &chain, true).unwrap().unwrap();
+        let t = walk_ext_headers(0, &chain, true).unwrap().unwrap();
+        let (proto, rest) = (t.protocol, t.payload);
+        assert!(!t.fragment);
         assert_eq!(proto, ip_proto::UDP);
         assert_eq!(rest.len(), 8);
         // One more hop-by-hop header: over the limit.

@@ -3,7 +3,7 @@
 
 use super::{be16, Layer, Malformed};
 
-mod field {
+pub(crate) mod field {
     use crate::wire::Field;
 
     pub const SRC_PORT: Field = 0..2;
