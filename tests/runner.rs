@@ -514,3 +514,45 @@ fn latency_from_submit_to_command() {
         b as f64 / 1e6
     );
 }
+
+/// Minor page faults taken so far by the calling thread.
+fn minor_faults_of_this_thread() -> u64 {
+    let stat = fs::read_to_string("/proc/thread-self/stat").unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    // state ppid pgrp session tty_nr tpgid flags minflt
+    after_name.split(' ').nth(7).unwrap().parse().unwrap()
+}
+
+/// Starting a command must not copy the daemon's address space: `fork`
+/// write-protects every private page of the parent for copy-on-write, so
+/// each page the daemon writes afterwards takes a fault (and a forked
+/// daemon's cost grows with its memory); a spawn that borrows the address
+/// space until `exec` leaves the pages alone.
+#[test]
+fn starting_a_command_leaves_the_daemons_memory_alone() {
+    const PAGE: usize = 4096;
+    const PAGES: usize = 16 * 1024; // 64 MiB of private, written memory
+    let mut mem = memmap2::MmapMut::map_anon(PAGES * PAGE).unwrap();
+    // Small pages, so that copy-on-write would cost one fault per page.
+    mem.advise(memmap2::Advice::NoHugePage).unwrap();
+    let mut write_all = |v: u8| {
+        for p in 0..PAGES {
+            mem[p * PAGE] = v;
+        }
+    };
+    write_all(1);
+    let r = runner(1);
+    for i in 0..3 {
+        r.submit(req(i, "true"));
+    }
+    let c = collect(&r, 3, Duration::from_secs(10));
+    assert!(c.iter().all(|c| c.outcome.success()), "{c:?}");
+    let before = minor_faults_of_this_thread();
+    write_all(2);
+    let faults = minor_faults_of_this_thread() - before;
+    assert!(
+        faults < PAGES as u64 / 4,
+        "{faults} page faults writing {PAGES} pages after commands ran: \
+         the daemon's memory was write-protected as by fork"
+    );
+}

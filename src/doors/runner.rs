@@ -2,14 +2,17 @@
 //!
 //! The daemon's main loop is single-threaded and must never wait for a
 //! command, so a fixed pool of worker threads does the waiting: `submit`
-//! only queues (FIFO, never dropped) and wakes one worker; that worker spawns
-//! `/bin/sh -c COMMAND` in its own process group, collects bounded output,
-//! enforces the time limit on the whole group and posts a [`Completion`].
+//! only queues (FIFO, never dropped) and wakes one worker; that worker starts
+//! `/bin/sh -c COMMAND` in a session and process group of its own (with
+//! `posix_spawn`, which does not copy the daemon: [`crate::sys::spawn`]),
+//! collects bounded output, enforces the time limit on the whole group and
+//! posts a [`Completion`].
 //! The main loop polls [`Runner::wake_fd`] and calls [`Runner::completions`].
 //!
 //! Commands see a fixed, minimal world: stdin `/dev/null`, stdout and stderr
 //! one pipe back to us, cwd `/`, environment exactly `PATH=` [`PATH`] (sh adds
-//! `PWD=/`), descriptors 0-2 only, default signal dispositions.
+//! `PWD=/`), descriptors 0-2 only, default signal dispositions, no signal
+//! blocked, the capability bounding set the daemon kept for them.
 //!
 //! The daemon must leave SIGCHLD at its default and never `waitpid(-1)`:
 //! each worker reaps its own child. (It resets SIGCHLD at start, in case it
@@ -21,21 +24,22 @@
 
 use crate::doors::journal::JournalId;
 use crate::sys::process;
+use crate::sys::spawn::{self, CStrings};
 use std::collections::VecDeque;
+use std::ffi::CStr;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, Stdio};
+use std::os::unix::process::ExitStatusExt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The only environment variable commands get.
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-const SHELL: &str = "/bin/sh";
+const SHELL: &CStr = c"/bin/sh";
 /// The queue never drops a request (a lost stop command leaves a door open);
 /// past this length (which only a door cap above it allows) it complains
 /// loudly, again at each doubling.
@@ -440,7 +444,7 @@ fn worker(shared: &Shared) {
 }
 
 struct Spawned {
-    child: Child,
+    child: spawn::Child,
     out: File,
     /// `None` when the kernel has no pidfds: fall back to polling.
     pidfd: Option<OwnedFd>,
@@ -448,28 +452,19 @@ struct Spawned {
 
 fn spawn(req: &Request) -> io::Result<Spawned> {
     crate::debug!("command {}: running {}", req.label, req.command);
+    // Everything the child needs is built here: between the spawn and the
+    // exec nothing may allocate.
+    let argv = CStrings::new("command", [SHELL.to_bytes(), b"-c", req.command.as_bytes()])?;
+    let envp = CStrings::new("environment", [format!("PATH={PATH}")])?;
     let (rd, wr) = process::pipe()?;
-    let wr2 = wr.try_clone()?;
-    let mut cmd = Command::new(SHELL);
-    cmd.arg("-c")
-        .arg(&req.command)
-        .env_clear()
-        .env("PATH", PATH)
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(wr))
-        .stderr(Stdio::from(wr2))
-        .process_group(0);
-    process::child_hygiene(&mut cmd);
-    let child = cmd.spawn();
-    // Our copies of the write end must go, or the pipe never reports EOF.
-    drop(cmd);
+    let child = spawn::spawn(SHELL, &argv, &envp, wr.as_fd());
+    // Our write end must go, or the pipe never reports EOF.
+    drop(wr);
     let child = child?;
     let pidfd = process::pidfd_open(child.id()).ok();
     let out = File::from(rd);
     if let Err(e) = process::set_nonblocking(&out) {
         // Cannot read without risking a hang: do not leave it running.
-        let mut child = child;
         let _ = process::kill_group(child.id(), libc::SIGKILL);
         let _ = child.wait();
         return Err(e);
