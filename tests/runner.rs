@@ -556,3 +556,28 @@ fn starting_a_command_leaves_the_daemons_memory_alone() {
          the daemon's memory was write-protected as by fork"
     );
 }
+
+/// Workers are started when requests find every worker busy, not all at
+/// start: a daemon whose commands run one at a time keeps one thread.
+#[test]
+fn workers_start_on_demand_up_to_the_bound() {
+    let r = runner(16);
+    assert_eq!(r.workers(), 1, "one worker at start");
+    for i in 0..5 {
+        r.submit(req(i, "true"));
+        collect(&r, 1, Duration::from_secs(10));
+    }
+    assert_eq!(r.workers(), 1, "one command at a time needs one worker");
+    for i in 10..13 {
+        r.submit(req(i, "sleep 0.3"));
+    }
+    assert_eq!(r.workers(), 3, "three at once need three");
+    let c = collect(&r, 3, Duration::from_secs(10));
+    assert!(c.iter().all(|c| c.outcome.success()), "{c:?}");
+    let r = runner(2);
+    for i in 0..4 {
+        r.submit(req(i, "sleep 0.1"));
+    }
+    assert_eq!(r.workers(), 2, "never more than max_running");
+    collect(&r, 4, Duration::from_secs(10));
+}

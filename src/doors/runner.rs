@@ -1,8 +1,8 @@
 //! Runs start/stop commands off the capture path.
 //!
 //! The daemon's main loop is single-threaded and must never wait for a
-//! command, so a fixed pool of worker threads does the waiting: `submit`
-//! only queues (FIFO, never dropped) and wakes one worker; that worker starts
+//! command, so a pool of worker threads does the waiting: `submit` only
+//! queues (FIFO, never dropped) and wakes one worker; that worker starts
 //! `/bin/sh -c COMMAND` in a session and process group of its own (with
 //! `posix_spawn`, which does not copy the daemon: [`crate::sys::spawn`]),
 //! collects bounded output, enforces the time limit on the whole group and
@@ -17,6 +17,13 @@
 //! The daemon must leave SIGCHLD at its default and never `waitpid(-1)`:
 //! each worker reaps its own child. (It resets SIGCHLD at start, in case it
 //! was started with it ignored.)
+//!
+//! The pool starts with one worker and grows, up to `max_running`, only
+//! when a request finds every worker busy: a daemon whose doors open one at
+//! a time keeps one thread (and its stack) instead of sixteen. Workers are
+//! started by the thread that calls [`Runner::submit`] and inherit its
+//! capability sets and signal mask, as the first one inherits those of the
+//! thread that called [`Runner::new`] (see [`crate::sys::caps`]).
 //!
 //! The queue has no limit of its own: the doors ([`crate::doors::Doors`])
 //! keep at most one command per door in flight and cap the doors, so it
@@ -117,7 +124,7 @@ pub struct Completion {
 
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
-    /// Worker threads, hence commands running at once (0 counts as 1).
+    /// Most worker threads, hence commands running at once (0 counts as 1).
     pub max_running: usize,
     pub time_limit: Duration,
     /// Between SIGTERM and SIGKILL to a timed-out group.
@@ -166,7 +173,8 @@ impl RunnerStats {
 struct State {
     queue: VecDeque<Request>,
     running: usize,
-    /// Workers still alive; shutdown is complete when it reaches zero.
+    /// Workers started and still alive; shutdown is complete when it
+    /// reaches zero. Invariant: `running <= workers <= max_running`.
     workers: usize,
     /// Workers leave once the queue is empty.
     closing: bool,
@@ -197,7 +205,10 @@ pub struct Runner {
     shared: Arc<Shared>,
     wake_rx: UnixStream,
     abort_tx: UnixStream,
-    threads: Vec<JoinHandle<()>>,
+    /// Workers started so far (they only leave at shutdown).
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// `max_running`, at least 1.
+    max_workers: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -206,8 +217,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Runner {
+    /// Starts the first worker; more follow on demand (see the module
+    /// documentation).
     pub fn new(cfg: RunnerConfig) -> io::Result<Runner> {
-        let workers = cfg.max_running.max(1);
+        let max_workers = cfg.max_running.max(1);
         let (wake_rx, wake_tx) = UnixStream::pair()?;
         wake_rx.set_nonblocking(true)?;
         wake_tx.set_nonblocking(true)?;
@@ -217,7 +230,7 @@ impl Runner {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 running: 0,
-                workers,
+                workers: 0,
                 closing: false,
                 aborting: false,
                 done: Vec::new(),
@@ -230,28 +243,33 @@ impl Runner {
             wake_tx,
             abort_rx,
         });
-        let mut runner = Runner {
-            shared: shared.clone(),
+        let runner = Runner {
+            shared,
             wake_rx,
             abort_tx,
-            threads: Vec::with_capacity(workers),
+            threads: Mutex::new(Vec::with_capacity(max_workers)),
+            max_workers,
         };
-        for i in 0..workers {
-            let mine = shared.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("runner-{i}"))
-                .stack_size(256 * 1024)
-                .spawn(move || worker(&mine));
-            match spawned {
-                Ok(t) => runner.threads.push(t),
-                Err(e) => {
-                    // Let the threads already started leave before failing.
-                    lock(&shared.state).workers -= workers - i;
-                    return Err(e);
-                }
-            }
+        {
+            let mut st = lock(&runner.shared.state);
+            runner.add_worker(&mut st)?;
         }
         Ok(runner)
+    }
+
+    /// Starts one more worker. Called with the state locked, so that the
+    /// count and the decision to grow are one step.
+    fn add_worker(&self, st: &mut State) -> io::Result<()> {
+        debug_assert!(st.workers < self.max_workers);
+        let mut threads = lock(&self.threads);
+        let mine = self.shared.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("runner-{}", threads.len()))
+            .stack_size(256 * 1024)
+            .spawn(move || worker(&mine))?;
+        threads.push(t);
+        st.workers += 1;
+        Ok(())
     }
 
     /// Queues a command; returns at once. Requests start in submission
@@ -266,10 +284,23 @@ impl Runner {
         } else if len == 1 {
             st.queue_warn_at = QUEUE_WARN;
         }
+        // Every worker busy or already spoken for by a queued request: one
+        // more, while the bound allows. Failing only slows the queue down
+        // (at least one worker exists since `new`).
+        let free = st.workers - st.running;
+        let grow = len > free && st.workers < self.max_workers && !st.closing;
+        let grown = if grow {
+            Some(self.add_worker(&mut st))
+        } else {
+            None
+        };
         drop(st);
         self.shared.work.notify_one();
         if loud {
             crate::error!("{len} commands waiting to run: commands are slower than knocks");
+        }
+        if let Some(Err(e)) = grown {
+            crate::warn!("cannot start another command worker: {e}; commands wait their turn");
         }
     }
 
@@ -291,6 +322,11 @@ impl Runner {
         std::mem::take(&mut lock(&self.shared.state).done)
     }
 
+    /// Worker threads started so far (at most `max_running`).
+    pub fn workers(&self) -> usize {
+        lock(&self.shared.state).workers
+    }
+
     pub fn running(&self) -> usize {
         lock(&self.shared.state).running
     }
@@ -306,7 +342,7 @@ impl Runner {
     /// Lets queued and running commands finish for up to `limit`, then
     /// cancels what is still queued and terminates what still runs (SIGTERM,
     /// `kill_grace`, SIGKILL). Returns every completion not yet taken.
-    pub fn shutdown(mut self, limit: Duration) -> Vec<Completion> {
+    pub fn shutdown(self, limit: Duration) -> Vec<Completion> {
         let shared = self.shared.clone();
         let deadline = later(limit);
         lock(&shared.state).closing = true;
@@ -338,7 +374,7 @@ impl Runner {
         }
         let stuck = st.workers;
         drop(st);
-        let threads = std::mem::take(&mut self.threads);
+        let threads = std::mem::take(&mut *lock(&self.threads));
         if stuck == 0 {
             for t in threads {
                 let _ = t.join();
@@ -381,7 +417,7 @@ impl Drop for Runner {
     fn drop(&mut self) {
         // Without shutdown: idle workers leave once the queue is empty; the
         // busy ones finish their commands in the background.
-        if !self.threads.is_empty() {
+        if !lock(&self.threads).is_empty() {
             lock(&self.shared.state).closing = true;
             self.shared.work.notify_all();
         }
