@@ -126,13 +126,10 @@ fn opts() -> getopts::Options {
     o
 }
 
-/// The first lines of `-h`.
-const BRIEF: &str = "Usage: tportknockd -c FILE [-i IFACE] [-r SEC] [-d] [-D] [options]\n       tportknockd -C FILE | -l | -h | -V";
-
-/// `-h` without the note: what getopts' `usage` makes of [`opts`] with
-/// [`BRIEF`], written out so that the daemon does not carry getopts' text
-/// layout and Unicode width tables (about 18 KiB); a test keeps the two
-/// the same.
+/// `-h` without the note: what getopts' `usage` makes of [`opts`] and
+/// the two usage lines, written out so that the daemon does not carry
+/// getopts' text layout and Unicode width tables (about 18 KiB); a test
+/// keeps the two the same.
 const USAGE: &str = "\
 Usage: tportknockd -c FILE [-i IFACE] [-r SEC] [-d] [-D] [options]
        tportknockd -C FILE | -l | -h | -V
@@ -357,7 +354,9 @@ mod tests {
 
     #[test]
     fn written_out_usage_is_what_getopts_makes_of_the_options() {
-        assert_eq!(USAGE, opts().usage(BRIEF));
+        let brief = "Usage: tportknockd -c FILE [-i IFACE] [-r SEC] [-d] [-D] [options]\n       \
+                     tportknockd -C FILE | -l | -h | -V";
+        assert_eq!(USAGE, opts().usage(brief));
     }
 
     #[test]
