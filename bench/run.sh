@@ -32,6 +32,8 @@ LOAD_KNOCKS=${BENCH_FLOOD_KNOCKS:-6}
 scripts/need-debs knockd netsniff-ng iproute2 binutils
 
 echo "== building (release)"
+# The release profile strips symbols; perf needs them.
+if [ -n "${BENCH_PERF:-}" ]; then export CARGO_PROFILE_RELEASE_STRIP=false; fi
 cargo build --release -q --bin tportknockd --example knockbench
 TPK=${BENCH_TPK:-$ROOT/target/release/tportknockd}
 KB=$ROOT/target/release/examples/knockbench
@@ -274,6 +276,14 @@ cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   echo "- spoofed flood: every real knock opens ($tf), no ring drops (${R[$T.flood.drops]}), at most a quarter of knockd's CPU (knockd used $(ratio "${R[$T.flood.cpu]}" "${R[$K.flood.cpu]}") as much): $(yes_no "$all == 1 && ${R[$T.flood.drops]} == 0 && 4 * ${R[$T.flood.cpu]} <= ${R[$K.flood.cpu]}")"
   echo "- random-port noise: CPU close to zero: $(yes_no "${R[$T.noise.cpu]} <= 0.05") (${R[$T.noise.cpu]} s over ${R[$T.noise.secs]} s)"
   echo "- peak RSS at most 16 MB with a full source table: $(yes_no "${R[$T.hwm]} <= 16384") ($(kib "${R[$T.hwm]}"))"
+  echo
+  echo "## Goals (issue 16), checked on this run"
+  echo
+  sh_med=$(awk -v u="$(kv "$sh_out" median_us)" 'BEGIN {printf "%.2f", u/1000}')
+  echo "- median knock-to-command latency within 0.3 ms of the \`/bin/sh -c\` floor: $(yes_no "${R[$T.lat_med]} <= $sh_med + 0.3") (${R[$T.lat_med]} ms, floor $sh_med ms)"
+  echo "- idle RSS at most knockd's: $(yes_no "${R[$T.idle_rss]} <= ${R[$K.idle_rss]}") ($(kib "${R[$T.idle_rss]}") vs $(kib "${R[$K.idle_rss]}"))"
+  echo "- start-up at most knockd's: $(yes_no "${R[$T.startup]} <= ${R[$K.startup]}") (${R[$T.startup]} vs ${R[$K.startup]} ms)"
+  echo "- stripped daemon at most 512 KiB: $(yes_no "${R[$T.size]} <= 524288") ($((${R[$T.size]} / 1024)) KiB)"
   echo
   echo "## How it was measured"
   echo

@@ -66,7 +66,7 @@ fn knock_inside_a_spoofed_flood_opens_and_every_frame_is_counted() {
     for chunk in frames.chunks(CHUNK) {
         pair.send_frames(chunk.to_vec());
         // Under a millisecond of slack per chunk: bursts, not a trickle, yet
-        // far from filling the 16,384-slot ring.
+        // far from filling the 8,192-slot ring.
         std::thread::sleep(Duration::from_micros(500));
     }
     let got = wait_lines(&opened, 1, Duration::from_secs(5));

@@ -288,7 +288,7 @@ fn a_million_malformed_frames_are_counted_and_a_knock_still_opens() {
 const FLOOD_SOURCES: u32 = 1_000_000;
 const FLOOD_RATE: u64 = 100_000;
 /// Resident memory the daemon may reach, whatever the flood: the matcher's
-/// full default table (65,536 sources × 56 B = 3.5 MiB), the 4 MiB ring, the
+/// full default table (65,536 sources × 56 B = 3.5 MiB), the 2 MiB ring, the
 /// port bitmaps and the binary itself stay under issue 7's goal of 16 MB.
 const RSS_BOUND_KB: u64 = 16 * 1000;
 

@@ -224,6 +224,9 @@ impl Drop for JournalWriter {
 }
 
 fn writer(mut journal: Journal, shared: &Shared) {
+    // What the journal leaves to its first commit, done before any commit
+    // is asked for; a failure here is retried (and reported) by that commit.
+    let _ = journal.sync_name();
     loop {
         let (ops, batch) = {
             let mut st = lock(&shared.state);

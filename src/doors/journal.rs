@@ -116,6 +116,9 @@ pub struct Journal {
     lines: usize,
     next_id: u64,
     compact_min_lines: usize,
+    /// The directory has been fsynced since the file was opened (or
+    /// renamed into place), so the file's name survives a power cut.
+    name_durable: bool,
 }
 
 impl Journal {
@@ -171,8 +174,9 @@ impl Journal {
             file.set_permissions(std::fs::Permissions::from_mode(0o600))
                 .map_err(StateDirError::Io)?;
         }
-        // An fsynced record is worthless if the file's name is not.
-        state.dir().sync().map_err(StateDirError::Io)?;
+        // An fsynced record is worthless if the file's name is not; that
+        // directory sync is left to `sync_name` (the writer thread does it
+        // at once, off the start-up path, and `commit` makes sure of it).
         let parsed = parse(&bytes);
         if parsed.torn {
             crate::warn!(
@@ -197,6 +201,7 @@ impl Journal {
             lines: parsed.lines,
             next_id: parsed.next_id,
             compact_min_lines: COMPACT_MIN_LINES,
+            name_durable: false,
         };
         if skipped > 0 || journal.lines > journal.live.len() + 1 {
             journal.compact().map_err(StateDirError::Io)?;
@@ -232,6 +237,7 @@ impl Journal {
     /// returns `Ok`, all of them are durable. On error none counts as written
     /// (a partial write is cut off again).
     pub fn commit(&mut self, ops: &[JournalOp]) -> io::Result<()> {
+        self.sync_name()?;
         let mut text = String::new();
         let mut lines = 0;
         let mut added = std::collections::HashSet::new();
@@ -265,6 +271,18 @@ impl Journal {
             }
         }
         self.maybe_compact();
+        Ok(())
+    }
+
+    /// Fsyncs the state directory once after the journal was opened, so
+    /// that the file's name (it may just have been created) is as durable as
+    /// what is written into it. [`Journal::commit`] calls it first; calling
+    /// it earlier only takes that wait off the first commit.
+    pub fn sync_name(&mut self) -> io::Result<()> {
+        if !self.name_durable {
+            self.state.dir().sync()?;
+            self.name_durable = true;
+        }
         Ok(())
     }
 
@@ -345,6 +363,8 @@ impl Journal {
             })?;
         self.len = text.len() as u64;
         self.lines = entries.len() + 1;
+        // The rename was made durable by the directory sync above.
+        self.name_durable = true;
         Ok(())
     }
 

@@ -1,19 +1,29 @@
 //! Runs start/stop commands off the capture path.
 //!
 //! The daemon's main loop is single-threaded and must never wait for a
-//! command, so a fixed pool of worker threads does the waiting: `submit`
-//! only queues (FIFO, never dropped) and wakes one worker; that worker spawns
-//! `/bin/sh -c COMMAND` in its own process group, collects bounded output,
-//! enforces the time limit on the whole group and posts a [`Completion`].
+//! command, so a pool of worker threads does the waiting: `submit` only
+//! queues (FIFO, never dropped) and wakes one worker; that worker starts
+//! `/bin/sh -c COMMAND` in a session and process group of its own (with
+//! `posix_spawn`, which does not copy the daemon: [`crate::sys::spawn`]),
+//! collects bounded output, enforces the time limit on the whole group and
+//! posts a [`Completion`].
 //! The main loop polls [`Runner::wake_fd`] and calls [`Runner::completions`].
 //!
 //! Commands see a fixed, minimal world: stdin `/dev/null`, stdout and stderr
 //! one pipe back to us, cwd `/`, environment exactly `PATH=` [`PATH`] (sh adds
-//! `PWD=/`), descriptors 0-2 only, default signal dispositions.
+//! `PWD=/`), descriptors 0-2 only, default signal dispositions, no signal
+//! blocked, the capability bounding set the daemon kept for them.
 //!
 //! The daemon must leave SIGCHLD at its default and never `waitpid(-1)`:
 //! each worker reaps its own child. (It resets SIGCHLD at start, in case it
 //! was started with it ignored.)
+//!
+//! The pool starts with one worker and grows, up to `max_running`, only
+//! when a request finds every worker busy: a daemon whose doors open one at
+//! a time keeps one thread (and its stack) instead of sixteen. Workers are
+//! started by the thread that calls [`Runner::submit`] and inherit its
+//! capability sets and signal mask, as the first one inherits those of the
+//! thread that called [`Runner::new`] (see [`crate::sys::caps`]).
 //!
 //! The queue has no limit of its own: the doors ([`crate::doors::Doors`])
 //! keep at most one command per door in flight and cap the doors, so it
@@ -21,21 +31,22 @@
 
 use crate::doors::journal::JournalId;
 use crate::sys::process;
+use crate::sys::spawn::{self, CStrings};
 use std::collections::VecDeque;
+use std::ffi::CStr;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, Stdio};
+use std::os::unix::process::ExitStatusExt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The only environment variable commands get.
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-const SHELL: &str = "/bin/sh";
+const SHELL: &CStr = c"/bin/sh";
 /// The queue never drops a request (a lost stop command leaves a door open);
 /// past this length (which only a door cap above it allows) it complains
 /// loudly, again at each doubling.
@@ -113,7 +124,7 @@ pub struct Completion {
 
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
-    /// Worker threads, hence commands running at once (0 counts as 1).
+    /// Most worker threads, hence commands running at once (0 counts as 1).
     pub max_running: usize,
     pub time_limit: Duration,
     /// Between SIGTERM and SIGKILL to a timed-out group.
@@ -162,7 +173,8 @@ impl RunnerStats {
 struct State {
     queue: VecDeque<Request>,
     running: usize,
-    /// Workers still alive; shutdown is complete when it reaches zero.
+    /// Workers started and still alive; shutdown is complete when it
+    /// reaches zero. Invariant: `running <= workers <= max_running`.
     workers: usize,
     /// Workers leave once the queue is empty.
     closing: bool,
@@ -193,7 +205,10 @@ pub struct Runner {
     shared: Arc<Shared>,
     wake_rx: UnixStream,
     abort_tx: UnixStream,
-    threads: Vec<JoinHandle<()>>,
+    /// Workers started so far (they only leave at shutdown).
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// `max_running`, at least 1.
+    max_workers: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -202,8 +217,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Runner {
+    /// Starts the first worker; more follow on demand (see the module
+    /// documentation).
     pub fn new(cfg: RunnerConfig) -> io::Result<Runner> {
-        let workers = cfg.max_running.max(1);
+        let max_workers = cfg.max_running.max(1);
         let (wake_rx, wake_tx) = UnixStream::pair()?;
         wake_rx.set_nonblocking(true)?;
         wake_tx.set_nonblocking(true)?;
@@ -213,7 +230,7 @@ impl Runner {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 running: 0,
-                workers,
+                workers: 0,
                 closing: false,
                 aborting: false,
                 done: Vec::new(),
@@ -226,28 +243,33 @@ impl Runner {
             wake_tx,
             abort_rx,
         });
-        let mut runner = Runner {
-            shared: shared.clone(),
+        let runner = Runner {
+            shared,
             wake_rx,
             abort_tx,
-            threads: Vec::with_capacity(workers),
+            threads: Mutex::new(Vec::with_capacity(max_workers)),
+            max_workers,
         };
-        for i in 0..workers {
-            let mine = shared.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("runner-{i}"))
-                .stack_size(256 * 1024)
-                .spawn(move || worker(&mine));
-            match spawned {
-                Ok(t) => runner.threads.push(t),
-                Err(e) => {
-                    // Let the threads already started leave before failing.
-                    lock(&shared.state).workers -= workers - i;
-                    return Err(e);
-                }
-            }
+        {
+            let mut st = lock(&runner.shared.state);
+            runner.add_worker(&mut st)?;
         }
         Ok(runner)
+    }
+
+    /// Starts one more worker. Called with the state locked, so that the
+    /// count and the decision to grow are one step.
+    fn add_worker(&self, st: &mut State) -> io::Result<()> {
+        debug_assert!(st.workers < self.max_workers);
+        let mut threads = lock(&self.threads);
+        let mine = self.shared.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("runner-{}", threads.len()))
+            .stack_size(256 * 1024)
+            .spawn(move || worker(&mine))?;
+        threads.push(t);
+        st.workers += 1;
+        Ok(())
     }
 
     /// Queues a command; returns at once. Requests start in submission
@@ -262,10 +284,23 @@ impl Runner {
         } else if len == 1 {
             st.queue_warn_at = QUEUE_WARN;
         }
+        // Every worker busy or already spoken for by a queued request: one
+        // more, while the bound allows. Failing only slows the queue down
+        // (at least one worker exists since `new`).
+        let free = st.workers - st.running;
+        let grow = len > free && st.workers < self.max_workers && !st.closing;
+        let grown = if grow {
+            Some(self.add_worker(&mut st))
+        } else {
+            None
+        };
         drop(st);
         self.shared.work.notify_one();
         if loud {
             crate::error!("{len} commands waiting to run: commands are slower than knocks");
+        }
+        if let Some(Err(e)) = grown {
+            crate::warn!("cannot start another command worker: {e}; commands wait their turn");
         }
     }
 
@@ -287,6 +322,11 @@ impl Runner {
         std::mem::take(&mut lock(&self.shared.state).done)
     }
 
+    /// Worker threads started so far (at most `max_running`).
+    pub fn workers(&self) -> usize {
+        lock(&self.shared.state).workers
+    }
+
     pub fn running(&self) -> usize {
         lock(&self.shared.state).running
     }
@@ -302,7 +342,7 @@ impl Runner {
     /// Lets queued and running commands finish for up to `limit`, then
     /// cancels what is still queued and terminates what still runs (SIGTERM,
     /// `kill_grace`, SIGKILL). Returns every completion not yet taken.
-    pub fn shutdown(mut self, limit: Duration) -> Vec<Completion> {
+    pub fn shutdown(self, limit: Duration) -> Vec<Completion> {
         let shared = self.shared.clone();
         let deadline = later(limit);
         lock(&shared.state).closing = true;
@@ -334,7 +374,7 @@ impl Runner {
         }
         let stuck = st.workers;
         drop(st);
-        let threads = std::mem::take(&mut self.threads);
+        let threads = std::mem::take(&mut *lock(&self.threads));
         if stuck == 0 {
             for t in threads {
                 let _ = t.join();
@@ -377,7 +417,7 @@ impl Drop for Runner {
     fn drop(&mut self) {
         // Without shutdown: idle workers leave once the queue is empty; the
         // busy ones finish their commands in the background.
-        if !self.threads.is_empty() {
+        if !lock(&self.threads).is_empty() {
             lock(&self.shared.state).closing = true;
             self.shared.work.notify_all();
         }
@@ -440,7 +480,7 @@ fn worker(shared: &Shared) {
 }
 
 struct Spawned {
-    child: Child,
+    child: spawn::Child,
     out: File,
     /// `None` when the kernel has no pidfds: fall back to polling.
     pidfd: Option<OwnedFd>,
@@ -448,28 +488,19 @@ struct Spawned {
 
 fn spawn(req: &Request) -> io::Result<Spawned> {
     crate::debug!("command {}: running {}", req.label, req.command);
+    // Everything the child needs is built here: between the spawn and the
+    // exec nothing may allocate.
+    let argv = CStrings::new("command", [SHELL.to_bytes(), b"-c", req.command.as_bytes()])?;
+    let envp = CStrings::new("environment", [format!("PATH={PATH}")])?;
     let (rd, wr) = process::pipe()?;
-    let wr2 = wr.try_clone()?;
-    let mut cmd = Command::new(SHELL);
-    cmd.arg("-c")
-        .arg(&req.command)
-        .env_clear()
-        .env("PATH", PATH)
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(wr))
-        .stderr(Stdio::from(wr2))
-        .process_group(0);
-    process::child_hygiene(&mut cmd);
-    let child = cmd.spawn();
-    // Our copies of the write end must go, or the pipe never reports EOF.
-    drop(cmd);
+    let child = spawn::spawn(SHELL, &argv, &envp, wr.as_fd());
+    // Our write end must go, or the pipe never reports EOF.
+    drop(wr);
     let child = child?;
     let pidfd = process::pidfd_open(child.id()).ok();
     let out = File::from(rd);
     if let Err(e) = process::set_nonblocking(&out) {
         // Cannot read without risking a hang: do not leave it running.
-        let mut child = child;
         let _ = process::kill_group(child.id(), libc::SIGKILL);
         let _ = child.wait();
         return Err(e);

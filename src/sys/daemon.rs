@@ -126,8 +126,10 @@ impl PidFile {
             ));
         }
         file.set_len(0)?;
+        // Not fsynced: the number is only meaningful while this process
+        // runs, and after a crash or power cut it is stale whatever the disk
+        // kept (the lock, not the content, says whether a daemon runs).
         writeln!(file, "{}", std::process::id())?;
-        file.sync_all()?;
         Ok(PidFile {
             file,
             path: path.to_owned(),

@@ -47,5 +47,6 @@ pub mod dir;
 pub mod netlink;
 pub mod random;
 pub mod signal;
+pub mod spawn;
 pub mod statedir;
 pub mod wipe;

@@ -1,12 +1,10 @@
 //! Process helpers for the command runner: an output pipe, pidfds so a worker
-//! can wait for a child with a deadline, signals to a whole process group,
-//! and child-side hygiene run between fork and exec.
+//! can wait for a child with a deadline, signals to a whole process group.
+//! Starting the child is [`super::spawn`]'s.
 
 use super::syscall;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 use std::time::Duration;
 
 /// A close-on-exec pipe: (read end, write end).
@@ -91,73 +89,4 @@ pub fn has_exited(pid: u32) -> io::Result<bool> {
     // SAFETY: waitid filled `info` for a child event or left it zeroed
     // (WNOHANG, no event); si_pid is meaningful in both cases.
     Ok(unsafe { info.si_pid() } != 0)
-}
-
-/// Makes the child start clean whatever the daemon's state: every descriptor
-/// from 3 up becomes close-on-exec (so one opened without O_CLOEXEC anywhere
-/// in the process cannot leak into a command), and ignored signals, which
-/// survive exec, are reset to their defaults.
-pub fn child_hygiene(cmd: &mut Command) {
-    // SAFETY: the closure runs in the child between fork and exec. It only
-    // makes async-signal-safe system calls, allocates nothing and takes no
-    // locks. Marking instead of closing keeps std's own exec-error pipe
-    // (already close-on-exec) working, so exec failures are still reported.
-    unsafe {
-        cmd.pre_exec(|| {
-            cloexec_from_3();
-            reset_ignored_signals();
-            Ok(())
-        });
-    }
-}
-
-fn cloexec_from_3() {
-    // SAFETY: close_range only changes descriptor flags (Linux 5.11+).
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3 as libc::c_uint,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if r == 0 {
-        return;
-    }
-    // Older kernels: walk the descriptor table, bounded in case the limit
-    // is huge.
-    // SAFETY: an all-zero rlimit is a valid value; getrlimit fills it in.
-    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
-    // SAFETY: `lim` is a valid rlimit for getrlimit to fill in.
-    let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-        lim.rlim_cur.min(65_536) as libc::c_int
-    } else {
-        1024
-    };
-    for fd in 3..max {
-        // SAFETY: F_GETFD/F_SETFD on any number is harmless: EBADF if unused.
-        unsafe {
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
-                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
-            }
-        }
-    }
-}
-
-fn reset_ignored_signals() {
-    for sig in 1..=64 {
-        // SAFETY: an all-zero sigaction is a valid value (SIG_DFL, no flags).
-        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: querying the disposition; invalid numbers give EINVAL.
-        if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
-            continue;
-        }
-        if old.sa_sigaction == libc::SIG_IGN {
-            // SAFETY: as above; `dfl` is a valid sigaction setting SIG_DFL.
-            let dfl: libc::sigaction = unsafe { std::mem::zeroed() };
-            // SAFETY: installs SIG_DFL for a signal that was ignored.
-            unsafe { libc::sigaction(sig, &dfl, std::ptr::null_mut()) };
-        }
-    }
 }
