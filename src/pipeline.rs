@@ -307,6 +307,11 @@ impl Pipeline {
         std::mem::take(&mut self.requests)
     }
 
+    /// The doors, for the status (`-S`).
+    pub fn doors(&self) -> &Doors {
+        &self.doors
+    }
+
     /// The doors, for shutdown ([`crate::doors::close_all_and_wait`]).
     pub fn doors_mut(&mut self) -> &mut Doors {
         &mut self.doors

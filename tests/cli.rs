@@ -38,7 +38,7 @@ fn check_valid_file_exits_0_and_describes_events() {
     let f = fixture(&dir, "warnings.conf");
     let (code, out, _) = run(&["-C".as_ref(), f.as_os_str()]);
     assert_eq!(code, Some(0));
-    assert_eq!(out.matches("warning: ").count(), 4, "{out}");
+    assert_eq!(out.matches("warning: ").count(), 6, "{out}");
 }
 
 #[test]
