@@ -158,7 +158,8 @@ pub fn usage() -> String {
 /// knockd's users type its letters: say where they mean something else.
 const KNOCKD_NOTE: &str =
     "\nknockd users: here -d debugs and -D detaches, the other way round from\n\
-                           knockd; -l lists interfaces (knockd's -l resolves names).\n";
+                           knockd, but the long names --debug and --daemon mean what they mean\n\
+                           there; -l lists interfaces (knockd's -l resolves names).\n";
 
 fn number<T: std::str::FromStr + PartialOrd + Copy>(
     m: &getopts::Matches,

@@ -36,6 +36,8 @@ pub const MAX_ANSWER: usize = 1 << 20;
 pub const CLIENT_TIMEOUT_MS: u64 = 2_000;
 /// Connections waiting while one is served; more are refused by the kernel.
 const BACKLOG: i32 = 4;
+/// The answer to a peer that may not ask.
+const REFUSED: &str = "error: refused: only root and the daemon's user may ask\n";
 
 /// The directory the status socket of a daemon with pid file `pidfile`
 /// lives in: the pid file's path without `.pid`, or with `.d` appended
@@ -92,6 +94,9 @@ struct Conn {
     sock: Socket,
     deadline_ms: u64,
     phase: Phase,
+    /// Its peer may not ask: its request is read (closing with it unread
+    /// would reset the connection, answer and all) and refused.
+    refused: bool,
 }
 
 enum Phase {
@@ -225,6 +230,10 @@ impl Control {
                     self.conn = None;
                     None
                 }
+                Read::Line(_) if conn.refused => {
+                    self.answer(REFUSED.into());
+                    None
+                }
                 Read::Line(line) => match Request::parse(&line) {
                     Ok(req) => {
                         conn.phase = Phase::Answering;
@@ -289,13 +298,8 @@ impl Control {
         if sock.set_nonblocking(true).is_err() {
             return;
         }
-        let mut conn = Conn {
-            sock,
-            deadline_ms: now_ms.saturating_add(CLIENT_TIMEOUT_MS),
-            phase: Phase::Reading(Vec::new()),
-        };
-        match crate::sys::daemon::peer_uid(&conn.sock) {
-            Ok(uid) if peer_allowed(uid, self.owner) => {}
+        let refused = match crate::sys::daemon::peer_uid(&sock) {
+            Ok(uid) if peer_allowed(uid, self.owner) => false,
             who => {
                 let who = match who {
                     Ok(uid) => format!("uid {uid}"),
@@ -305,14 +309,15 @@ impl Control {
                     "status socket: refused a client of {who}: only root and the daemon's \
                      user may ask"
                 );
-                conn.phase = Phase::Writing {
-                    text: b"error: refused: only root and the daemon's user may ask\n".to_vec(),
-                    sent: 0,
-                };
+                true
             }
-        }
-        self.conn = Some(conn);
-        self.flush();
+        };
+        self.conn = Some(Conn {
+            sock,
+            deadline_ms: now_ms.saturating_add(CLIENT_TIMEOUT_MS),
+            phase: Phase::Reading(Vec::new()),
+            refused,
+        });
     }
 
     /// Sends what the socket takes now; closes the connection once all is
