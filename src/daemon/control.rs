@@ -350,6 +350,10 @@ impl Drop for Control {
     fn drop(&mut self) {
         // The daemon still holds its pid file: nobody else made this one.
         let _ = self.dir.remove_file(SOCKET_NAME);
+        // And the directory, if nothing else is in it (rmdir follows no link).
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 
@@ -467,7 +471,10 @@ mod tests {
         );
 
         drop(control);
-        assert!(!sdir.join(SOCKET_NAME).exists(), "removed on the way out");
+        assert!(
+            !sdir.exists(),
+            "socket and directory removed on the way out"
+        );
     }
 
     #[test]
