@@ -509,7 +509,8 @@ impl Daemon {
 
     /// SIGHUP: the new file, or the running config kept when it does not
     /// load. The service manager hears `RELOADING=1` first and `READY=1`
-    /// once done (either way), so `systemctl reload` returns then.
+    /// once done, either way (with `Type=notify-reload`, `systemctl reload`
+    /// waits for it).
     fn reload(&mut self) {
         notify::reloading();
         match config::load(&self.opts.config) {
