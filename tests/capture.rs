@@ -640,7 +640,7 @@ fn bad_geometry_is_refused() {
             ..RingConfig::default()
         },
     ] {
-        let err = Ring::open(0, &prog, cfg).err().expect("refused");
+        let err = Ring::open(0, &prog, cfg).expect_err("refused");
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{cfg:?}");
     }
 }

@@ -5,8 +5,8 @@
 //! see frames meant for another destination, and a configuration without
 //! `Target` costs one predictable branch per frame over a bare `Matcher`.
 //!
-//! Event indices in [`Fired`] and [`Trace`] are those of the whole
-//! configuration.
+//! Event indices in [`Fired`](crate::knock::matcher::Fired) and [`Trace`]
+//! are those of the whole configuration.
 
 use std::net::IpAddr;
 
@@ -14,6 +14,7 @@ use crate::config::Event;
 use crate::knock::matcher::{Matcher, MatcherStats, Output, Trace};
 use crate::knock::{Knock, Proto};
 
+#[derive(Debug)]
 struct Group {
     matcher: Matcher,
     /// Config index of each of the matcher's events; `None` when identical.
@@ -74,7 +75,9 @@ fn targets(events: &[Event]) -> Vec<IpAddr> {
     out
 }
 
-/// All matchers of a configuration; see the module docs.
+/// All matchers of a configuration; see the module docs. `Debug` shows
+/// counts and target addresses, never a sequence (see [`Matcher`]'s).
+#[derive(Debug)]
 pub struct MatchSet {
     local: Group,
     targets: Vec<(IpAddr, Group)>,
@@ -82,6 +85,8 @@ pub struct MatchSet {
 }
 
 impl MatchSet {
+    /// Matchers for `events`, each tracking up to `capacity` sources, with
+    /// the clock at `now_ms`.
     pub fn new(events: &[Event], capacity: usize, now_ms: u64) -> MatchSet {
         let targets = targets(events)
             .into_iter()

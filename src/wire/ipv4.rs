@@ -71,61 +71,75 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    /// Hands back the wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// The version field (RFC 791): 4 once `check_len` has passed.
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_IHL] >> 4
     }
 
-    /// Header length in bytes (IHL * 4).
+    /// Header length in bytes: the IHL field (RFC 791) times 4.
     pub fn header_len(&self) -> usize {
         usize::from(self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
     }
 
+    /// The former type-of-service byte: DSCP (RFC 2474) and ECN (RFC 3168).
     pub fn dscp_ecn(&self) -> u8 {
         self.buffer.as_ref()[field::DSCP_ECN]
     }
 
-    /// Total length of the packet as sent, not as captured.
+    /// The total length field (RFC 791): the packet as sent, not as captured.
     pub fn total_len(&self) -> usize {
         usize::from(be16(self.buffer.as_ref(), field::LENGTH.start))
     }
 
+    /// The identification field (RFC 791), shared by a packet's fragments.
     pub fn ident(&self) -> u16 {
         be16(self.buffer.as_ref(), field::IDENT.start)
     }
 
+    /// The Don't Fragment flag (RFC 791).
     pub fn dont_frag(&self) -> bool {
         be16(self.buffer.as_ref(), field::FLG_OFF.start) & 0x4000 != 0
     }
 
+    /// The More Fragments flag (RFC 791): set on every fragment but the last.
     pub fn more_frags(&self) -> bool {
         be16(self.buffer.as_ref(), field::FLG_OFF.start) & 0x2000 != 0
     }
 
-    /// Fragment offset in bytes; only offset 0 carries the transport header.
+    /// The fragment offset field (RFC 791) in bytes (it counts 8-byte units);
+    /// only offset 0 carries the transport header.
     pub fn frag_offset(&self) -> usize {
         usize::from(be16(self.buffer.as_ref(), field::FLG_OFF.start) & 0x1fff) * 8
     }
 
+    /// The time-to-live field (RFC 791).
     pub fn ttl(&self) -> u8 {
         self.buffer.as_ref()[field::TTL]
     }
 
+    /// The protocol field (RFC 791): what follows the header, see
+    /// [`ip_proto`](super::ip_proto).
     pub fn protocol(&self) -> u8 {
         self.buffer.as_ref()[field::PROTOCOL]
     }
 
+    /// The header checksum field (RFC 791) as sent;
+    /// [`checksum_ok`](Self::checksum_ok) verifies it.
     pub fn checksum(&self) -> u16 {
         be16(self.buffer.as_ref(), field::CHECKSUM.start)
     }
 
+    /// The source address field (RFC 791).
     pub fn src_addr(&self) -> Ipv4Addr {
         addr(&self.buffer.as_ref()[field::SRC_ADDR])
     }
 
+    /// The destination address field (RFC 791).
     pub fn dst_addr(&self) -> Ipv4Addr {
         addr(&self.buffer.as_ref()[field::DST_ADDR])
     }

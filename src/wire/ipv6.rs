@@ -15,6 +15,7 @@ pub(crate) mod field {
     pub const DST_ADDR: Field = 24..40;
 }
 
+/// Length of the fixed IPv6 header (RFC 8200), extension headers excluded.
 pub const HEADER_LEN: usize = field::DST_ADDR.end;
 
 /// A read-only view of an IPv6 packet, possibly cut short by the snap length
@@ -50,42 +51,52 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    /// Hands back the wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// The version field (RFC 8200): 6 once `check_len` has passed.
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_TC_FLOW.start] >> 4
     }
 
+    /// The traffic class field (RFC 8200): DSCP and ECN.
     pub fn traffic_class(&self) -> u8 {
         (be16(self.buffer.as_ref(), field::VER_TC_FLOW.start) >> 4) as u8
     }
 
+    /// The 20-bit flow label field (RFC 8200, RFC 6437).
     pub fn flow_label(&self) -> u32 {
         let b = &self.buffer.as_ref()[field::VER_TC_FLOW];
         u32::from_be_bytes([0, b[1] & 0x0f, b[2], b[3]])
     }
 
-    /// Length after the fixed header as sent, not as captured. (A jumbogram's
+    /// The payload length field (RFC 8200): bytes after the fixed header as
+    /// sent, not as captured. (A jumbogram's
     /// 0 bounds the payload to nothing: jumbograms do not occur on the links
     /// a knock arrives on.)
     pub fn payload_len(&self) -> usize {
         usize::from(be16(self.buffer.as_ref(), field::PAYLOAD_LEN.start))
     }
 
+    /// The next header field (RFC 8200): the first extension header or the
+    /// transport protocol, see [`ip_proto`].
     pub fn next_header(&self) -> u8 {
         self.buffer.as_ref()[field::NXT_HDR]
     }
 
+    /// The hop limit field (RFC 8200).
     pub fn hop_limit(&self) -> u8 {
         self.buffer.as_ref()[field::HOP_LIMIT]
     }
 
+    /// The source address field (RFC 8200).
     pub fn src_addr(&self) -> Ipv6Addr {
         addr(&self.buffer.as_ref()[field::SRC_ADDR])
     }
 
+    /// The destination address field (RFC 8200).
     pub fn dst_addr(&self) -> Ipv6Addr {
         addr(&self.buffer.as_ref()[field::DST_ADDR])
     }
@@ -203,19 +214,24 @@ impl<T: AsRef<[u8]>> ExtHeader<T> {
         Ok(())
     }
 
+    /// Hands back the wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// Which extension header this is: the previous header's next-header
+    /// value, given to the constructor.
     pub fn kind(&self) -> u8 {
         self.kind
     }
 
+    /// The next header field (RFC 8200, byte 0): what follows this header.
     pub fn next_header(&self) -> u8 {
         self.buffer.as_ref()[ext_field::NXT_HDR]
     }
 
-    /// Header length in bytes. Needs only the first 2 bytes, so
+    /// Header length in bytes, from the length field (byte 1) by the rule of
+    /// [`ext_length`]. Needs only the first 2 bytes, so
     /// `check_len` can call it on a buffer of at least 8.
     pub fn header_len(&self) -> usize {
         let units = usize::from(self.buffer.as_ref()[ext_field::LENGTH]);
@@ -226,17 +242,20 @@ impl<T: AsRef<[u8]>> ExtHeader<T> {
         }
     }
 
-    /// Fragment offset in bytes; meaningful for a fragment header only.
+    /// The fragment offset field (RFC 8200) in bytes (it counts 8-byte
+    /// units); meaningful for a fragment header only.
     pub fn frag_offset(&self) -> usize {
         usize::from(be16(self.buffer.as_ref(), ext_field::FRAG_OFF_M.start) & 0xfff8)
     }
 
-    /// More-fragments flag; meaningful for a fragment header only.
+    /// The M (more fragments) flag (RFC 8200); meaningful for a fragment
+    /// header only.
     pub fn more_frags(&self) -> bool {
         be16(self.buffer.as_ref(), ext_field::FRAG_OFF_M.start) & 1 != 0
     }
 
-    /// Fragment identification; meaningful for a fragment header only.
+    /// The identification field (RFC 8200); meaningful for a fragment header
+    /// only.
     pub fn frag_ident(&self) -> u32 {
         let b = &self.buffer.as_ref()[ext_field::FRAG_IDENT];
         u32::from_be_bytes([b[0], b[1], b[2], b[3]])
@@ -244,6 +263,8 @@ impl<T: AsRef<[u8]>> ExtHeader<T> {
 }
 
 impl<'a, T: AsRef<[u8]> + ?Sized> ExtHeader<&'a T> {
+    /// Everything after this header: the next header and on, to the end of
+    /// the buffer.
     pub fn payload(&self) -> &'a [u8] {
         &self.buffer.as_ref()[self.header_len()..]
     }

@@ -58,18 +58,31 @@ pub const MAX_VLAN_TAGS: usize = 8;
 /// hundreds).
 pub const MAX_EXT_HEADERS: usize = 8;
 
-/// IP protocol numbers the decoder cares about.
+/// IP protocol numbers (IANA registry) the decoder cares about: the IPv4
+/// protocol field and the IPv6 next header field share them.
 pub mod ip_proto {
+    /// IPv6 hop-by-hop options extension header (RFC 8200).
     pub const HOP_BY_HOP: u8 = 0;
+    /// ICMP (RFC 792): never a knock.
     pub const ICMP: u8 = 1;
+    /// TCP (RFC 9293).
     pub const TCP: u8 = 6;
+    /// UDP (RFC 768).
     pub const UDP: u8 = 17;
+    /// IPv6 routing extension header (RFC 8200).
     pub const IPV6_ROUTING: u8 = 43;
+    /// IPv6 fragment extension header (RFC 8200).
     pub const IPV6_FRAGMENT: u8 = 44;
+    /// Encapsulating Security Payload (RFC 4303): what follows is encrypted,
+    /// so the extension-header walk stops here.
     pub const ESP: u8 = 50;
+    /// Authentication Header (RFC 4302), walked like an extension header.
     pub const AH: u8 = 51;
+    /// ICMPv6 (RFC 4443): never a knock.
     pub const ICMPV6: u8 = 58;
+    /// No next header (RFC 8200): nothing follows.
     pub const IPV6_NO_NEXT: u8 = 59;
+    /// IPv6 destination options extension header (RFC 8200).
     pub const IPV6_DEST_OPTS: u8 = 60;
 }
 
@@ -86,15 +99,25 @@ pub enum Link {
 
 /// `ARPHRD_*` values from `<linux/if_arp.h>`.
 pub mod hatype {
+    /// Ethernet and devices that look like it (veth, bridge, macvlan, …).
     pub const ETHER: u16 = 1;
+    /// PPP.
     pub const PPP: u16 = 512;
+    /// Raw IP without a link header (e.g. some cellular modems).
     pub const RAWIP: u16 = 519;
+    /// IPv4-in-IPv4 tunnel (ipip).
     pub const TUNNEL: u16 = 768;
+    /// IP-in-IPv6 tunnel (ip6tnl).
     pub const TUNNEL6: u16 = 769;
+    /// The loopback device `lo`.
     pub const LOOPBACK: u16 = 772;
+    /// IPv6-in-IPv4 tunnel (sit).
     pub const SIT: u16 = 776;
+    /// GRE over IPv4.
     pub const IPGRE: u16 = 778;
+    /// GRE over IPv6.
     pub const IP6GRE: u16 = 823;
+    /// No link header at all: tun, WireGuard.
     pub const NONE: u16 = 65534;
 }
 
@@ -149,19 +172,26 @@ pub enum Decoded {
 /// The header a [`Malformed`] verdict is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Layer {
+    /// The Ethernet II header.
     Ethernet,
+    /// An 802.1Q / 802.1ad tag left in the frame bytes.
     Vlan,
     /// The version nibble of a raw-IP frame (an empty frame is cut here).
     Ip,
+    /// The IPv4 header, options included.
     Ipv4,
+    /// The fixed IPv6 header.
     Ipv6,
     /// An IPv6 extension header.
     Ipv6Ext,
+    /// The fixed 20 bytes of the TCP header.
     Tcp,
+    /// The UDP header.
     Udp,
 }
 
 impl Layer {
+    /// The header's name as messages and counters show it.
     pub const fn name(self) -> &'static str {
         match self {
             Layer::Ethernet => "Ethernet",
@@ -188,10 +218,11 @@ impl fmt::Display for Layer {
 pub enum Malformed {
     /// The frame ends inside this header (runt frame or snap length).
     Truncated(Layer),
-    /// A header length field is below the minimum or beyond the packet.
+    /// A header length field is below its minimum (IPv4 IHL or TCP data
+    /// offset under 5); one reaching past the packet is `BadTotalLength`.
     BadHeaderLength(Layer),
     /// The IP length field is too small for the headers the packet carries,
-    /// or (with the wire length known) larger than the frame.
+    /// or (with the wire length known) larger than what the wire carried.
     BadTotalLength(Layer),
     /// The IPv4 header checksum is wrong.
     BadChecksum(Layer),

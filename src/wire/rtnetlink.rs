@@ -225,6 +225,7 @@ impl<T: AsRef<[u8]>> NlMsg<T> {
 /// The messages of one received datagram. Yields an error (and then stops)
 /// at the first message whose length does not fit: after that there is no
 /// telling where the next one starts.
+#[derive(Debug)]
 pub struct Messages<'a> {
     rest: &'a [u8],
 }
@@ -259,6 +260,7 @@ impl<'a> Iterator for Messages<'a> {
 
 /// The attributes (`struct rtattr`) following a fixed header. Yields an
 /// error and stops at the first attribute whose length does not fit.
+#[derive(Debug)]
 pub struct Attrs<'a> {
     rest: &'a [u8],
 }
