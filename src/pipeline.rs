@@ -18,10 +18,11 @@ use std::os::fd::RawFd;
 use crate::capture::admit::{self, Host, Refusals, Verdict};
 use crate::capture::ring::FrameMeta;
 use crate::config::{self, Config};
+use crate::daemon::log::{Level, RateLimit};
 use crate::doors::journal::{Journal, JournalEntry};
 use crate::doors::runner::{Completion, RunnerStats};
 use crate::doors::{CommandRequest, DoorLimits, Doors, Opened};
-use crate::knock::matcher::{MatcherStats, Output, Trace};
+use crate::knock::matcher::{MatcherStats, Output, Skip, Trace};
 use crate::knock::matchset::MatchSet;
 use crate::knock::source::HostAddresses;
 use crate::knock::{FlagSpec, Knock, Proto};
@@ -33,6 +34,9 @@ use crate::{debug, error, info, warn};
 pub const BATCH: usize = 16;
 /// How often lapsed knock attempts are reclaimed.
 pub const EXPIRE_EVERY_MS: u64 = 1000;
+/// Step lines (and re-arm lines) logged a second at most; a flood past
+/// the first step is counted instead, in one line a second.
+pub const STEP_LINES_PER_SEC: u32 = 20;
 
 /// A closure `(ifindex, dst) -> mine?` is a host for tests and benches:
 /// the destinations it names are its own, it has no VLAN devices and no
@@ -97,9 +101,12 @@ pub struct Pipeline {
     /// Decoded knocks (and whether addressed to us) awaiting the matcher;
     /// shorter than [`BATCH`] between calls, empty after `finish`.
     queue: Vec<(bool, Knock)>,
-    /// The matchers' fires and (with `-d`) trace, emptied every batch.
+    /// The matchers' fires and trace (steps past the first; with `-d`
+    /// everything), emptied every batch.
     out: Output,
     requests: Vec<CommandRequest>,
+    /// Bounds the info lines a knock makes (steps, re-arms).
+    step_lines: RateLimit,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -131,14 +138,25 @@ impl Pipeline {
             capture_all: false,
             next_expire_ms: now_ms + EXPIRE_EVERY_MS,
             queue: Vec::with_capacity(BATCH),
-            out: Output::new(),
+            out: Output {
+                progress: true,
+                ..Output::new()
+            },
             requests: Vec::new(),
+            step_lines: RateLimit::new(STEP_LINES_PER_SEC, now_ms),
         })
     }
 
-    /// Logs every step matched, reset and timed out (the daemon's `-d`).
+    /// Logs every step matched, reset, ignored and timed out, at debug
+    /// level (the daemon's `-d`).
     pub fn set_trace(&mut self, on: bool) {
         self.out.tracing = on;
+    }
+
+    /// Logs each step past the first at info level, `SRC EVENT: step N of
+    /// M` (on unless the daemon's `-q`), at most [`STEP_LINES_PER_SEC`].
+    pub fn set_step_lines(&mut self, on: bool) {
+        self.out.progress = on;
     }
 
     /// The ring captures on every interface (no `-i`).
@@ -221,7 +239,7 @@ impl Pipeline {
     pub fn finish(&mut self, now_ms: u64, now_unix_ms: u64) -> BatchEnd {
         self.match_queue(now_ms);
         debug_assert!(self.queue.is_empty());
-        self.flush_trace();
+        self.flush_trace(now_ms);
         let mut rebuild_filter = false;
         if !self.out.fired.is_empty() {
             // Taken and put back so the buffer keeps its capacity.
@@ -260,9 +278,10 @@ impl Pipeline {
         self.doors.tick(now_ms, &mut self.requests);
         if now_ms >= self.next_expire_ms {
             self.matcher.expire(now_ms, &mut self.out);
-            self.flush_trace();
+            self.flush_trace(now_ms);
             self.next_expire_ms = now_ms + EXPIRE_EVERY_MS;
         }
+        self.roll_step_lines(now_ms);
         std::mem::take(&mut self.requests)
     }
 
@@ -286,6 +305,11 @@ impl Pipeline {
     pub fn close_all(&mut self) -> Vec<CommandRequest> {
         self.doors.close_all(&mut self.requests);
         std::mem::take(&mut self.requests)
+    }
+
+    /// The doors, for the status (`-S`).
+    pub fn doors(&self) -> &Doors {
+        &self.doors
     }
 
     /// The doors, for shutdown ([`crate::doors::close_all_and_wait`]).
@@ -369,32 +393,82 @@ impl Pipeline {
         )
     }
 
-    fn flush_trace(&mut self) {
+    fn flush_trace(&mut self, now_ms: u64) {
         if self.out.trace.is_empty() {
             return;
         }
         // Taken and put back so the buffer keeps its capacity.
         let mut trace = std::mem::take(&mut self.out.trace);
         for t in trace.drain(..) {
-            debug!("{}", self.trace_line(&t));
+            if let Some((level, line)) = self.trace_log(&t, now_ms) {
+                crate::daemon::log::write(level, format_args!("{line}"));
+            }
         }
         self.out.trace = trace;
     }
 
-    /// One debug line for what the matcher did.
+    /// The line a trace entry logs, at its level, if any: a step past the
+    /// first at info level within the budget, the rest at debug level.
+    fn trace_log(&mut self, t: &Trace, now_ms: u64) -> Option<(Level, String)> {
+        if self.out.progress && t.is_progress() {
+            self.roll_step_lines(now_ms);
+            return self
+                .step_lines
+                .allow()
+                .then(|| (Level::Info, self.trace_line(t)));
+        }
+        self.out.tracing.then(|| (Level::Debug, self.trace_line(t)))
+    }
+
+    /// Once a second: how many step lines the budget held back.
+    fn roll_step_lines(&mut self, now_ms: u64) {
+        if let Some(n) = self.step_lines.roll(now_ms) {
+            warn!(
+                "{n} knock step line(s) not logged in the last second: more than \
+                 {STEP_LINES_PER_SEC} a second (a flood past the first step, or -q to log none)"
+            );
+        }
+    }
+
+    /// One line for what the matcher did.
     fn trace_line(&self, t: &Trace) -> String {
-        let name = |i: usize| {
-            self.config
-                .events
-                .get(i)
-                .map(|e| e.name.as_str())
-                .unwrap_or("?")
-        };
+        let event = |i: usize| self.config.events.get(i);
+        let name = |i: usize| event(i).map(|e| e.name.as_str()).unwrap_or("?");
         match *t {
-            Trace::Advanced { event, src, step } => {
-                format!("{src} {}: step {step} matched", name(event))
+            Trace::Advanced {
+                event: e,
+                src,
+                step,
+            } => match event(e).map(|e| e.sequence.len()).filter(|&n| n > 0) {
+                Some(of) => format!("{src} {}: step {step} of {of}", name(e)),
+                None => format!("{src} {}: step {step}", name(e)),
+            },
+            Trace::Reset {
+                event,
+                src,
+                step,
+                by,
+                expected,
+            } => {
+                let mut line = format!("{src} {}: reset at step {step} by {by}", name(event));
+                if let Some(next) = expected {
+                    line += &format!(", expected {}", next.describe());
+                }
+                line
             }
-            Trace::Reset { event, src } => format!("{src} {}: reset", name(event)),
+            Trace::Ignored {
+                event,
+                src,
+                step,
+                by,
+                why,
+            } => {
+                let why = match why {
+                    Skip::Repeat => "repeats the last step",
+                    Skip::TcpFlags => "its flags are not the event's TCPFlags",
+                };
+                format!("{src} {}: ignored {by} at step {step}: {why}", name(event))
+            }
             Trace::TimedOut { event, src } => format!("{src} {}: timed out", name(event)),
             Trace::Fired { event, src } => format!("{src} {}: sequence complete", name(event)),
         }
@@ -410,10 +484,12 @@ impl Pipeline {
             .open(ev, src, now_ms, now_unix_ms, &mut self.requests)
         {
             Opened::Opened => info!("{src} {}: knock complete, door opened", ev.name),
-            Opened::Rearmed => info!(
+            // A source may complete again and again: bounded with the steps.
+            Opened::Rearmed if self.step_lines.allow() => info!(
                 "{src} {}: knock complete, door already open: stop re-armed",
                 ev.name
             ),
+            Opened::Rearmed => {}
             Opened::StartOnly => info!("{src} {}: knock complete, running start command", ev.name),
             Opened::Nothing => info!(
                 "{src} {}: knock complete, no command for this address family",
@@ -491,6 +567,7 @@ mod tests {
     const SERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
     const ELSEWHERE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 99);
     const SYN: u8 = crate::knock::flags::SYN;
+    const ACK: u8 = crate::knock::flags::ACK;
     const UNIX_MS: u64 = 1_700_000_000_000;
 
     const SSH: &str = "<SSH>\n sequence = tcp:7000:s udp:7001 tcp:7002:s\n timeout = 5\n \
@@ -920,11 +997,12 @@ mod tests {
     #[test]
     fn trace_lines_name_the_event() {
         let mut p = pipeline(SSH);
+        p.set_step_lines(false);
         push(&mut p, &frame("10.0.0.1", SERVER, 7000, Some(SYN)), 0);
+        push(&mut p, &frame("10.0.0.1", SERVER, 7001, None), 0);
         p.match_queue(0);
         assert!(p.out.trace.is_empty(), "no trace unless asked for");
         p.set_trace(true);
-        push(&mut p, &frame("10.0.0.1", SERVER, 7001, None), 0);
         push(&mut p, &frame("10.0.0.1", SERVER, 7002, Some(SYN)), 0);
         push(&mut p, &frame("10.0.0.2", SERVER, 7001, None), 0);
         p.match_queue(0);
@@ -932,9 +1010,8 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "10.0.0.1 SSH: step 2 matched",
-                "10.0.0.1 SSH: step 3 matched",
-                "10.0.0.1 SSH: sequence complete",
+                "10.0.0.1 SSH: step 3 of 3",
+                "10.0.0.1 SSH: sequence complete"
             ]
         );
         let timed_out = Trace::TimedOut {
@@ -944,6 +1021,75 @@ mod tests {
         assert_eq!(p.trace_line(&timed_out), "10.0.0.9 SSH: timed out");
         let _ = p.finish(0, UNIX_MS);
         assert!(p.out.trace.is_empty(), "flushed to the log");
+    }
+
+    /// The lines the queued trace logs, at their levels.
+    fn logged(p: &mut Pipeline, now_ms: u64) -> Vec<(Level, String)> {
+        p.match_queue(now_ms);
+        let trace = std::mem::take(&mut p.out.trace);
+        trace
+            .iter()
+            .filter_map(|t| p.trace_log(t, now_ms))
+            .collect()
+    }
+
+    #[test]
+    fn steps_past_the_first_are_info_lines_resets_name_the_frame_with_d() {
+        let mut p = pipeline(SSH);
+        // By default: a step past the first, nothing else.
+        push(&mut p, &frame("10.0.0.2", SERVER, 7000, Some(SYN)), 0);
+        push(&mut p, &frame("10.0.0.2", SERVER, 7001, None), 0);
+        push(&mut p, &frame("10.0.0.2", SERVER, 7000, Some(SYN | ACK)), 0);
+        assert_eq!(
+            logged(&mut p, 0),
+            [(Level::Info, "10.0.0.2 SSH: step 2 of 3".to_string())]
+        );
+        // -d: the first step, the reset naming the frame and the step it
+        // waited for, a repeat let pass.
+        p.set_trace(true);
+        push(&mut p, &frame("10.0.0.2", SERVER, 7000, Some(SYN)), 0);
+        push(&mut p, &frame("10.0.0.2", SERVER, 7001, None), 0);
+        push(&mut p, &frame("10.0.0.2", SERVER, 7001, None), 0);
+        push(&mut p, &frame("10.0.0.2", SERVER, 7000, Some(SYN | ACK)), 0);
+        let debug = |s: &str| (Level::Debug, s.to_string());
+        assert_eq!(
+            logged(&mut p, 0),
+            [
+                debug("10.0.0.2 SSH: step 1 of 3"),
+                (Level::Info, "10.0.0.2 SSH: step 2 of 3".to_string()),
+                debug("10.0.0.2 SSH: ignored udp/7001 at step 2: repeats the last step"),
+                debug(
+                    "10.0.0.2 SSH: reset at step 2 by tcp/7000 flags SA, expected tcp/7002 \
+                     with exactly SYN"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_flood_past_the_first_step_logs_its_share_and_a_count() {
+        let mut p = pipeline(SSH);
+        let mut now = 5_000;
+        let mut info = 0;
+        for second in 0..3 {
+            for i in 0..200u32 {
+                let src = format!("10.{second}.{}.{}", i / 250, i % 250 + 1);
+                push(&mut p, &frame(&src, SERVER, 7000, Some(SYN)), now);
+                push(&mut p, &frame(&src, SERVER, 7001, None), now);
+            }
+            info += logged(&mut p, now)
+                .iter()
+                .filter(|(l, _)| *l == Level::Info)
+                .count();
+            assert_eq!(
+                p.step_lines.suppressed(),
+                200 - u64::from(STEP_LINES_PER_SEC)
+            );
+            now += 1_000;
+            // The next second starts with the count (logged by tick).
+            assert_eq!(p.step_lines.roll(now), Some(180));
+        }
+        assert_eq!(info, 3 * STEP_LINES_PER_SEC as usize);
     }
 
     #[test]

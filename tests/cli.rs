@@ -3,7 +3,7 @@
 
 mod common;
 use common::daemon::BIN;
-use common::TempDir;
+use common::{require_root, TempDir};
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
@@ -38,7 +38,7 @@ fn check_valid_file_exits_0_and_describes_events() {
     let f = fixture(&dir, "warnings.conf");
     let (code, out, _) = run(&["-C".as_ref(), f.as_os_str()]);
     assert_eq!(code, Some(0));
-    assert_eq!(out.matches("warning: ").count(), 4, "{out}");
+    assert_eq!(out.matches("warning: ").count(), 6, "{out}");
 }
 
 #[test]
@@ -102,9 +102,28 @@ fn help_and_version() {
         out.contains("here -d debugs and -D detaches, the other way round from\nknockd"),
         "{out}"
     );
-    // knockd's long spellings.
+    // knockd's long spellings, and a long name for every option.
     let (code, long, _) = run(&["--help".as_ref()]);
     assert_eq!((code, &long), (Some(0), &out));
+    for opt in [
+        "-c, --config FILE",
+        "-C, --check FILE",
+        "-S, --status",
+        "-i, --interface IFACE",
+        "-d, --debug",
+        "-q, --quiet",
+        "-D, --daemon",
+        "-p, --pidfile FILE",
+        "-s, --state-dir DIR",
+    ] {
+        assert!(out.contains(opt), "help lacks {opt}: {out}");
+    }
+    assert!(out.contains("the long names --debug and --daemon mean what they mean"));
+    let dir = TempDir::new("cli-long");
+    let f = fixture(&dir, "valid.conf");
+    let (code, out, err) = run(&["--check".as_ref(), f.as_os_str()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("2 events, 0 errors, 0 warnings"), "{out}");
     for arg in ["-V", "--version"] {
         let (code, out, _) = run(&[arg.as_ref()]);
         assert_eq!(code, Some(0));
@@ -115,6 +134,58 @@ fn help_and_version() {
     }
 }
 
+/// Run as a user without CAP_NET_RAW, the first error is about that, not
+/// about the config it cannot read or the pid file it cannot write.
+#[test]
+fn without_the_privilege_the_first_error_says_so() {
+    require_root(); // to become nobody
+    let dir = TempDir::new("cli-nobody");
+    let f = fixture(&dir, "valid.conf"); // root's, 0600: nobody cannot read it
+    let bin = dir.join("tportknockd");
+    std::fs::copy(BIN, &bin).unwrap();
+    std::fs::set_permissions(&dir.path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .arg("-c")
+        .arg(&f)
+        .arg("-p")
+        .arg(dir.join("pid"))
+        .output()
+        .expect("setpriv (Debian package util-linux; `make test` installs it)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err,
+        "tportknockd: error: capturing frames needs CAP_NET_RAW, which this process \
+         (uid 65534) does not have: run tportknockd as root (sudo, or its systemd unit)\n"
+    );
+    assert!(!dir.join("pid").exists());
+}
+
+/// Detached, a config to fix ends the launcher with 78 too, and its reason.
+#[test]
+fn detached_a_config_with_no_events_exits_78() {
+    let dir = TempDir::new("cli-78");
+    let f = installed_config(&dir, None);
+    let out = Command::new(BIN)
+        .arg("-c")
+        .arg(&f)
+        .arg("-D")
+        .arg("-p")
+        .arg(dir.join("pid"))
+        .arg("-s")
+        .arg(dir.join("state"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains(&format!("{}: no events: edit it", f.display())),
+        "{err}"
+    );
+}
+
 #[test]
 fn run_refuses_a_config_others_can_write() {
     let dir = TempDir::new("cli4");
@@ -122,7 +193,8 @@ fn run_refuses_a_config_others_can_write() {
     std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
     let pid = dir.join("pid");
     let (code, _, err) = run(&["-c".as_ref(), f.as_os_str(), "-p".as_ref(), pid.as_os_str()]);
-    assert_eq!(code, Some(1), "{err}");
+    // 78: a configuration to fix (the unit's RestartPreventExitStatus).
+    assert_eq!(code, Some(78), "{err}");
     assert!(err.contains("chmod go-w"), "{err}");
 }
 
@@ -248,7 +320,7 @@ fn run_refuses_a_config_with_no_events_and_names_the_fix() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(78), "{err}");
     let shown = f.display();
     assert!(
         err.contains(&format!("{shown}: no events: edit it")),

@@ -477,11 +477,21 @@ fn debug_logs_each_step_reset_and_timeout() {
     let me = pair.client4;
     knock(&pair, &SEQ[..2]);
     d.expect_log(
-        &format!("{me} OPEN: step 2 matched"),
+        &format!("debug: {me} OPEN: step 1 of 3"),
+        Duration::from_secs(2),
+    );
+    d.expect_log(
+        &format!("info: {me} OPEN: step 2 of 3"),
         Duration::from_secs(2),
     );
     knock(&pair, &[(TCP, 7002, 0x02)]); // right port, wrong flags
-    d.expect_log(&format!("{me} OPEN: reset"), Duration::from_secs(2));
+    d.expect_log(
+        &format!(
+            "debug: {me} OPEN: reset at step 2 by tcp/7002 flags S, expected tcp/7002 with \
+             exactly FIN ACK"
+        ),
+        Duration::from_secs(2),
+    );
     knock(&pair, &SEQ[..1]);
     d.expect_log(&format!("{me} OPEN: timed out"), Duration::from_secs(4));
     knock(&pair, SEQ);

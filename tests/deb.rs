@@ -255,6 +255,8 @@ fn packaged_files_are_the_sources_and_the_binaries_run() {
         "{unit}"
     );
     assert!(unit.contains("\nEnvironmentFile=-/etc/default/tportknockd\n"));
+    // A config to fix (78) or wrong options (2) end the unit, no restart loop.
+    assert!(unit.contains("\nRestartPreventExitStatus=2 78\n"), "{unit}");
     let local = dir.join("tportknockd.service");
     fs::write(
         &local,
@@ -418,7 +420,8 @@ fn installs_into_a_scratch_root_and_opens_nothing_until_edited() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    // 78, which the unit's RestartPreventExitStatus names: no restart loop.
+    assert_eq!(out.status.code(), Some(78), "{err}");
     assert!(err.contains("no events: edit it"), "{err}");
     assert!(
         err.contains(&format!("tportknockd -C {}", conf.display())),

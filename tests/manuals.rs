@@ -79,13 +79,16 @@ fn options_of(bin: &str) -> Vec<char> {
     letters
 }
 
-/// Options documented in a page: `.B \-X` / `.BI \-X` / `.BR \-X` headers.
+/// Options documented in a page: `.B \-X` / `.BI \-X` / `.BR \-X` headers,
+/// or with the long name beside it, `.B "\-X, \-\-long"`.
 fn documented(page: &str, letter: char) -> bool {
     let text = read(page);
     let marks = [
         format!(".B \\-{letter}"),
         format!(".BI \\-{letter}"),
         format!(".BR \\-{letter}"),
+        format!(".B \"\\-{letter},"),
+        format!(".BI \"\\-{letter},"),
     ];
     text.lines().any(|l| {
         marks

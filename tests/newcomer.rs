@@ -2,7 +2,8 @@
 //! a fresh directory and runs every command of the Quick start and Install
 //! sections (make, make demo, make deb, dpkg -i into a scratch root, the
 //! edit, tportknockd -C, the unit started in a network namespace, a knock
-//! that opens the door, make install, the non-systemd examples). The README
+//! that opens the door, tportknockd -S, make install, the non-systemd
+//! examples). The README
 //! and the script must agree: a step the script does not know fails it.
 
 mod common;
@@ -40,6 +41,7 @@ fn readme_quick_start_and_install_work_as_written() {
         "README: sudo dpkg -i target/deb/tportknockd_*.deb",
         "README: sudo systemctl enable --now tportknockd",
         "door open for ",
+        "README: sudo tportknockd -S",
         "all README steps done",
     ] {
         assert!(out.contains(step), "no {step:?} in:\n{out}");

@@ -30,8 +30,7 @@ pub fn run(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             for event in &config.events {
                 let _ = describe(event, out);
             }
-            let mut warnings = config.warnings.clone();
-            warnings.extend(self::warnings(&config, &file));
+            let warnings = all_warnings(&config, path);
             for w in &warnings {
                 let _ = writeln!(out, "warning: {}", sanitize(w));
             }
@@ -272,6 +271,33 @@ fn covers(a: &Step, b: &Step) -> bool {
             || (0..=flags::CLASSIC).all(|f| !b.flags.accepts(f) || a.flags.accepts(f)))
 }
 
+/// Everything `-C` warns about in `config`, loaded from `path`: what the
+/// loader noticed, files others can read, and the risky choices of
+/// [`warnings`]. The daemon logs the same at start and at each reload.
+pub fn all_warnings(config: &Config, path: &Path) -> Vec<String> {
+    let mut out = config.warnings.clone();
+    out.extend(readable_by_others(path));
+    for file in config.events.iter().filter_map(|e| e.one_time.as_deref()) {
+        out.extend(readable_by_others(file));
+    }
+    out.extend(warnings(config, &path.display().to_string()));
+    out
+}
+
+/// A file of knock sequences that group or others can read gives them
+/// away: the sequences are the secret.
+pub fn readable_by_others(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mode = std::fs::metadata(path).ok()?.mode() & 0o7777;
+    let p = path.display();
+    (mode & 0o044 != 0).then(|| {
+        format!(
+            "{p} can be read by group or others (mode {mode:04o}): whoever reads it knows \
+             the knock sequences; fix: chmod 600 {p}"
+        )
+    })
+}
+
 /// Legal but risky choices, each as `FILE:LINE: message` (the line of the
 /// event's opening tag).
 pub fn warnings(config: &Config, file: &str) -> Vec<String> {
@@ -301,6 +327,30 @@ pub fn warnings(config: &Config, file: &str) -> Vec<String> {
             && event.sets.is_empty()
         {
             out.push(at("runs no command: a knock only shows in the log".into()));
+        }
+        let v4: std::net::IpAddr = Ipv4Addr::UNSPECIFIED.into();
+        let v6: std::net::IpAddr = Ipv6Addr::UNSPECIFIED.into();
+        // A start that adds an element with a timeout (nft, ipset) is
+        // closed by the kernel.
+        let unclosed = [v4, v6]
+            .into_iter()
+            .filter(|&ip| {
+                event.start_for(ip).is_some_and(|c| !c.contains("timeout"))
+                    && event.stop_for(ip).is_none()
+            })
+            .count();
+        if unclosed > 0 && event.sets.is_empty() {
+            let who = match (unclosed, event.stop_for(v4).is_some()) {
+                (2, _) => "",
+                (_, true) => " for IPv6 knockers",
+                (_, false) => " for IPv4 knockers",
+            };
+            out.push(at(format!(
+                "opens a door that nothing closes{who}: a start_command without a \
+                 stop_command and without a kernel set; add stop_command (and \
+                 command_delay), unless the start command closes the door itself (as an \
+                 nft or ipset element with a timeout does)"
+            )));
         }
         let start_has_ip = event.start_command.is_empty() || event.start_command.contains("%IP%");
         if !start_has_ip {
@@ -389,8 +439,51 @@ mod tests {
         config(&text)
     }
 
+    /// The warnings about sequences (these events have no stop command:
+    /// that warning has its own test).
     fn warn(sequences: &[&str]) -> Vec<String> {
         warnings(&events(sequences), "k.conf")
+            .into_iter()
+            .filter(|w| !w.contains("nothing closes"))
+            .collect()
+    }
+
+    #[test]
+    fn a_door_that_nothing_closes() {
+        let unclosed = |at: &str, who: &str| {
+            format!(
+                "k.conf:{at}: event A opens a door that nothing closes{who}: a start_command \
+                 without a stop_command and without a kernel set; add stop_command (and \
+                 command_delay), unless the start command closes the door itself (as an nft \
+                 or ipset element with a timeout does)"
+            )
+        };
+        let w = |body: &str| {
+            warnings(
+                &config(&format!(
+                    "<A>\nsequence = tcp:1:s tcp:2:f\ntimeout = 5\n{body}</A>\n"
+                )),
+                "k.conf",
+            )
+        };
+        assert_eq!(w("start_command = open %IP%\n"), [unclosed("1", "")]);
+        assert_eq!(
+            w("start_command = open %IP%\nstop_command_6 = close %IP%\ncommand_delay = 5\n"),
+            [unclosed("1", " for IPv4 knockers")]
+        );
+        assert_eq!(
+            w("start_command = open %IP%\nstop_command = close %IP%\nstop_command_6 =\ncommand_delay = 5\n"),
+            [unclosed("1", " for IPv6 knockers")]
+        );
+        // Closed by a stop, by the kernel's timeout, or a kernel door.
+        for body in [
+            "start_command = open %IP%\nstop_command = close %IP%\ncommand_delay = 5\n",
+            "start_command = nft add element inet f s { %IP% timeout 30s }\n",
+            "start_command = ipset add knocked %IP% timeout 30\n",
+            "nft_set = inet filter knocked4\ncommand_delay = 30\n",
+        ] {
+            assert!(w(body).is_empty(), "{body}: {:?}", w(body));
+        }
     }
 
     #[test]
@@ -421,7 +514,10 @@ event Web (line 9)
     2. udp/8002
   start: web %IP%
   stop: none
-{name}: 2 events, 0 errors, 0 warnings
+warning: {name}:9: event Web opens a door that nothing closes: a start_command without a \
+stop_command and without a kernel set; add stop_command (and command_delay), unless the start \
+command closes the door itself (as an nft or ipset element with a timeout does)
+{name}: 2 events, 0 errors, 1 warning
 "
             )
         );
@@ -459,15 +555,16 @@ event Web (line 9)
         assert_eq!(events.len(), 4, "{out}");
         assert!(events[0].starts_with("event SSH (line "));
         let warnings: Vec<&str> = out.lines().filter(|l| l.starts_with("warning: ")).collect();
-        assert_eq!(warnings.len(), 2, "{out}");
+        assert_eq!(warnings.len(), 3, "{out}");
         assert!(warnings[0].contains(
             "event OpenVPN starts with tcp/12430 with exactly ACK, which ordinary traffic can hit"
         ));
-        assert!(warnings[1].contains(
+        assert!(warnings[1].contains("event OpenVPN opens a door that nothing closes"));
+        assert!(warnings[2].contains(
             "event SSH2 starts with tcp/110 with exactly FIN SYN RST PSH ACK URG, which ordinary \
              traffic can hit: tcp/110 is a common service port (pop3)"
         ));
-        assert!(out.ends_with(&format!("{name}: 4 events, 0 errors, 2 warnings\n")));
+        assert!(out.ends_with(&format!("{name}: 4 events, 0 errors, 3 warnings\n")));
     }
 
     #[test]
@@ -635,6 +732,10 @@ error: {name}:5: <B> is never closed (missing </B>)
         assert_eq!(
             warnings(&config(text), "k.conf"),
             [
+                "k.conf:1: event A opens a door that nothing closes: a start_command without a \
+                 stop_command and without a kernel set; add stop_command (and command_delay), \
+                 unless the start command closes the door itself (as an nft or ipset element \
+                 with a timeout does)",
                 "k.conf:1: event A has a start_command without %IP%: it does the same whoever \
                  knocks (does it open the door for everyone?)",
                 "k.conf:6: event B has a stop_command without %IP% although start_command uses \
@@ -652,10 +753,25 @@ error: {name}:5: <B> is never closed (missing </B>)
         assert_eq!((status, err.as_str()), (0, ""));
         assert_eq!(
             out.lines().filter(|l| l.starts_with("warning: ")).count(),
-            3,
+            5,
             "{out}"
         );
-        assert!(out.ends_with(&format!("{name}: 1 event, 0 errors, 3 warnings\n")));
+        assert!(out.ends_with(&format!("{name}: 1 event, 0 errors, 5 warnings\n")));
+    }
+
+    #[test]
+    fn a_file_others_can_read_gets_a_warning_naming_chmod_600() {
+        let text = b"<A>\nsequence = tcp:1:s tcp:2:f\ntimeout = 5\nstart_command = o %IP%\n\
+                     stop_command = c %IP%\ncommand_delay = 5\n</A>\n";
+        for (mode, warned) in [(0o600, false), (0o400, false), (0o640, true), (0o604, true)] {
+            let (status, out, _, name) = check(text, mode);
+            assert_eq!(status, 0);
+            let want = format!(
+                "warning: {name} can be read by group or others (mode {mode:04o}): whoever \
+                 reads it knows the knock sequences; fix: chmod 600 {name}\n"
+            );
+            assert_eq!(out.contains(&want), warned, "{mode:o}: {out}");
+        }
     }
 
     // The fixtures under tests/check_cli_fixtures/ are for end-to-end tests
@@ -684,13 +800,15 @@ error: {name}:5: <B> is never closed (missing </B>)
             format!("warning: {name}:2: event Web starts with tcp/80 with exactly SYN"),
             format!("warning: {name}:2: event Web has a stop_command without %IP%"),
             format!("warning: {name}:9: event Short has a one-frame sequence"),
+            format!("warning: {name}:9: event Short opens a door that nothing closes"),
             format!("warning: {name}:9: event Short is completed by every knock of event Longer (line 14)"),
+            format!("warning: {name}:14: event Longer opens a door that nothing closes"),
         ];
         assert_eq!(warnings.len(), want.len(), "{out}");
         for (got, want) in warnings.iter().zip(&want) {
             assert!(got.starts_with(want.as_str()), "{got}\n{want}");
         }
-        assert!(out.ends_with(&format!("{name}: 3 events, 0 errors, 4 warnings\n")));
+        assert!(out.ends_with(&format!("{name}: 3 events, 0 errors, 6 warnings\n")));
     }
 
     #[test]

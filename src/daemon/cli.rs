@@ -1,9 +1,14 @@
 //! The `tportknockd` command line: the original's options (`-c -C -i -r -l
-//! -d -D -h`) plus `-p`, `-s`, `-m`, `-t`, `-j`, `-n`, `-N`, `-k`, `-V`.
+//! -d -D -h`) plus `-p`, `-s`, `-m`, `-t`, `-j`, `-n`, `-N`, `-k`, `-q`,
+//! `-S`, `-V`. Every option has a long name too; where knockd has one for
+//! the same thing (`--config`, `--interface`, `--debug`, `--daemon`,
+//! `--pidfile`) it is knockd's, so knockd's long spellings mean here what
+//! they mean there.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::daemon::exit;
 use crate::daemon::options::{Options, DEFAULT_PIDFILE, DEFAULT_STATE_DIR};
 use crate::doors::runner::RunnerConfig;
 use crate::knock::matcher::DEFAULT_CAPACITY;
@@ -16,6 +21,14 @@ pub enum Mode {
     Run(Options),
     /// `-C FILE`: check a configuration and exit.
     Check(PathBuf),
+    /// `-S`: show the running daemon's doors and counters (or the door
+    /// journal when none runs).
+    Status {
+        /// `-p`: the daemon's pid file, beside which its status socket is.
+        pidfile: PathBuf,
+        /// `-s`: its state directory, for the journal.
+        state_dir: PathBuf,
+    },
     /// `-l`: list the interfaces and exit.
     List,
     /// `-h`.
@@ -27,49 +40,68 @@ pub enum Mode {
 fn opts() -> getopts::Options {
     let runner = RunnerConfig::default();
     let mut o = getopts::Options::new();
-    o.optopt("c", "", "run with the knock sequences in FILE", "FILE");
     o.optopt(
-        "C",
-        "",
-        "check FILE, print its events and warnings, exit",
+        "c",
+        "config",
+        "run with the knock sequences in FILE",
         "FILE",
     );
     o.optopt(
+        "C",
+        "check",
+        "check FILE, print its events and warnings, exit",
+        "FILE",
+    );
+    o.optflag(
+        "S",
+        "status",
+        "show the running daemon's open doors, pending stops and counters",
+    );
+    o.optopt(
         "i",
-        "",
+        "interface",
         "capture on IFACE (default: all interfaces)",
         "IFACE",
     );
     o.optopt(
         "r",
-        "",
+        "refresh",
         "also re-read own addresses every SEC seconds",
         "SEC",
     );
-    o.optflag("l", "", "list interfaces and exit");
-    o.optflag("d", "", "debug: log every step matched, reset and timeout");
-    o.optflag("D", "", "run as a daemon (detach; log to syslog)");
+    o.optflag("l", "list", "list interfaces and exit");
+    o.optflag(
+        "d",
+        "debug",
+        "debug: log every step, reset (with its frame) and timeout",
+    );
+    o.optflag(
+        "q",
+        "quiet",
+        "no 'step N of M' line for each knock step past the first",
+    );
+    o.optflag("D", "daemon", "run as a daemon (detach; log to syslog)");
     o.optopt(
         "p",
-        "",
+        "pidfile",
         &format!("pid file (default {DEFAULT_PIDFILE})"),
         "FILE",
     );
     o.optopt(
         "s",
-        "",
+        "state-dir",
         &format!("state directory for the door journal (default {DEFAULT_STATE_DIR})"),
         "DIR",
     );
     o.optopt(
         "m",
-        "",
+        "max-sources",
         &format!("sources tracked at once (default {DEFAULT_CAPACITY})"),
         "N",
     );
     o.optopt(
         "t",
-        "",
+        "command-timeout",
         &format!(
             "terminate a command still running after SEC seconds (default {})",
             runner.time_limit.as_secs()
@@ -78,7 +110,7 @@ fn opts() -> getopts::Options {
     );
     o.optopt(
         "j",
-        "",
+        "jobs",
         &format!(
             "commands running at once (default {}; the rest queue)",
             runner.max_running
@@ -87,7 +119,7 @@ fn opts() -> getopts::Options {
     );
     o.optopt(
         "n",
-        "",
+        "max-doors",
         &format!(
             "doors open at once; further knocks are logged and refused (default {})",
             crate::doors::DEFAULT_MAX_DOORS
@@ -96,7 +128,7 @@ fn opts() -> getopts::Options {
     );
     o.optopt(
         "N",
-        "",
+        "max-per-source",
         &format!(
             "doors open at once for one source address (default {})",
             crate::doors::DEFAULT_MAX_PER_SOURCE
@@ -105,7 +137,7 @@ fn opts() -> getopts::Options {
     );
     o.optopt(
         "k",
-        "",
+        "keep-caps",
         "capabilities commands keep when run as root: a list like \
          cap_net_admin,cap_net_raw (the default), none, or all",
         "CAPS",
@@ -116,32 +148,42 @@ fn opts() -> getopts::Options {
 }
 
 /// `-h` without the note: what getopts' `usage` makes of [`opts`] and
-/// the two usage lines, written out so that the daemon does not carry
+/// the usage lines, written out so that the daemon does not carry
 /// getopts' text layout and Unicode width tables (about 18 KiB); a test
 /// keeps the two the same.
 const USAGE: &str = "\
 Usage: tportknockd -c FILE [-i IFACE] [-r SEC] [-d] [-D] [options]
+       tportknockd -S [-p FILE] [-s DIR]
        tportknockd -C FILE | -l | -h | -V
 
 Options:
-    -c FILE             run with the knock sequences in FILE
-    -C FILE             check FILE, print its events and warnings, exit
-    -i IFACE            capture on IFACE (default: all interfaces)
-    -r SEC              also re-read own addresses every SEC seconds
-    -l                  list interfaces and exit
-    -d                  debug: log every step matched, reset and timeout
-    -D                  run as a daemon (detach; log to syslog)
-    -p FILE             pid file (default /run/tportknockd.pid)
-    -s DIR              state directory for the door journal (default
+    -c, --config FILE   run with the knock sequences in FILE
+    -C, --check FILE    check FILE, print its events and warnings, exit
+    -S, --status        show the running daemon's open doors, pending stops
+                        and counters
+    -i, --interface IFACE
+                        capture on IFACE (default: all interfaces)
+    -r, --refresh SEC   also re-read own addresses every SEC seconds
+    -l, --list          list interfaces and exit
+    -d, --debug         debug: log every step, reset (with its frame) and
+                        timeout
+    -q, --quiet         no 'step N of M' line for each knock step past the
+                        first
+    -D, --daemon        run as a daemon (detach; log to syslog)
+    -p, --pidfile FILE  pid file (default /run/tportknockd.pid)
+    -s, --state-dir DIR state directory for the door journal (default
                         /var/lib/tportknockd)
-    -m N                sources tracked at once (default 65536)
-    -t SEC              terminate a command still running after SEC seconds
+    -m, --max-sources N sources tracked at once (default 65536)
+    -t, --command-timeout SEC
+                        terminate a command still running after SEC seconds
                         (default 60)
-    -j N                commands running at once (default 16; the rest queue)
-    -n N                doors open at once; further knocks are logged and
+    -j, --jobs N        commands running at once (default 16; the rest queue)
+    -n, --max-doors N   doors open at once; further knocks are logged and
                         refused (default 4096)
-    -N N                doors open at once for one source address (default 32)
-    -k CAPS             capabilities commands keep when run as root: a list
+    -N, --max-per-source N
+                        doors open at once for one source address (default 32)
+    -k, --keep-caps CAPS
+                        capabilities commands keep when run as root: a list
                         like cap_net_admin,cap_net_raw (the default), none, or
                         all
     -V, --version       print the version and exit
@@ -156,7 +198,8 @@ pub fn usage() -> String {
 /// knockd's users type its letters: say where they mean something else.
 const KNOCKD_NOTE: &str =
     "\nknockd users: here -d debugs and -D detaches, the other way round from\n\
-                           knockd; -l lists interfaces (knockd's -l resolves names).\n";
+                           knockd, but the long names --debug and --daemon mean what they mean\n\
+                           there; -l lists interfaces (knockd's -l resolves names).\n";
 
 fn number<T: std::str::FromStr + PartialOrd + Copy>(
     m: &getopts::Matches,
@@ -189,18 +232,27 @@ pub fn parse_args(args: &[String]) -> Result<Mode, String> {
     if m.opt_present("V") {
         return Ok(Mode::Version);
     }
-    let exclusive = ["c", "C", "l"].iter().filter(|o| m.opt_present(o)).count();
+    let exclusive = ["c", "C", "l", "S"]
+        .iter()
+        .filter(|o| m.opt_present(o))
+        .count();
     if exclusive > 1 {
-        return Err("-c, -C and -l exclude each other".into());
+        return Err("-c, -C, -l and -S exclude each other".into());
     }
     if m.opt_present("l") {
         return Ok(Mode::List);
+    }
+    if m.opt_present("S") {
+        return Ok(Mode::Status {
+            pidfile: m.opt_str("p").unwrap_or(DEFAULT_PIDFILE.into()).into(),
+            state_dir: m.opt_str("s").unwrap_or(DEFAULT_STATE_DIR.into()).into(),
+        });
     }
     if let Some(path) = m.opt_str("C") {
         return Ok(Mode::Check(path.into()));
     }
     let Some(config) = m.opt_str("c") else {
-        return Err("missing -c FILE (or -C FILE, -l, -h)".into());
+        return Err("missing -c FILE (or -C FILE, -S, -l, -h)".into());
     };
     let mut o = Options::new(config.into());
     o.refresh = number::<u64>(&m, "r", 1, 7 * 86_400)?.map(Duration::from_secs);
@@ -232,6 +284,7 @@ pub fn parse_args(args: &[String]) -> Result<Mode, String> {
         }
     }
     o.debug = m.opt_present("d");
+    o.step_lines = !m.opt_present("q");
     o.daemon = m.opt_present("D");
     if let Some(p) = m.opt_str("p") {
         o.pidfile = p.into();
@@ -244,14 +297,14 @@ pub fn parse_args(args: &[String]) -> Result<Mode, String> {
 }
 
 /// Entry point of the binary: parse, dispatch, return the exit status
-/// (0 fine, 1 failure or invalid config, 2 wrong usage).
+/// (see [`exit`]).
 pub fn main() -> i32 {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match parse_args(&args) {
         Err(msg) => {
             eprintln!("tportknockd: {msg}");
             eprint!("{}", usage());
-            2
+            exit::USAGE
         }
         Ok(Mode::Help) => {
             print!("{}", usage());
@@ -274,6 +327,9 @@ pub fn main() -> i32 {
                 1
             }
         },
+        Ok(Mode::Status { pidfile, state_dir }) => {
+            crate::daemon::status::run(&pidfile, &state_dir, &mut std::io::stdout())
+        }
         Ok(Mode::Run(opts)) => crate::daemon::start(opts),
     }
 }
@@ -295,7 +351,7 @@ mod tests {
         };
         assert_eq!(o.config, PathBuf::from("k.conf"));
         assert_eq!(o.iface.as_deref(), Some("eth0"));
-        assert!(o.daemon && o.debug);
+        assert!(o.daemon && o.debug && o.step_lines);
         assert_eq!(o.refresh, Some(Duration::from_secs(3600)));
         assert_eq!(o.pidfile, PathBuf::from(DEFAULT_PIDFILE));
         assert_eq!(o.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
@@ -345,11 +401,56 @@ mod tests {
         assert_eq!(parse("-V").unwrap(), Mode::Version);
         assert_eq!(parse("--help").unwrap(), Mode::Help);
         assert_eq!(parse("--version").unwrap(), Mode::Version);
+        assert_eq!(
+            parse("-S").unwrap(),
+            Mode::Status {
+                pidfile: DEFAULT_PIDFILE.into(),
+                state_dir: DEFAULT_STATE_DIR.into()
+            }
+        );
+        assert_eq!(
+            parse("--status --pidfile /tmp/t.pid -s /tmp/st").unwrap(),
+            Mode::Status {
+                pidfile: "/tmp/t.pid".into(),
+                state_dir: "/tmp/st".into()
+            }
+        );
+    }
+
+    #[test]
+    fn long_options_are_knockds_where_knockd_has_them() {
+        let Mode::Run(o) = parse(
+            "--config k.conf --interface eth0 --daemon --debug --pidfile /tmp/p --quiet \
+             --state-dir /tmp/s --refresh 60 --max-sources 9 --command-timeout 7 --jobs 3 \
+             --max-doors 50 --max-per-source 4 --keep-caps none",
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(o.config, PathBuf::from("k.conf"));
+        assert_eq!(o.iface.as_deref(), Some("eth0"));
+        // knockd's --daemon detaches and its --debug debugs, as here.
+        assert!(o.daemon && o.debug && !o.step_lines);
+        assert_eq!(o.pidfile, PathBuf::from("/tmp/p"));
+        assert_eq!(o.state_dir, PathBuf::from("/tmp/s"));
+        assert_eq!(o.refresh, Some(Duration::from_secs(60)));
+        assert_eq!(
+            (o.max_sources, o.command_limit.as_secs(), o.max_running),
+            (9, 7, 3)
+        );
+        assert_eq!((o.max_doors, o.max_per_source), (50, 4));
+        assert_eq!(o.keep_caps, Keep::Only(CapSet::EMPTY));
+        assert_eq!(
+            parse("--check k.conf").unwrap(),
+            Mode::Check("k.conf".into())
+        );
+        assert_eq!(parse("--list").unwrap(), Mode::List);
     }
 
     #[test]
     fn written_out_usage_is_what_getopts_makes_of_the_options() {
         let brief = "Usage: tportknockd -c FILE [-i IFACE] [-r SEC] [-d] [-D] [options]\n       \
+                     tportknockd -S [-p FILE] [-s DIR]\n       \
                      tportknockd -C FILE | -l | -h | -V";
         assert_eq!(USAGE, opts().usage(brief));
     }
@@ -367,6 +468,7 @@ mod tests {
             ("-c k -x", "Unrecognized option"),
             ("-c k stray", "unexpected argument"),
             ("-c k -C k", "exclude each other"),
+            ("-S -c k", "exclude each other"),
             ("-c k -i averyveryverylongname", "not an interface name"),
             (
                 "-c k -k cap_net_admin,cap_nope",

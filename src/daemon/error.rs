@@ -7,11 +7,18 @@ use std::path::PathBuf;
 
 use crate::capture::netif::NoSuchInterface;
 use crate::config::LoadError;
+use crate::daemon::exit;
 use crate::sys::statedir::StateDirError;
 
-/// A start-up failure; the daemon exits 1 with its text.
+/// A start-up failure; the daemon exits with its
+/// [`exit_status`](StartError::exit_status) and its text.
 #[derive(Debug)]
 pub enum StartError {
+    /// The process may not capture: no `CAP_NET_RAW` (not root).
+    Privilege {
+        /// The user it runs as.
+        uid: u32,
+    },
     /// The signalfd could not be set up.
     Signals(io::Error),
     /// The configuration does not load (every problem, one a line).
@@ -43,9 +50,25 @@ pub enum StartError {
     JournalWriter(io::Error),
 }
 
+impl StartError {
+    /// The exit status: [`exit::CONFIG`] for a configuration to fix (no
+    /// restart helps), [`exit::FAILURE`] otherwise.
+    pub fn exit_status(&self) -> i32 {
+        match self {
+            StartError::Config(_) => exit::CONFIG,
+            _ => exit::FAILURE,
+        }
+    }
+}
+
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            StartError::Privilege { uid } => write!(
+                f,
+                "capturing frames needs CAP_NET_RAW, which this process (uid {uid}) does not \
+                 have: run tportknockd as root (sudo, or its systemd unit)"
+            ),
             StartError::Signals(e) => write!(f, "signalfd: {e}"),
             StartError::Config(e) => write!(f, "{e}"),
             StartError::LogFile(path, e) => write!(f, "LogFile {}: {e}", path.display()),
@@ -77,7 +100,7 @@ impl std::error::Error for StartError {
             | StartError::Capture { err: e, .. }
             | StartError::Runner(e)
             | StartError::JournalWriter(e) => Some(e),
-            StartError::StateDir(_) => None,
+            StartError::StateDir(_) | StartError::Privilege { .. } => None,
             StartError::Config(e) => Some(e),
             StartError::NoInterface(e) => Some(e),
         }
@@ -111,5 +134,9 @@ mod tests {
         assert_eq!(config.to_string(), "k.conf:1: one\nk.conf:2: two");
         let pid = StartError::PidFile("/run/t.pid".into(), denied());
         assert!(pid.to_string().starts_with("pid file /run/t.pid: "));
+        assert_eq!(pid.exit_status(), exit::FAILURE);
+        assert_eq!(config.exit_status(), exit::CONFIG);
+        let privilege = StartError::Privilege { uid: 1000 }.to_string();
+        assert!(privilege.contains("CAP_NET_RAW") && privilege.contains("uid 1000"));
     }
 }

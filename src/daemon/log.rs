@@ -446,6 +446,59 @@ fn invisible(c: char) -> bool {
     )
 }
 
+/// At most `per_sec` lines a second of some kind; the rest are counted and
+/// the count handed out once, when its second is over. Bounds what a flood
+/// can make the log print (the logger drops what its reader cannot take,
+/// but a reader that keeps up would otherwise get every line).
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    per_sec: u32,
+    /// Start of the current one-second window.
+    window_ms: u64,
+    used: u32,
+    suppressed: u64,
+}
+
+impl RateLimit {
+    /// A limit of `per_sec` lines a second, its first window from `now_ms`.
+    pub const fn new(per_sec: u32, now_ms: u64) -> RateLimit {
+        RateLimit {
+            per_sec,
+            window_ms: now_ms,
+            used: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// Starts a new window if the current one is over; returns how many
+    /// lines the ended window suppressed, if any (each count once).
+    pub fn roll(&mut self, now_ms: u64) -> Option<u64> {
+        if now_ms < self.window_ms.saturating_add(1000) {
+            return None;
+        }
+        self.window_ms = now_ms;
+        self.used = 0;
+        Some(std::mem::take(&mut self.suppressed)).filter(|&n| n > 0)
+    }
+
+    /// Whether one more line fits in the current window; if not, it is
+    /// counted as suppressed.
+    pub fn allow(&mut self) -> bool {
+        if self.used < self.per_sec {
+            self.used += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
+
+    /// Lines suppressed in the current window so far.
+    pub fn suppressed(&self) -> u64 {
+        self.suppressed
+    }
+}
+
 /// Logs at [`Level::Error`](crate::daemon::log::Level).
 #[macro_export]
 macro_rules! error { ($($t:tt)*) => { $crate::daemon::log::write($crate::daemon::log::Level::Error, format_args!($($t)*)) } }
@@ -609,6 +662,22 @@ mod tests {
         assert!(std::str::from_utf8(&buf[..n])
             .unwrap()
             .ends_with("]: after"));
+    }
+
+    #[test]
+    fn a_rate_limit_passes_its_share_and_counts_the_rest_once() {
+        let mut r = RateLimit::new(3, 10_000);
+        assert_eq!(r.roll(10_000), None);
+        let passed = (0..10).filter(|_| r.allow()).count();
+        assert_eq!((passed, r.suppressed()), (3, 7));
+        // Within the same second: nothing more passes, nothing is reported.
+        assert_eq!(r.roll(10_999), None);
+        assert!(!r.allow());
+        // The second is over: its count once, and a fresh share.
+        assert_eq!(r.roll(11_000), Some(8));
+        assert_eq!(r.roll(12_500), None, "counted once");
+        assert!(r.allow() && r.allow() && r.allow() && !r.allow());
+        assert_eq!(r.roll(14_000), Some(1));
     }
 
     #[test]

@@ -4,10 +4,14 @@
 //! the shutdown that closes every door. The command line is in [`cli`].
 
 pub mod cli;
+pub mod control;
 mod error;
+pub mod exit;
 pub mod iflist;
 pub mod log;
+pub mod notify;
 mod options;
+pub mod status;
 
 pub use error::StartError;
 pub use options::{Options, DEFAULT_PIDFILE, DEFAULT_STATE_DIR};
@@ -21,6 +25,7 @@ use crate::capture::filter;
 use crate::capture::netif::{Addresses, Change, NoSuchInterface};
 use crate::capture::ring::{Ring, RingConfig};
 use crate::config::{self, Config};
+use crate::daemon::control::Control;
 use crate::doors::journal::{Journal, JournalEntry};
 use crate::doors::runner::{Runner, RunnerConfig};
 use crate::doors::{CommandRequest, DoorLimits};
@@ -56,6 +61,8 @@ struct Daemon {
     runner: Runner,
     signals: SignalFd,
     pidfile: Option<PidFile>,
+    /// The status socket (`-S`), if it could be made.
+    control: Option<Control>,
     clock: Instant,
     kernel_drops: u64,
     next_refresh_ms: Option<u64>,
@@ -80,9 +87,15 @@ fn absolute(path: &Path) -> PathBuf {
     }
 }
 
-/// Starts the daemon; returns the process exit status.
+/// Starts the daemon; returns the process exit status ([`exit`]).
 pub fn start(mut opts: Options) -> i32 {
     crate::daemon::log::set_debug(opts.debug);
+    // Before anything that would fail for want of it with a less telling
+    // error (the config, the pid file).
+    if let Err(e) = need_privilege() {
+        error!("{e}");
+        return e.exit_status();
+    }
     // -D changes directory to /: resolve relative paths first.
     opts.config = absolute(&opts.config);
     opts.pidfile = absolute(&opts.pidfile);
@@ -93,18 +106,30 @@ pub fn start(mut opts: Options) -> i32 {
     match Daemon::setup(opts) {
         Ok(d) => {
             info!("ready: {}", d.describe());
-            notify("READY=1");
+            notify::ready();
             d.run()
         }
-        Err(msg) => {
-            error!("{msg}");
-            1
+        Err(e) => {
+            error!("{e}");
+            e.exit_status()
         }
     }
 }
 
+/// Capturing needs `CAP_NET_RAW` (root has it).
+fn need_privilege() -> Result<(), StartError> {
+    match caps::current() {
+        Ok(c) if !c.effective.contains(caps::NET_RAW) => {
+            Err(StartError::Privilege { uid: sysd::euid() })
+        }
+        // A kernel that cannot tell: the capture says so if it fails.
+        _ => Ok(()),
+    }
+}
+
 /// fork, setsid, fork, /dev/null stdio, chdir / — and the launching process
-/// exits only once the daemon is ready (0) or has failed (1, with the reason).
+/// exits only once the daemon is ready (0) or has failed (its status, with
+/// the reason: the pipe carries `OK`, or `ERR STATUS REASON`).
 fn detach(opts: Options) -> i32 {
     let (reader, mut writer) = match sysd::pipe() {
         Ok(p) => p,
@@ -121,17 +146,19 @@ fn detach(opts: Options) -> i32 {
         Ok(Forked::Parent) => {
             drop(writer);
             let report = sysd::read_all(reader);
-            return match report.strip_prefix("OK") {
-                Some(_) => 0,
-                None if report.is_empty() => {
-                    eprintln!("tportknockd: the daemon exited during start-up");
-                    1
-                }
-                None => {
-                    eprint!("tportknockd: {}", report.trim_start_matches("ERR "));
-                    1
-                }
+            if report.starts_with("OK") {
+                return exit::OK;
+            }
+            let Some((status, reason)) = report
+                .strip_prefix("ERR ")
+                .and_then(|r| r.split_once(' '))
+                .and_then(|(n, reason)| Some((n.parse::<i32>().ok()?, reason)))
+            else {
+                eprintln!("tportknockd: the daemon exited during start-up");
+                return exit::FAILURE;
             };
+            eprint!("tportknockd: {reason}");
+            return status;
         }
         Ok(Forked::Child) => {}
     }
@@ -152,35 +179,15 @@ fn detach(opts: Options) -> i32 {
             info!("ready: {}", d.describe());
             let _ = writer.write_all(b"OK\n");
             drop(writer);
-            notify("READY=1");
+            notify::ready();
             d.run()
         }
-        Err(msg) => {
-            error!("{msg}");
-            let _ = writer.write_all(format!("ERR {msg}\n").as_bytes());
-            1
+        Err(e) => {
+            error!("{e}");
+            let status = e.exit_status();
+            let _ = writer.write_all(format!("ERR {status} {e}\n").as_bytes());
+            status
         }
-    }
-}
-
-/// systemd's readiness protocol: one datagram to $NOTIFY_SOCKET.
-fn notify(state: &str) {
-    use std::os::unix::net::{SocketAddr, UnixDatagram};
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let path = path.to_string_lossy().into_owned();
-    let Ok(sock) = UnixDatagram::unbound() else {
-        return;
-    };
-    let addr = if let Some(name) = path.strip_prefix('@') {
-        use std::os::linux::net::SocketAddrExt;
-        SocketAddr::from_abstract_name(name.as_bytes())
-    } else {
-        SocketAddr::from_pathname(&path)
-    };
-    if let Ok(addr) = addr {
-        let _ = sock.send_to_addr(state.as_bytes(), &addr);
     }
 }
 
@@ -210,11 +217,19 @@ impl Daemon {
         let signals = SignalFd::new(&handled).map_err(StartError::Signals)?;
         let config = config::load(&opts.config).map_err(StartError::Config)?;
         apply_global_options(&mut opts, &config)?;
-        for w in &config.warnings {
+        for w in config::check::all_warnings(&config, &opts.config) {
             warn!("{w}");
         }
         let pidfile = PidFile::create(&opts.pidfile)
             .map_err(|e| StartError::PidFile(opts.pidfile.clone(), e))?;
+        // Only with the pid file locked: a socket found there is stale.
+        let control = match Control::open(&opts.pidfile) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                warn!("status socket: {e}; tportknockd -S will not reach this daemon");
+                None
+            }
+        };
         let addrs = Addresses::open().map_err(StartError::Netlink)?;
         let ifindex = capture_index(&opts, &addrs).map_err(StartError::NoInterface)?;
         // The netlink socket is open; the capture needs only CAP_NET_RAW,
@@ -230,6 +245,7 @@ impl Daemon {
         let mut pipeline = Pipeline::new(config, opts.max_sources, journal, limits, now_ms)
             .map_err(StartError::JournalWriter)?;
         pipeline.set_trace(opts.debug);
+        pipeline.set_step_lines(opts.step_lines);
         pipeline.set_capture_all(ifindex == 0);
         let ring = open_ring(ifindex, &pipeline).map_err(|err| StartError::Capture {
             on: capture_name(&opts).into(),
@@ -253,6 +269,7 @@ impl Daemon {
             runner,
             signals,
             pidfile: Some(pidfile),
+            control,
             clock,
             kernel_drops: 0,
         };
@@ -290,6 +307,7 @@ impl Daemon {
                 pollfd(ring_fd),
                 // The journal wrote a batch: starts waiting for it may run.
                 pollfd(self.pipeline.wake_fd().unwrap_or(-1)),
+                self.control.as_ref().map_or(pollfd(-1), Control::pollfd),
             ];
             if let Err(e) = sysd::poll(&mut fds, self.poll_timeout(busy)) {
                 error!("poll: {e}");
@@ -312,6 +330,7 @@ impl Daemon {
                 self.submit(next);
             }
             self.timers();
+            self.serve_status(fds[5].revents);
             if fds[0].revents != 0 {
                 if let Some(sig) = self.signals() {
                     return self.shutdown(sig);
@@ -323,7 +342,8 @@ impl Daemon {
     /// Until the next timer, at most a second; at most `COALESCE_MS` while
     /// traffic is heavy.
     fn poll_timeout(&self, busy: bool) -> i32 {
-        let deadline = [self.next_refresh_ms, self.retry_ring_at]
+        let status_client = self.control.as_ref().and_then(Control::deadline_ms);
+        let deadline = [self.next_refresh_ms, self.retry_ring_at, status_client]
             .into_iter()
             .flatten()
             .fold(self.pipeline.next_due_ms(), u64::min);
@@ -487,44 +507,89 @@ impl Daemon {
         }
     }
 
-    /// SIGHUP: the new file, or the running config kept when it does not load.
+    /// SIGHUP: the new file, or the running config kept when it does not
+    /// load. The service manager hears `RELOADING=1` first and `READY=1`
+    /// once done, either way (with `Type=notify-reload`, `systemctl reload`
+    /// waits for it).
     fn reload(&mut self) {
+        notify::reloading();
         match config::load(&self.opts.config) {
             Err(e) => {
                 for m in &e.messages {
                     error!("reload: {m}");
                 }
                 error!("reload failed: keeping the running configuration");
+                notify::status("reload failed: running the previous configuration");
             }
             Ok(new) => {
-                for w in &new.warnings {
+                for w in config::check::all_warnings(&new, &self.opts.config) {
                     warn!("reload: {w}");
                 }
                 let now = self.now_ms();
                 self.pipeline.reload(new, now);
                 self.install_filter();
                 info!("reloaded: {}", self.describe());
+                notify::status(&format!("reloaded: {}", self.describe()));
             }
         }
+        notify::ready();
+    }
+
+    /// The status socket's turn: a request answered, a slow client dropped.
+    fn serve_status(&mut self, revents: i16) {
+        let now = self.now_ms();
+        let Some(control) = self.control.as_mut() else {
+            return;
+        };
+        control.expire(now);
+        let Some(request) = control.ready(revents, now) else {
+            return;
+        };
+        let text = match request {
+            control::Request::Status => self.status_text(),
+        };
+        if let Some(control) = self.control.as_mut() {
+            control.answer(text);
+        }
+    }
+
+    /// What `tportknockd -S` shows.
+    fn status_text(&mut self) -> String {
+        let counters = self.stats_line();
+        let now_ms = self.now_ms();
+        status::render(&status::Report {
+            pid: std::process::id(),
+            uptime_ms: now_ms,
+            capturing: self.describe(),
+            doors: self.pipeline.doors().views(),
+            now_ms,
+            counters,
+        })
     }
 
     /// SIGUSR1: one `stats:` line.
     fn log_stats(&mut self) {
+        let line = self.stats_line();
+        info!("stats: {line}");
+    }
+
+    /// The counters, the ring's drops read afresh.
+    fn stats_line(&mut self) -> String {
         if let Some(ring) = self.ring.as_mut() {
             if let Ok(s) = ring.stats() {
                 self.kernel_drops = s.drops;
             }
         }
-        let line = self
-            .pipeline
-            .stats_line(self.kernel_drops, &self.runner.stats());
-        info!("stats: {line}");
+        self.pipeline
+            .stats_line(self.kernel_drops, &self.runner.stats())
     }
 
     /// SIGTERM/SIGINT: stop capturing, run every pending stop, wait for the
     /// commands (bounded), remove the pid file.
     fn shutdown(mut self, sig: i32) -> i32 {
-        notify("STOPPING=1");
+        notify::stopping();
+        // No status while the doors close; gone before the pid file is.
+        self.control = None;
         info!("signal {sig}: stopping capture, closing every open door");
         self.ring = None;
         let limit = self.opts.command_limit.min(Duration::from_secs(30)) + SHUTDOWN_GRACE;
@@ -536,7 +601,7 @@ impl Daemon {
             p.remove();
         }
         info!("stopped");
-        0
+        exit::OK
     }
 }
 

@@ -25,6 +25,8 @@ pub struct Options {
     pub refresh: Option<Duration>,
     /// `-d`: log every step matched, reset and timed out.
     pub debug: bool,
+    /// Not `-q`: log each knock step past the first at info level.
+    pub step_lines: bool,
     /// `-D`: detach and log to syslog.
     pub daemon: bool,
     /// `-p`: the pid file.
@@ -57,6 +59,7 @@ impl Options {
             iface: None,
             refresh: None,
             debug: false,
+            step_lines: true,
             daemon: false,
             pidfile: DEFAULT_PIDFILE.into(),
             pidfile_set: false,

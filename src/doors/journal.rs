@@ -477,6 +477,29 @@ fn parse(bytes: &[u8]) -> Parsed {
     parsed
 }
 
+/// The pending stops in the journal in `dir`, due first, read as they are:
+/// no lock taken, nothing written, links not followed (for `tportknockd
+/// -S` while no daemon runs; the daemon itself opens it with
+/// [`Journal::open`]). A missing file holds nothing.
+pub fn read_pending(dir: &Path) -> io::Result<Vec<JournalEntry>> {
+    let dir = crate::sys::dir::Dir::open(dir)?;
+    let file = match dir.open_file(FILE_NAME, libc::O_RDONLY | libc::O_NONBLOCK, 0) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other(format!(
+            "{FILE_NAME} is not a regular file"
+        )));
+    }
+    let mut bytes = Vec::new();
+    (&file).take(MAX_FILE).read_to_end(&mut bytes)?;
+    let mut entries: Vec<JournalEntry> = parse(&bytes).live.into_values().collect();
+    entries.sort_by_key(|e| (e.due_unix_ms, e.id));
+    Ok(entries)
+}
+
 enum Record {
     Seq(u64),
     Add(JournalEntry),
@@ -588,6 +611,33 @@ pub(crate) mod tests {
             src: "10.199.0.2".parse().unwrap(),
             stop_command: cmd.into(),
         }
+    }
+
+    #[test]
+    fn read_pending_sees_the_live_stops_without_taking_the_lock() {
+        let tmp = Tmp::new("journal-read");
+        assert_eq!(
+            read_pending(&tmp.0).unwrap(),
+            [],
+            "no file: nothing pending"
+        );
+        let (mut j, _, _) = Journal::open(&tmp.0).unwrap();
+        j.record(&entry(1, 2_000, "stop one")).unwrap();
+        j.record(&entry(2, 1_000, "stop two")).unwrap();
+        j.record(&entry(3, 3_000, "stop three")).unwrap();
+        j.done(JournalId(1)).unwrap();
+        // The journal stays open (locked): reading does not need the lock.
+        let pending = read_pending(&tmp.0).unwrap();
+        let shown: Vec<(u64, &str)> = pending
+            .iter()
+            .map(|e| (e.id.get(), e.stop_command.as_str()))
+            .collect();
+        assert_eq!(shown, [(2, "stop two"), (3, "stop three")]);
+        drop(j);
+        // A journal that is a link is not followed.
+        let other = Tmp::new("journal-read-link");
+        std::os::unix::fs::symlink(tmp.0.join(FILE_NAME), other.0.join(FILE_NAME)).unwrap();
+        assert!(read_pending(&other.0).is_err());
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod door;
 pub mod journal;
 pub mod kernel;
 pub mod runner;
+pub mod status;
 pub mod wheel;
 
 use std::collections::HashMap;

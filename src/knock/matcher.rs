@@ -112,6 +112,25 @@ pub enum Trace {
         event: usize,
         /// The knocking source.
         src: IpAddr,
+        /// Steps the attempt had matched.
+        step: usize,
+        /// The frame that broke it off.
+        by: Seen,
+        /// The step it waited for.
+        expected: Option<Step>,
+    },
+    /// A frame that would have reset the attempt was let pass.
+    Ignored {
+        /// Index of the event.
+        event: usize,
+        /// The knocking source.
+        src: IpAddr,
+        /// Steps the attempt has matched.
+        step: usize,
+        /// The frame let pass.
+        by: Seen,
+        /// Why it did not reset the attempt.
+        why: Skip,
     },
     /// The attempt outlived the event's timeout.
     TimedOut {
@@ -129,15 +148,66 @@ pub enum Trace {
     },
 }
 
+impl Trace {
+    /// A step past the first: what [`Output::progress`] records. A first
+    /// step is left out, as a flood of spoofed first knocks makes any
+    /// number of them.
+    pub fn is_progress(&self) -> bool {
+        matches!(*self, Trace::Advanced { step, .. } if step >= 2)
+    }
+}
+
+/// Why a frame that matches no next step left an attempt alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// It repeats the frame that matched the last step (a retransmission).
+    Repeat,
+    /// The event's `TCPFlags` refuse its flags (knockd: ignored, not wrong).
+    TcpFlags,
+}
+
+/// A frame as a trace line names it: protocol, destination port and, for
+/// TCP, the classic flags, e.g. `tcp/543 flags SA`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    /// Its protocol.
+    pub proto: Proto,
+    /// Its destination port.
+    pub port: u16,
+    /// Its raw TCP flag byte (0 for UDP).
+    pub flags: u8,
+}
+
+impl std::fmt::Display for Seen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.proto, self.port)?;
+        if self.proto == Proto::Tcp {
+            f.write_str(" flags ")?;
+            if self.flags & flags::CLASSIC == 0 {
+                return f.write_str("none");
+            }
+            for (letter, bit, _) in flags::LETTERS {
+                if self.flags & bit != 0 {
+                    write!(f, "{}", letter.to_ascii_uppercase())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What [`Matcher::feed`] and [`Matcher::expire`] produce, appended to.
 #[derive(Debug, Clone, Default)]
 pub struct Output {
     /// Events completed, in the order they completed.
     pub fired: Vec<Fired>,
-    /// Every step, reset, timeout and fire, when `tracing`.
+    /// Every step, reset, timeout and fire, when `tracing`; the steps past
+    /// the first ([`Trace::is_progress`]) when `progress`.
     pub trace: Vec<Trace>,
     /// Whether to fill `trace` (off in normal operation: a push per step).
     pub tracing: bool,
+    /// Whether to record steps past the first even without `tracing`.
+    pub progress: bool,
 }
 
 impl Output {
@@ -162,7 +232,7 @@ impl Output {
 
     #[inline]
     fn note(&mut self, t: Trace) {
-        if self.tracing {
+        if self.tracing || (self.progress && t.is_progress()) {
             self.trace.push(t);
         }
     }
@@ -771,6 +841,21 @@ impl Matcher {
                 }) {
                     next.push(a); // retransmission
                     max_step = max_step.max(step);
+                    if out.tracing {
+                        let by = Seen {
+                            proto,
+                            port,
+                            flags: fl,
+                        };
+                        let why = Skip::Repeat;
+                        out.note(Trace::Ignored {
+                            event,
+                            src,
+                            step,
+                            by,
+                            why,
+                        });
+                    }
                     continue;
                 } else if ev
                     .gate
@@ -780,9 +865,36 @@ impl Matcher {
                     // matching path nothing.
                     next.push(a);
                     max_step = max_step.max(step);
+                    if out.tracing {
+                        let by = Seen {
+                            proto,
+                            port,
+                            flags: fl,
+                        };
+                        let why = Skip::TcpFlags;
+                        out.note(Trace::Ignored {
+                            event,
+                            src,
+                            step,
+                            by,
+                            why,
+                        });
+                    }
                     continue;
-                } else {
-                    out.note(Trace::Reset { event, src });
+                } else if out.tracing {
+                    let by = Seen {
+                        proto,
+                        port,
+                        flags: fl,
+                    };
+                    let expected = ev.steps.get(step).copied();
+                    out.note(Trace::Reset {
+                        event,
+                        src,
+                        step,
+                        by,
+                        expected,
+                    });
                 }
                 // Timed out or reset: the attempt is gone; the frame is
                 // then tried as a first step below.
@@ -1108,6 +1220,102 @@ mod tests {
     }
 
     #[test]
+    fn ignored_frames_are_traced_with_the_reason() {
+        let gate = FlagSpec::Mask { set: SYN, clear: 0 };
+        let mut ev = event("knockd", "tcp:7000:s tcp:8000:s", 10);
+        for s in ev.sequence.iter_mut() {
+            s.flags = gate;
+        }
+        ev.tcp_gate = Some(gate);
+        let mut m = Matcher::new(&[ev], 16, 0);
+        let a = ip("192.0.2.1");
+        let (mut fired, mut trace) = (Vec::new(), Vec::new());
+        feed(&mut m, a, Proto::Tcp, 7000, SYN, 0, &mut fired, None);
+        feed(
+            &mut m,
+            a,
+            Proto::Tcp,
+            7000,
+            SYN,
+            0,
+            &mut fired,
+            Some(&mut trace),
+        );
+        feed(
+            &mut m,
+            a,
+            Proto::Tcp,
+            8000,
+            ACK,
+            0,
+            &mut fired,
+            Some(&mut trace),
+        );
+        let ignored = |port, flags, why| Trace::Ignored {
+            event: 0,
+            src: a,
+            step: 1,
+            by: Seen {
+                proto: Proto::Tcp,
+                port,
+                flags,
+            },
+            why,
+        };
+        assert_eq!(
+            trace,
+            [
+                ignored(7000, SYN, Skip::Repeat),
+                ignored(8000, ACK, Skip::TcpFlags)
+            ]
+        );
+        assert_eq!(m.progress(a, 0), 1, "neither reset the attempt");
+    }
+
+    #[test]
+    fn progress_records_only_steps_past_the_first() {
+        let ev = [event("e", "tcp:1:s udp:2 tcp:3:fa", 10)];
+        let mut m = Matcher::new(&ev, 16, 0);
+        let (a, b) = (ip("192.0.2.1"), ip("192.0.2.2"));
+        let mut out = Output {
+            progress: true,
+            ..Output::default()
+        };
+        for (src, f) in [(a, "tcp:1:s"), (b, "tcp:1:s"), (a, "udp:2"), (a, "tcp:9")] {
+            let (proto, dst_port, flags) = frame(f);
+            let k = Knock {
+                src,
+                dst: src,
+                proto,
+                dst_port,
+                flags,
+            };
+            m.feed(&k, 0, &mut out);
+        }
+        // No first steps, no reset (tcp:9 is no knock port): only a's step 2.
+        assert_eq!(
+            out.trace,
+            [Trace::Advanced {
+                event: 0,
+                src: a,
+                step: 2
+            }]
+        );
+    }
+
+    #[test]
+    fn a_seen_frame_names_protocol_port_and_flags() {
+        let seen = |proto, port, flags| Seen { proto, port, flags }.to_string();
+        assert_eq!(seen(Proto::Tcp, 543, SYN | ACK), "tcp/543 flags SA");
+        assert_eq!(
+            seen(Proto::Tcp, 1, FIN | RST | PSH | ACK | ECE),
+            "tcp/1 flags FRPA"
+        );
+        assert_eq!(seen(Proto::Tcp, 2, CWR), "tcp/2 flags none");
+        assert_eq!(seen(Proto::Udp, 1234, 0), "udp/1234");
+    }
+
+    #[test]
     fn tcp_gate_ignores_frames_with_other_flags() {
         let gate = FlagSpec::Mask { set: SYN, clear: 0 };
         let mut ev = event("knockd", "tcp:7000:s tcp:8000:s udp:9000", 10);
@@ -1222,7 +1430,18 @@ mod tests {
             &mut fired,
             Some(&mut trace),
         );
-        assert_eq!(trace, vec![Trace::Reset { event: 0, src: a }]);
+        let reset = Trace::Reset {
+            event: 0,
+            src: a,
+            step: 1,
+            by: Seen {
+                proto: Proto::Tcp,
+                port: 1,
+                flags: SYN | ACK,
+            },
+            expected: Some("udp:2".parse().unwrap()),
+        };
+        assert_eq!(trace, vec![reset]);
         assert_eq!(m.progress(a, 0), 0);
         check(&m);
     }
@@ -1251,7 +1470,17 @@ mod tests {
         assert_eq!(
             trace,
             vec![
-                Trace::Reset { event: 0, src: a },
+                Trace::Reset {
+                    event: 0,
+                    src: a,
+                    step: 1,
+                    by: Seen {
+                        proto: Proto::Tcp,
+                        port: 1,
+                        flags: URG
+                    },
+                    expected: Some("tcp:2".parse().unwrap()),
+                },
                 Trace::Advanced {
                     event: 0,
                     src: a,
@@ -1320,7 +1549,17 @@ mod tests {
         assert_eq!(
             trace,
             vec![
-                Trace::Reset { event: 0, src: a },
+                Trace::Reset {
+                    event: 0,
+                    src: a,
+                    step: 2,
+                    by: Seen {
+                        proto: Proto::Tcp,
+                        port: 1,
+                        flags: 0
+                    },
+                    expected: Some("tcp:3".parse().unwrap()),
+                },
                 Trace::Advanced {
                     event: 0,
                     src: a,

@@ -48,6 +48,7 @@ impl Group {
             match t {
                 Trace::Advanced { event, .. }
                 | Trace::Reset { event, .. }
+                | Trace::Ignored { event, .. }
                 | Trace::TimedOut { event, .. }
                 | Trace::Fired { event, .. } => *event = to(*event),
             }

@@ -175,3 +175,45 @@ pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }
+
+/// `CLOCK_MONOTONIC` in microseconds: the clock sd_notify's
+/// `MONOTONIC_USEC=` is read against.
+pub fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to fill in; CLOCK_MONOTONIC always
+    // exists on Linux.
+    match syscall!(clock_gettime(libc::CLOCK_MONOTONIC, &mut ts)) {
+        Ok(_) => (ts.tv_sec as u64)
+            .saturating_mul(1_000_000)
+            .saturating_add(ts.tv_nsec as u64 / 1_000),
+        Err(_) => 0,
+    }
+}
+
+/// The user id of the process at the other end of a connected unix
+/// socket, as the kernel recorded it at `connect` (`SO_PEERCRED`): it
+/// cannot be forged by the peer.
+pub fn peer_uid(fd: &impl std::os::fd::AsFd) -> io::Result<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: u32::MAX,
+        gid: u32::MAX,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred and len are valid for getsockopt to fill in; len holds
+    // cred's size.
+    syscall!(getsockopt(
+        fd.as_fd().as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_PEERCRED,
+        (&mut cred as *mut libc::ucred).cast(),
+        &mut len
+    ))?;
+    if len as usize != std::mem::size_of::<libc::ucred>() {
+        return Err(io::Error::other("SO_PEERCRED: short answer"));
+    }
+    Ok(cred.uid)
+}

@@ -79,6 +79,14 @@ impl Dir {
         self.file.metadata()
     }
 
+    /// Sets the directory's own permission bits (`fchmod` on the
+    /// descriptor: no name is followed).
+    pub fn set_own_mode(&self, mode: u32) -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        self.file
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+    }
+
     /// Another descriptor for the same directory.
     pub fn try_clone(&self) -> io::Result<Dir> {
         Ok(Dir {
@@ -135,6 +143,30 @@ impl Dir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Sets the permission bits of the entry `name` (`fchmodat`). Only for
+    /// an entry the daemon just made in a directory nobody else can write:
+    /// a symbolic link's target would be changed.
+    pub fn set_mode(&self, name: &str, mode: u32) -> io::Result<()> {
+        let name = component(name)?;
+        // SAFETY: valid descriptor and NUL-terminated name.
+        syscall!(fchmodat(
+            self.file.as_raw_fd(),
+            name.as_ptr(),
+            mode as libc::mode_t,
+            0
+        ))?;
+        Ok(())
+    }
+
+    /// A path that names the entry `name` through this descriptor
+    /// (`/proc/self/fd/N/name`): binding or connecting a unix socket there
+    /// reaches this directory whatever its path has become, and stays far
+    /// below the 108 bytes a socket address holds.
+    pub fn proc_path(&self, name: &str) -> io::Result<std::path::PathBuf> {
+        component(name)?;
+        Ok(format!("/proc/self/fd/{}/{name}", self.file.as_raw_fd()).into())
     }
 
     /// Atomically replaces `to` by `from`, both in this directory.
