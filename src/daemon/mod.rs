@@ -8,6 +8,7 @@ mod error;
 pub mod iflist;
 pub mod log;
 mod options;
+mod sets;
 
 pub use error::StartError;
 pub use options::{Options, DEFAULT_PIDFILE, DEFAULT_STATE_DIR};
@@ -59,6 +60,8 @@ struct Daemon {
     clock: Instant,
     kernel_drops: u64,
     next_refresh_ms: Option<u64>,
+    /// CAP_NET_ADMIN, effective while kernel doors are configured or open.
+    admin: sets::AdminCap,
 }
 
 /// Wall-clock milliseconds: the journal's time, which survives a reboot.
@@ -97,7 +100,7 @@ pub fn start(mut opts: Options) -> i32 {
             d.run()
         }
         Err(msg) => {
-            error!("{msg}");
+            log_start_error(&msg);
             1
         }
     }
@@ -156,10 +159,18 @@ fn detach(opts: Options) -> i32 {
             d.run()
         }
         Err(msg) => {
-            error!("{msg}");
+            log_start_error(&msg);
             let _ = writer.write_all(format!("ERR {msg}\n").as_bytes());
             1
         }
+    }
+}
+
+/// One log line per line of `err` (the log escapes line breaks inside a
+/// line: a config with five errors would be one unreadable line).
+fn log_start_error(err: &StartError) {
+    for line in err.to_string().lines() {
+        error!("{line}");
     }
 }
 
@@ -217,19 +228,26 @@ impl Daemon {
             .map_err(|e| StartError::PidFile(opts.pidfile.clone(), e))?;
         let addrs = Addresses::open().map_err(StartError::Netlink)?;
         let ifindex = capture_index(&opts, &addrs).map_err(StartError::NoInterface)?;
-        // The netlink socket is open; the capture needs only CAP_NET_RAW,
+        let (journal, entries) = open_journal(&opts.state_dir)?;
+        // Kernel doors configured, or left open by the last run: the daemon
+        // writes (or removes) set elements itself and needs CAP_NET_ADMIN.
+        let kernel = sets::configured(&config) || entries.iter().any(|e| !e.sets.is_empty());
+        // The rtnetlink socket is open; the capture needs only CAP_NET_RAW,
         // which the daemon keeps to re-open it. Give up the rest before the
         // runner's threads exist (the sets are per thread).
-        drop_capabilities(opts.keep_caps)?;
-        let (journal, entries) = open_journal(&opts.state_dir)?;
+        let managed = drop_capabilities(opts.keep_caps, kernel)?;
         let now_ms = clock.elapsed().as_millis() as u64;
         let limits = DoorLimits {
             max_doors: opts.max_doors,
             max_per_source: opts.max_per_source,
         };
-        let mut pipeline = Pipeline::new(config, opts.max_sources, journal, limits, now_ms)
+        let mut pipeline = Pipeline::new(config.clone(), opts.max_sources, journal, limits, now_ms)
             .map_err(StartError::JournalWriter)?;
         pipeline.set_trace(opts.debug);
+        // Restored first, so that kernel doors still open count below.
+        let restored = pipeline.restore(entries, now_ms, now_unix_ms());
+        let mut admin = sets::AdminCap::new(managed, managed && kernel);
+        sets::prepare(&mut pipeline, &config, &mut admin).map_err(StartError::KernelDoors)?;
         let ring = open_ring(ifindex, &pipeline).map_err(|err| StartError::Capture {
             on: capture_name(&opts).into(),
             err,
@@ -240,7 +258,6 @@ impl Daemon {
             ..RunnerConfig::default()
         })
         .map_err(StartError::Runner)?;
-        let restored = pipeline.restore(entries, now_ms, now_unix_ms());
         let d = Daemon {
             next_refresh_ms: opts.refresh.map(|r| now_ms + r.as_millis() as u64),
             opts,
@@ -254,6 +271,7 @@ impl Daemon {
             pidfile: Some(pidfile),
             clock,
             kernel_drops: 0,
+            admin,
         };
         d.submit(restored);
         Ok(d)
@@ -499,6 +517,13 @@ impl Daemon {
                 for w in &new.warnings {
                     warn!("reload: {w}");
                 }
+                if let Err(problems) = sets::prepare(&mut self.pipeline, &new, &mut self.admin) {
+                    for m in &problems {
+                        error!("reload: {m}");
+                    }
+                    error!("reload failed: keeping the running configuration");
+                    return;
+                }
                 let now = self.now_ms();
                 self.pipeline.reload(new, now);
                 self.install_filter();
@@ -602,24 +627,28 @@ fn apply_global_options(opts: &mut Options, config: &Config) -> Result<(), Start
 }
 
 /// As root: commands keep `keep` (their bounding set), the daemon itself
-/// only what re-opening the capture socket needs.
-fn drop_capabilities(keep: Keep) -> Result<(), StartError> {
+/// only what re-opening the capture socket needs, and with `kernel` doors
+/// what writing sets needs. True if the capabilities were narrowed (so the
+/// daemon manages CAP_NET_ADMIN from here on).
+fn drop_capabilities(keep: Keep, kernel: bool) -> Result<bool, StartError> {
     let Keep::Only(keep) = keep else {
-        return Ok(());
+        return Ok(false);
     };
     if sysd::euid() != 0 {
-        return Ok(());
+        return Ok(false);
     }
-    let left = caps::restrict(keep, caps::DAEMON_NEEDS).map_err(StartError::Capabilities)?;
+    let own = if kernel {
+        caps::DAEMON_NEEDS | caps::KERNEL_DOORS_NEED
+    } else {
+        caps::DAEMON_NEEDS
+    };
+    let left = caps::restrict(keep, own).map_err(StartError::Capabilities)?;
     if !left.without(keep).is_empty() {
         // A service manager chose the bounding set (and withheld CAP_SETPCAP).
         info!("capabilities: commands keep {left} as the service manager set it (-k asked for {keep})");
     }
-    debug!(
-        "capabilities: commands keep {left}; the daemon keeps {}",
-        caps::DAEMON_NEEDS
-    );
-    Ok(())
+    debug!("capabilities: commands keep {left}; the daemon keeps {own}");
+    Ok(true)
 }
 
 /// A poll entry waiting for `fd` to become readable.
