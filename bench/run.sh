@@ -9,13 +9,19 @@
 # core, with real knocks attempted during each: knocks opened, daemon CPU,
 # kernel ring drops, peak RSS. Plus binary sizes, /bin/sh's own cost and
 # the in-process decoder + matcher throughput (benches/pipeline.rs).
+# Then doors as a knocker sees them (last knock frame → first SYN-ACK from
+# a port nftables hides): knockd and tportknockd with the same `nft add
+# element` command, and tportknockd's kernel door; and 10,000 kernel doors
+# opened in one burst, and their expiry.
 #
 # Environment: BENCH_OUT (file to write), BENCH_KNOCKS (latency knocks,
 # default 60), BENCH_FLOOD_KNOCKS (knocks attempted per load phase,
 # default 6), BENCH_PERF (a directory: `perf record -g` each daemon during
 # the flood into DIR/NAME.perf.data), BENCH_ONLY=tportknockd (that daemon
-# alone, no report: for working on it), BENCH_TPK (another tportknockd
-# binary, to compare two builds).
+# alone, no report: for working on it), BENCH_ONLY=doors (the door
+# latencies and the burst alone, no report), BENCH_TPK (another
+# tportknockd binary, to compare two builds), BENCH_BURST (doors in the
+# burst, default 10000), BENCH_BURST_DELAY (their command_delay, default 20).
 set -euo pipefail
 if [ "$(id -u)" != 0 ]; then
   echo "bench/run.sh: must run as root (it creates network namespaces and raw sockets): sudo make bench" >&2
@@ -27,8 +33,8 @@ OUT=${BENCH_OUT:-$ROOT/BENCHMARKS.md}
 KNOCKS=${BENCH_KNOCKS:-60}
 LOAD_KNOCKS=${BENCH_FLOOD_KNOCKS:-6}
 
-# knockd, trafgen (netsniff-ng), ip, strip (binutils): installed when missing.
-scripts/need-debs knockd netsniff-ng iproute2 binutils
+# knockd, trafgen (netsniff-ng), ip, strip (binutils), nft: installed when missing.
+scripts/need-debs knockd netsniff-ng iproute2 binutils nftables
 
 echo "== building (release)"
 cargo build --release -q --bin tportknockd --example knockbench
@@ -165,12 +171,102 @@ bench() {
   kill -9 "$pid" 2>/dev/null || true
 }
 
+# ------------------------------------------------------------------ doors
+BURST=${BENCH_BURST:-10000}
+BURST_DELAY=${BENCH_BURST_DELAY:-20}
+DOOR_PORT=2222
+NFT=$(command -v nft)
+NFT_CMD="$NFT add element inet tpkbench knocked { %IP% timeout 30s }"
+
+# door NAME FIRST COMMAND…: starts the daemon in the server namespace,
+# knocks $KNOCKS times (knockbench door), stops it.
+door() {
+  local name=$1 first=$2 pid out
+  shift 2
+  ip netns exec "$S" "$@" >"$tmp/$name.log" 2>&1 &
+  pid=$!; pids+=("$pid")
+  # tportknockd says when it is ready; knockd is given two seconds.
+  case $name in
+    *knockd) sleep 2 ;;
+    *) for _ in $(seq 100); do grep -q 'ready:' "$tmp/$name.log" && break; sleep 0.1; done ;;
+  esac
+  out=$(ip netns exec "$C" "$KB" door --dst $SIP --iface "$VC" --port $DOOR_PORT --seq "$SEQ" \
+    --first "$first" --count "$KNOCKS" --interval-ms 20 --wait-ms 2000)
+  echo "   $name: $out"
+  R[$name.med]=$(awk -v u="$(kv "$out" median_us)" 'BEGIN {printf "%.3f", u/1000}')
+  R[$name.p90]=$(awk -v u="$(kv "$out" p90_us)" 'BEGIN {printf "%.3f", u/1000}')
+  R[$name.n]="$(kv "$out" opened)/$(kv "$out" attempted)"
+  R[$name.rtt]=$(awk -v u="$(kv "$out" probe_rtt_us)" 'BEGIN {printf "%.3f", u/1000}')
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
+doors() {
+  echo "== doors: last knock frame → first SYN-ACK from a port nftables hides"
+  # The knock sources' replies go to the client (which drops them; its
+  # packet socket sees them first), not to an unanswered ARP.
+  ip -n "$S" route add 10.197.0.0/16 via $CIP
+  ip netns exec "$S" nft -f - <<NFT
+table inet tpkbench {
+  set knocked { type ipv4_addr; flags timeout; }
+  chain input {
+    type filter hook input priority 0; policy accept;
+    tcp dport $DOOR_PORT ip saddr @knocked accept
+    tcp dport $DOOR_PORT drop
+  }
+}
+NFT
+  ip netns exec "$S" "$KB" listen --port $DOOR_PORT &
+  pids+=($!)
+  printf '[DOOR]\n sequence = 7000:tcp,7001:udp,7002:tcp\n tcpflags = syn\n seq_timeout = 10\n command = %s\n' \
+    "$NFT_CMD" >"$tmp/door-knockd.conf"
+  printf '<DOOR>\n sequence = %s\n timeout = 10\n start_command = %s\n</DOOR>\n' \
+    "$SEQ" "$NFT_CMD" >"$tmp/door-cmd.conf"
+  printf '<DOOR>\n sequence = %s\n timeout = 10\n nft_set = inet tpkbench knocked\n command_delay = %s\n</DOOR>\n' \
+    "$SEQ" 30 >"$tmp/door-kernel.conf"
+  printf '<DOOR>\n sequence = %s\n timeout = 10\n nft_set = inet tpkbench knocked\n command_delay = %s\n</DOOR>\n' \
+    "$SEQ" "$BURST_DELAY" >"$tmp/door-burst.conf"
+  chmod 600 "$tmp"/door-*.conf
+  # The three side by side, in this order, each from fresh sources.
+  door door_knockd 30000 "$KNOCKD" -i "$VS" -c "$tmp/door-knockd.conf" -p "$tmp/door-knockd.pid"
+  door door_cmd 31000 "$TPK" -c "$tmp/door-cmd.conf" -i "$VS" -p "$tmp/door-cmd.pid" -s "$tmp/door-cmd-state"
+  door door_kernel 32000 "$TPK" -c "$tmp/door-kernel.conf" -i "$VS" -p "$tmp/door-kernel.pid" -s "$tmp/door-kernel-state"
+
+  echo "== $BURST kernel doors in one burst (command_delay $BURST_DELAY s)"
+  local pid out d
+  ip netns exec "$S" "$TPK" -c "$tmp/door-burst.conf" -i "$VS" -p "$tmp/burst.pid" \
+    -s "$tmp/burst-state" -n $((BURST * 2)) >"$tmp/burst.log" 2>&1 &
+  pid=$!; pids+=("$pid")
+  for _ in $(seq 100); do grep -q 'ready:' "$tmp/burst.log" && break; sleep 0.1; done
+  "$KB" drops --pid "$pid" >/dev/null
+  out=$(ip netns exec "$C" "$KB" burst --dst $SIP --seq "$SEQ" --first 40000 --count "$BURST" \
+    --netns "$S" --set "inet tpkbench knocked" --pid "$pid" --delay "$BURST_DELAY")
+  d=$("$KB" drops --pid "$pid")
+  echo "   $out $d"
+  for k in send_ms open_all_ms open_cpu_s last_gone_after_delay_ms expire_window_ms expire_cpu_s; do
+    R[burst.$k]=$(kv "$out" $k)
+  done
+  R[burst.drops]=$(kv "$d" drops)
+  # The journal: every door recorded once, and done once closed.
+  R[burst.journal]=$(awk '$1 == "add" || $1 == "kadd" {live[$2] = 1} $1 == "done" {delete live[$2]}
+    END {n = 0; for (i in live) n++; print n}' "$tmp/burst-state/doors.journal")
+  R[burst.closed_log]=$(grep -c 'door closed by the kernel' "$tmp/burst.log" || true)
+  R[burst.errors]=$(grep -c 'kernel door not' "$tmp/burst.log" || true)
+  echo "   journal entries left: ${R[burst.journal]}, doors the daemon saw closed: ${R[burst.closed_log]}, netlink errors: ${R[burst.errors]}"
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+}
+
+if [ "${BENCH_ONLY:-}" = doors ]; then doors; exit 0; fi
+
 echo "== /bin/sh -c floor"
 sh_out=$(ip netns exec "$C" "$KB" shell --fifo "$FIFO" --count "$KNOCKS")
 echo "   $sh_out"
 bench tportknockd "$TPK" -c "$tmp/knock.conf" -i "$VS" -p "$tmp/tpk.pid" -s "$tmp/state"
 if [ "${BENCH_ONLY:-}" = tportknockd ]; then exit 0; fi
 bench knockd "$KNOCKD" -i "$VS" -c "$tmp/knockd.conf" -p "$tmp/knockd.pid"
+doors
 
 strip -o "$tmp/tpk.stripped" "$TPK"
 R[tportknockd.size]=$(stat -c %s "$tmp/tpk.stripped")

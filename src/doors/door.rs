@@ -261,6 +261,13 @@ impl Door {
         Do::Open
     }
 
+    /// A kernel door whose close is the kernel's alone (no stop command):
+    /// should the daemon die, nothing of it needs the daemon but the index
+    /// its journal record keeps.
+    pub fn closed_by_kernel_alone(&self) -> bool {
+        matches!(&self.close, Action::Kernel(k) if k.then.is_none())
+    }
+
     /// A kernel door: its open writes sets (and its refresh does too).
     pub fn is_kernel(&self) -> bool {
         matches!(self.open, Some(Action::Kernel(_)))

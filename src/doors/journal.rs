@@ -132,6 +132,9 @@ pub struct Journal {
     lines: usize,
     next_id: u64,
     compact_min_lines: usize,
+    /// Tests: how long each sync sleeps first (a slow disk).
+    #[cfg(test)]
+    sync_delay: std::time::Duration,
 }
 
 impl Journal {
@@ -213,6 +216,8 @@ impl Journal {
             lines: parsed.lines,
             next_id: parsed.next_id,
             compact_min_lines: COMPACT_MIN_LINES,
+            #[cfg(test)]
+            sync_delay: std::time::Duration::ZERO,
         };
         if skipped > 0 || journal.lines > journal.live.len() + 1 {
             journal.compact().map_err(StateDirError::Io)?;
@@ -248,6 +253,23 @@ impl Journal {
     /// returns `Ok`, all of them are durable. On error none counts as written
     /// (a partial write is cut off again).
     pub fn commit(&mut self, ops: &[JournalOp]) -> io::Result<()> {
+        self.write(ops)?;
+        self.sync()
+    }
+
+    /// Makes everything written so far durable (`fdatasync`).
+    pub fn sync(&mut self) -> io::Result<()> {
+        #[cfg(test)]
+        std::thread::sleep(self.sync_delay);
+        self.file.sync_data()
+    }
+
+    /// Writes `ops` in order with one `write`, without waiting for the disk:
+    /// when it returns `Ok` they are in the kernel's page cache, so they
+    /// survive the daemon's death (`kill -9`) but not yet a power loss; a
+    /// [`Journal::sync`] makes them durable. On error none counts as
+    /// written (a partial write is cut off again).
+    pub fn write(&mut self, ops: &[JournalOp]) -> io::Result<()> {
         let mut text = String::new();
         let mut lines = 0;
         let mut added = std::collections::HashSet::new();
@@ -307,11 +329,7 @@ impl Journal {
     }
 
     fn append(&mut self, text: &str, records: usize) -> io::Result<()> {
-        let result = self
-            .file
-            .write_all(text.as_bytes())
-            .and_then(|()| self.file.sync_data());
-        match result {
+        match self.file.write_all(text.as_bytes()) {
             Ok(()) => {
                 self.len += text.len() as u64;
                 self.lines += records;
@@ -368,6 +386,12 @@ impl Journal {
     #[cfg(test)]
     pub(crate) fn replace_file_for_test(&mut self, file: File) {
         self.file = file;
+    }
+
+    /// Test hook: every sync first sleeps `delay` (a slow disk).
+    #[cfg(test)]
+    pub(crate) fn set_sync_delay_for_test(&mut self, delay: std::time::Duration) {
+        self.sync_delay = delay;
     }
 
     #[cfg(test)]

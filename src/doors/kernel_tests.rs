@@ -133,7 +133,7 @@ fn the_door_is_journaled_then_added_with_its_delay_and_left_to_the_kernel() {
         doors.open(&ev, src, T0_MS, T0_UNIX_MS, &mut out),
         Opened::Opened
     );
-    // Nothing is added before the record of the door is durable.
+    // Nothing is added before the record of the door is written.
     assert!(rec.ops().is_empty());
     assert!(doors.sync_journal(SYNC));
     let entries = on_disk(&tmp);
@@ -163,6 +163,52 @@ fn the_door_is_journaled_then_added_with_its_delay_and_left_to_the_kernel() {
     assert_eq!(doors.pending(), 0);
     doors.finish(SYNC);
     assert!(on_disk(&tmp).is_empty(), "journal emptied at the due time");
+}
+
+#[test]
+fn a_door_the_kernel_alone_closes_opens_once_written_the_others_once_synced() {
+    let tmp = Tmp::new("kdoor-early");
+    let (mut journal, _, _) = Journal::open(&tmp.0).unwrap();
+    // A disk that takes a second to sync.
+    journal.set_sync_delay_for_test(Duration::from_secs(1));
+    let (mut doors, rec) = doors_with(Some(journal));
+    let mut out = Vec::new();
+    let t0 = std::time::Instant::now();
+    doors.open(
+        &event("kernel", 30, None),
+        ip("10.0.0.1"),
+        T0_MS,
+        T0_UNIX_MS,
+        &mut out,
+    );
+    doors.open(
+        &event("with-stop", 30, Some("undo %IP%")),
+        ip("10.0.0.2"),
+        T0_MS,
+        T0_UNIX_MS,
+        &mut out,
+    );
+    let fd = doors.wake_fd().unwrap();
+    let woke = crate::sys::process::poll_readable([Some(fd)], Some(SYNC)).unwrap();
+    assert_eq!(woke, [true]);
+    doors.tick(T0_MS + 1, &mut out);
+    assert!(
+        t0.elapsed() < Duration::from_millis(900),
+        "waited for the sync"
+    );
+    assert_eq!(
+        rec.ops(),
+        ["add nft inet f k4 10.0.0.1 30", "add ipset k4 10.0.0.1 30"],
+        "only the door the kernel alone closes is open before the sync"
+    );
+    // Its record is in the file already (what `kill -9` leaves behind).
+    assert_eq!(on_disk(&tmp).len(), 2);
+    assert!(doors.sync_journal(SYNC));
+    doors.tick(T0_MS + 2, &mut out);
+    assert_eq!(
+        rec.ops(),
+        ["add nft inet f k4 10.0.0.2 30", "add ipset k4 10.0.0.2 30"]
+    );
 }
 
 #[test]

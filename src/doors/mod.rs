@@ -185,6 +185,9 @@ pub struct Doors {
     journal: Option<JournalWriter>,
     /// Doors waiting for the batch holding their close, in push order.
     awaiting: std::collections::VecDeque<(Batch, JournalId)>,
+    /// Kernel doors closed by the kernel alone, waiting for the batch
+    /// holding their record to be written (not synced), in push order.
+    awaiting_written: std::collections::VecDeque<(Batch, JournalId)>,
     /// The batch the last push went into.
     last_batch: Batch,
     next_id: u64,
@@ -228,6 +231,7 @@ impl Doors {
             wheel: Wheel::new(now_ms),
             journal,
             awaiting: Default::default(),
+            awaiting_written: Default::default(),
             last_batch: 0,
             next_id,
             stopping: false,
@@ -402,7 +406,7 @@ impl Doors {
                 Some(door) if door.open.as_ref() == Some(&open) && door.close == close => {
                     door.delay_ms = delay_ms;
                     self.step(id, |d| d.knock(due), now_ms, out);
-                    self.journal_add(id);
+                    self.journal_add(id, false);
                     return Opened::Rearmed;
                 }
                 _ => {
@@ -430,9 +434,15 @@ impl Doors {
             timer: None,
             kernel_part: None,
         };
+        // A door the kernel alone closes opens once its record is written:
+        // a written record survives the daemon's death, and what a power
+        // loss takes from the file it takes from the kernel's sets too. The
+        // others wait until it is synced: their stop command needs it.
+        let early = door.closed_by_kernel_alone();
         self.insert(door);
         self.keyed.insert(key, id);
-        match self.journal_add(id) {
+        match self.journal_add(id, early) {
+            Some(batch) if early => self.awaiting_written.push_back((batch, id)),
             Some(batch) => self.awaiting.push_back((batch, id)),
             None => self.step(id, Door::committed, now_ms, out),
         }
@@ -454,13 +464,20 @@ impl Doors {
     pub fn tick(&mut self, now_ms: u64, out: &mut Vec<CommandRequest>) {
         if let Some(j) = &self.journal {
             j.clear_wake();
-            let durable = j.durable();
-            while let Some(&(batch, id)) = self.awaiting.front() {
-                if batch > durable {
-                    break;
+            let (written, durable) = (j.written(), j.durable());
+            for (queue, done) in [(0, written), (1, durable)] {
+                loop {
+                    let q = match queue {
+                        0 => &mut self.awaiting_written,
+                        _ => &mut self.awaiting,
+                    };
+                    let Some(&(batch, id)) = q.front() else { break };
+                    if batch > done {
+                        break;
+                    }
+                    q.pop_front();
+                    self.step(id, Door::committed, now_ms, out);
                 }
-                self.awaiting.pop_front();
-                self.step(id, Door::committed, now_ms, out);
             }
         }
         let mut fired = Vec::new();
@@ -514,6 +531,7 @@ impl Doors {
         self.stopping = true;
         self.keyed.clear();
         self.awaiting.clear();
+        self.awaiting_written.clear();
         let ids: Vec<JournalId> = self.doors.keys().copied().collect();
         let mut ids = ids;
         // In due order, so the doors that should close first go first.
@@ -906,20 +924,29 @@ impl Doors {
     }
 
     /// Records door `id`'s pending close as it stands; the batch it goes
-    /// into, if there is a journal.
-    fn journal_add(&mut self, id: JournalId) -> Option<Batch> {
+    /// into, if there is a journal. `early`: someone waits for the batch to
+    /// be written, not only synced.
+    fn journal_add(&mut self, id: JournalId, early: bool) -> Option<Batch> {
         let j = self.journal.as_ref()?;
         let door = self.doors.get(&id)?;
         let due = door.journal_due();
-        let batch = j.push(JournalOp::Add(JournalEntry {
-            id,
-            due_unix_ms: due.unix_ms,
-            delay_ms: door.delay_ms,
-            event: door.event.clone(),
-            src: door.src,
-            stop_command: door.close.text().to_string(),
-            sets: door.close.sets().to_vec(),
-        }));
+        let push = if early {
+            JournalWriter::push_early
+        } else {
+            JournalWriter::push
+        };
+        let batch = push(
+            j,
+            JournalOp::Add(JournalEntry {
+                id,
+                due_unix_ms: due.unix_ms,
+                delay_ms: door.delay_ms,
+                event: door.event.clone(),
+                src: door.src,
+                stop_command: door.close.text().to_string(),
+                sets: door.close.sets().to_vec(),
+            }),
+        );
         self.last_batch = batch;
         Some(batch)
     }
