@@ -757,3 +757,161 @@ fn a_set_deleted_under_the_daemon_is_logged_with_its_name_and_counted() {
     });
     assert!(empty.is_some(), "{:?}", journal_pending(&dir));
 }
+
+/// Lines of knock.conf(5) from the first that starts with `first` through
+/// the first after it that equals `last`, roff escapes undone.
+fn manual(first: &str, last: &str) -> String {
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/man/knock.conf.5"))
+        .unwrap()
+        .replace("\\-", "-");
+    let lines: Vec<&str> = page.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with(first))
+        .unwrap_or_else(|| panic!("knock.conf.5 has no line starting {first:?}"));
+    let end = start
+        + lines[start..]
+            .iter()
+            .position(|l| *l == last)
+            .unwrap_or_else(|| panic!("knock.conf.5: no {last:?} after {first:?}"));
+    lines[start..=end].join("\n") + "\n"
+}
+
+/// The recipe's event with a 2 s delay; knocks it from both families,
+/// checks port 22 answers each knocker, and that it shuts again.
+fn recipe_opens_and_closes(pair: &Pair, dir: &TempDir, event: &str) {
+    let recipe = manual(&format!("<{event}>"), &format!("</{event}>"));
+    assert!(recipe.contains("command_delay = 30"), "{recipe}");
+    write_config(
+        dir,
+        &recipe.replace("command_delay = 30", "command_delay = 2"),
+    );
+    let d = start_daemon(pair, dir, &[]);
+    // The sequence as printed: udp:A tcp:B:fu tcp:C:s.
+    let seq = recipe
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("sequence"))
+        .unwrap()
+        .trim_start_matches([' ', '='])
+        .to_string();
+    let hits: Vec<Hit> = seq
+        .split_whitespace()
+        .map(|step| {
+            let parts: Vec<&str> = step.split(':').collect();
+            let port = parts[1].parse().unwrap();
+            match (parts[0], parts.get(2)) {
+                ("udp", _) => (UDP, port, 0),
+                ("tcp", Some(&"fu")) => (TCP, port, 0x21),
+                ("tcp", Some(&"s")) => (TCP, port, 0x02),
+                other => panic!("the recipe's sequence changed: update this test ({other:?})"),
+            }
+        })
+        .collect();
+    for (ends, name) in [(v4(pair), "IPv4"), (v6(pair), "IPv6")] {
+        assert!(
+            !can_connect(pair, ends, NFT_PORT),
+            "{name}: open before the knock"
+        );
+        knock_from(pair, ends.0, ends.1, &hits);
+        let opened = wait_for(Duration::from_secs(3), || {
+            can_connect(pair, ends, NFT_PORT).then_some(())
+        });
+        assert!(
+            opened.is_some(),
+            "{name}: shut after the knock; log:\n{}",
+            d.log_tail(20)
+        );
+    }
+    let closed = wait_for(Duration::from_secs(5), || {
+        (!can_connect(pair, v4(pair), NFT_PORT) && !can_connect(pair, v6(pair), NFT_PORT))
+            .then_some(())
+    });
+    assert!(
+        closed.is_some(),
+        "still open after command_delay; log:\n{}",
+        d.log_tail(20)
+    );
+}
+
+/// knock.conf(5)'s two kernel door recipes as printed: its nftables rule
+/// set and its ipset + iptables commands, each with its event.
+#[test]
+fn the_manual_kernel_door_recipes_work_as_printed() {
+    require_tools();
+    // nftables: the rule set as printed (its policy drops the rest).
+    let pair = Pair::new();
+    let dir = TempDir::new("kd9");
+    let rules = manual("table inet filter {", "}");
+    assert!(rules.contains("set knocked6"), "{rules}");
+    pair.server.must(&format!("nft -f - <<'EOF'\n{rules}EOF"));
+    let listener = pair
+        .server
+        .run(|| std::net::TcpListener::bind(("::", NFT_PORT)).unwrap());
+    std::thread::spawn(move || listener.incoming().for_each(drop));
+    recipe_opens_and_closes(&pair, &dir, "SSH_KERNEL");
+    drop(pair);
+
+    // ipset and iptables: the commands as printed, then a drop for the
+    // rest (the policy the recipe assumes).
+    let pair = Pair::new();
+    let dir = TempDir::new("kd9b");
+    let commands = manual(
+        "ipset create knocked4",
+        "ip6tables -I INPUT -p tcp --dport 22 -m set --match-set knocked6 src -j ACCEPT",
+    );
+    assert_eq!(commands.lines().count(), 4, "{commands}");
+    for line in commands.lines() {
+        pair.server.must(line);
+    }
+    pair.server.must(
+        "iptables -A INPUT -p tcp --dport 22 -j DROP && ip6tables -A INPUT -p tcp --dport 22 -j DROP",
+    );
+    let listener = pair
+        .server
+        .run(|| std::net::TcpListener::bind(("::", NFT_PORT)).unwrap());
+    std::thread::spawn(move || listener.incoming().for_each(drop));
+    recipe_opens_and_closes(&pair, &dir, "SSH_IPSET");
+}
+
+/// A door left open by a run with kernel doors is still removed at the
+/// SIGTERM of a restart whose configuration names no set any more.
+#[test]
+fn kernel_doors_left_in_the_journal_are_removed_by_a_restart_without_sets() {
+    let pair = setup();
+    let dir = TempDir::new("kd10");
+    config(&dir, 600, "");
+    let d = start_daemon(&pair, &dir, &[]);
+    knock_as(&pair, v4(&pair));
+    let c4 = v4(&pair).0;
+    wait_element(&pair, &d, "k4", c4);
+    wait_for(Duration::from_secs(2), || {
+        (journal_pending(&dir).len() == 1).then_some(())
+    })
+    .expect("not journaled");
+    drop(d); // SIGKILL
+    write_config(
+        &dir,
+        "<SSH>\n sequence = udp:7000 tcp:7001:fs\n timeout = 5\n start_command = true\n</SSH>\n",
+    );
+    let mut d = start_daemon(&pair, &dir, &[]);
+    assert!(
+        d.log_text().contains("1 still open from before"),
+        "{}",
+        d.log_tail(10)
+    );
+    assert_eq!(
+        element(&pair, "k4", c4).map(|e| e.0),
+        Some(Duration::from_secs(600))
+    );
+    d.proc.signal(libc::SIGTERM);
+    assert!(d.proc.wait_timeout(Duration::from_secs(10)).is_some());
+    for set in ["k4", "ik4"] {
+        assert_eq!(
+            element(&pair, set, c4),
+            None,
+            "{set}; log:\n{}",
+            d.log_tail(10)
+        );
+    }
+    assert!(journal_pending(&dir).is_empty());
+}

@@ -228,14 +228,13 @@ impl Daemon {
             .map_err(|e| StartError::PidFile(opts.pidfile.clone(), e))?;
         let addrs = Addresses::open().map_err(StartError::Netlink)?;
         let ifindex = capture_index(&opts, &addrs).map_err(StartError::NoInterface)?;
-        let (journal, entries) = open_journal(&opts.state_dir)?;
-        // Kernel doors configured, or left open by the last run: the daemon
-        // writes (or removes) set elements itself and needs CAP_NET_ADMIN.
-        let kernel = sets::configured(&config) || entries.iter().any(|e| !e.sets.is_empty());
         // The rtnetlink socket is open; the capture needs only CAP_NET_RAW,
-        // which the daemon keeps to re-open it. Give up the rest before the
-        // runner's threads exist (the sets are per thread).
+        // which the daemon keeps to re-open it, and kernel doors
+        // CAP_NET_ADMIN. Give up the rest before the runner's threads exist
+        // (the sets are per thread).
+        let kernel = sets::configured(&config);
         let managed = drop_capabilities(opts.keep_caps, kernel)?;
+        let (journal, entries) = open_journal(&opts.state_dir)?;
         let now_ms = clock.elapsed().as_millis() as u64;
         let limits = DoorLimits {
             max_doors: opts.max_doors,

@@ -6,10 +6,10 @@
 //! nftables and ipset message the thread sends).
 
 use crate::config::Config;
-use crate::doors::kernel::{self, KernelDoors};
+use crate::doors::kernel::{self, KernelDoors, Refresh};
 use crate::pipeline::Pipeline;
 use crate::sys::caps;
-use crate::{debug, info};
+use crate::{debug, info, warn};
 
 /// Whether any event of `config` names a set.
 pub fn configured(config: &Config) -> bool {
@@ -75,8 +75,14 @@ pub fn prepare(
     let keep = wanted || open > 0;
     let before = cap.effective();
     let result = (|| {
-        if keep {
+        if wanted {
             cap.want(true).map_err(|e| vec![e])?;
+        } else if open > 0 {
+            // Doors left by an earlier run or configuration: the kernel
+            // closes them on time; only removing them early needs this.
+            if let Err(e) = cap.want(true) {
+                warn!("kernel doors: {open} still open will not be removed at shutdown: {e}");
+            }
         }
         if keep && !pipeline.has_backend() {
             let kd = KernelDoors::open().map_err(|e| {
@@ -84,7 +90,13 @@ pub fn prepare(
                     "kernel doors: cannot open a netfilter netlink socket: {e}"
                 )]
             })?;
-            debug!("kernel doors: set elements refreshed by {:?}", kd.refresh());
+            debug!(
+                "kernel doors: a new knock refreshes a set element {}",
+                match kd.refresh() {
+                    Refresh::InPlace => "in place (Linux 6.12 and later)",
+                    Refresh::Replace => "by replacing it in one transaction (before Linux 6.12)",
+                }
+            );
             pipeline.set_backend(Box::new(kd));
         }
         if wanted {
