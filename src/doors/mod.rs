@@ -465,20 +465,8 @@ impl Doors {
         if let Some(j) = &self.journal {
             j.clear_wake();
             let (written, durable) = (j.written(), j.durable());
-            for (queue, done) in [(0, written), (1, durable)] {
-                loop {
-                    let q = match queue {
-                        0 => &mut self.awaiting_written,
-                        _ => &mut self.awaiting,
-                    };
-                    let Some(&(batch, id)) = q.front() else { break };
-                    if batch > done {
-                        break;
-                    }
-                    q.pop_front();
-                    self.step(id, Door::committed, now_ms, out);
-                }
-            }
+            self.release(true, written, now_ms, out);
+            self.release(false, durable, now_ms, out);
         }
         let mut fired = Vec::new();
         self.wheel.advance(now_ms, &mut fired);
@@ -499,6 +487,25 @@ impl Doors {
             );
             self.refused_unlogged = 0;
             self.refused_logged_ms = Some(now_ms);
+        }
+    }
+
+    /// Opens the doors whose journal batch is now `upto`: those waiting for
+    /// it to be written (`early`) or synced.
+    fn release(&mut self, early: bool, upto: Batch, now_ms: u64, out: &mut Vec<CommandRequest>) {
+        loop {
+            let queue = if early {
+                &mut self.awaiting_written
+            } else {
+                &mut self.awaiting
+            };
+            match queue.front() {
+                Some(&(batch, id)) if batch <= upto => {
+                    queue.pop_front();
+                    self.step(id, Door::committed, now_ms, out);
+                }
+                _ => break,
+            }
         }
     }
 
