@@ -20,8 +20,10 @@
 # the flood into DIR/NAME.perf.data), BENCH_ONLY=tportknockd (that daemon
 # alone, no report: for working on it), BENCH_ONLY=doors (the door
 # latencies and the burst alone, no report), BENCH_TPK (another
-# tportknockd binary, to compare two builds), BENCH_BURST (doors in the
-# burst, default 10000), BENCH_BURST_DELAY (their command_delay, default 20).
+# tportknockd binary, to compare two builds), BENCH_SCALE (event counts of
+# the event-scaling table, default "1 100 1000"; empty skips it),
+# BENCH_BURST (doors in the burst, default 10000), BENCH_BURST_DELAY (their
+# command_delay, default 20).
 set -euo pipefail
 if [ "$(id -u)" != 0 ]; then
   echo "bench/run.sh: must run as root (it creates network namespaces and raw sockets): sudo make bench" >&2
@@ -203,6 +205,33 @@ door() {
   kill -9 "$pid" 2>/dev/null || true
 }
 
+# scale N: tportknockd alone with N events (the benchmark's own and N - 1
+# more on ports nobody knocks) under the spoofed first-knock flood: peak
+# RSS, CPU per million frames, ring drops, real knocks opened (issue 15).
+scale() {
+  local n=$1 out pid conf=$tmp/scale$1.conf
+  {
+    cat "$tmp/knock.conf"
+    for i in $(seq 1 $((n - 1))); do
+      printf '<F%d>\n sequence = tcp:%d:s udp:%d tcp:%d:fa\n timeout = 10\n start_command = true\n</F%d>\n' \
+        "$i" $((20000 + i)) $((30000 + i)) $((20000 + i)) "$i"
+    done
+  } > "$conf"
+  chmod 600 "$conf"
+  echo "== tportknockd with $n event(s)"
+  out=$(ip netns exec "$C" "$KB" startup --dst $SIP --fifo "$FIFO" --seq "$SEQ" \
+    --first $((40000 + n * 10)) --log "$tmp/scale$n.log" -- ip netns exec "$S" \
+    "$TPK" -c "$conf" -i "$VS" -p "$tmp/scale.pid" -s "$tmp/state")
+  pid=$(kv "$out" pid); pids+=("$pid")
+  sleep 1
+  load "scale$n.flood" "$pid" "$tmp/flood.cfg" $((50000 + n * 10))
+  R[scale$n.hwm]=$(status_kb "$pid" VmHWM)
+  echo "   peak RSS ${R[scale$n.hwm]} kB"
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
 doors() {
   echo "== doors: last knock frame → first SYN-ACK from a port nftables hides"
   # The knock sources' replies go to the client (which drops them; its
@@ -261,10 +290,13 @@ NFT
 
 if [ "${BENCH_ONLY:-}" = doors ]; then doors; exit 0; fi
 
+SCALE=${BENCH_SCALE-1 100 1000}
+
 echo "== /bin/sh -c floor"
 sh_out=$(ip netns exec "$C" "$KB" shell --fifo "$FIFO" --count "$KNOCKS")
 echo "   $sh_out"
 bench tportknockd "$TPK" -c "$tmp/knock.conf" -i "$VS" -p "$tmp/tpk.pid" -s "$tmp/state"
+for n in $SCALE; do scale "$n"; done
 if [ "${BENCH_ONLY:-}" = tportknockd ]; then exit 0; fi
 bench knockd "$KNOCKD" -i "$VS" -c "$tmp/knockd.conf" -p "$tmp/knockd.pid"
 doors
@@ -321,6 +353,18 @@ cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   echo "$pipeline"
   echo '```'
   echo
+  if [ -n "$SCALE" ]; then
+    echo "## Event scaling (issue 15): tportknockd under the spoofed flood with more events"
+    echo
+    echo "The same first-knock flood (trafgen, one core) with the benchmark's event and N - 1 more on ports nobody knocks; a fresh daemon each time, table full (65,536 sources) after the flood."
+    echo
+    echo "| events | peak RSS (VmHWM) | flood frames/s | daemon CPU per million flood frames | kernel ring drops | real knocks opened |"
+    echo "|---|---|---|---|---|---|"
+    for n in $SCALE; do
+      echo "| $n | $(kib "${R[scale$n.hwm]}") | ${R[scale$n.flood.rate]} | ${R[scale$n.flood.cpu_per_m]} s | ${R[scale$n.flood.drops]} | ${R[scale$n.flood.opened]} |"
+    done
+    echo
+  fi
   echo "## Doors as a knocker sees them (issue 16)"
   echo
   echo "Last knock frame sent → first SYN-ACK from a TCP port that nftables hides until the door opens, $KNOCKS knocks each, one after the other in this run:"

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 use tportknockd::config::Event;
-use tportknockd::knock::matcher::{Fired, Matcher, DEFAULT_CAPACITY};
+use tportknockd::knock::matcher::{Matcher, Output, DEFAULT_CAPACITY};
 use tportknockd::knock::{flags, Knock, Proto};
 
 const RUNS: usize = 7;
@@ -136,9 +136,9 @@ impl Knockers {
 /// A matcher whose table is full of spoofed step-1 sources.
 fn prefilled(events: &[Event], pool: &[IpAddr]) -> Matcher {
     let mut m = Matcher::new(events, DEFAULT_CAPACITY, 0);
-    let mut fired = Vec::new();
+    let mut out = Output::new();
     for &src in pool {
-        m.feed(src, Proto::Tcp, 7000, flags::SYN, 0, &mut fired, None);
+        m.feed(&frame(src, Proto::Tcp, 7000, flags::SYN), 0, &mut out);
     }
     assert_eq!(m.stats().tracked, DEFAULT_CAPACITY.min(pool.len()));
     m
@@ -146,34 +146,36 @@ fn prefilled(events: &[Event], pool: &[IpAddr]) -> Matcher {
 
 const BLOCK: usize = 256;
 
-fn run(name: &str, frames: &[Frame], fresh: impl Fn() -> Matcher) {
+/// Runs one mix; returns the median rate in frames per second.
+fn run(name: &str, frames: &[Frame], fresh: impl Fn() -> Matcher) -> f64 {
     // `cargo bench --bench matcher -- flood` runs only mixes named so.
     let wanted: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
     if !wanted.is_empty() && !wanted.iter().any(|w| name.contains(w.as_str())) {
-        return;
+        return 0.0;
     }
     let mut rates = Vec::new();
     let mut fired_total = 0;
     for _ in 0..RUNS {
         let mut m = fresh();
-        let mut fired: Vec<Fired> = Vec::with_capacity(BLOCK);
+        let mut out = Output::new();
+        out.fired.reserve(BLOCK);
         let start = Instant::now();
         for (ms, chunk) in frames.chunks(PER_MS).enumerate() {
             let now = 1 + ms as u64;
             for f in chunk {
-                m.feed(f.src, f.proto, f.dst_port, f.flags, now, &mut fired, None);
-                if fired.len() >= BLOCK {
-                    fired_total += fired.len();
-                    fired.clear();
+                m.feed(f, now, &mut out);
+                if out.fired.len() >= BLOCK {
+                    fired_total += out.fired.len();
+                    out.clear();
                 }
             }
-            m.expire(now, None);
+            m.expire(now, &mut out);
         }
         let secs = start.elapsed().as_secs_f64();
-        fired_total += fired.len();
+        fired_total += out.fired.len();
         black_box(&m);
         rates.push(frames.len() as f64 / secs);
     }
@@ -185,6 +187,7 @@ fn run(name: &str, frames: &[Frame], fresh: impl Fn() -> Matcher) {
         rates[RUNS - 1] / 1e6,
         fired_total
     );
+    rates[RUNS / 2]
 }
 
 /// The matcher's index hash (keyed folded multiply) against SipHash-1-3
@@ -294,4 +297,48 @@ fn main() {
     run("knock noise from tracked sources", &returning, fresh);
     run("random-port noise", &random_noise, fresh);
     hash_costs(&pool);
+    scaling(&pool, &flood, &realistic);
+}
+
+/// `n` events: "ssh" (the real knockers' sequence) and `n - 1` more, each
+/// on ports of its own that no frame of the mixes hits.
+fn scaled_events(n: usize) -> Vec<Event> {
+    let mut evs = vec![events().remove(0)];
+    for i in 1..n {
+        let (a, b) = (10_000 + i, 30_000 + i);
+        evs.push(event(
+            &format!("e{i}"),
+            &format!("tcp:{a}:s udp:{b} tcp:{a}:fa"),
+            30,
+        ));
+    }
+    evs
+}
+
+/// Issue 15: the cost of a frame must not grow with the number of events.
+/// The same full table and mixes with 1, 100 and 1,000 events.
+fn scaling(pool: &[IpAddr], flood: &[Frame], realistic: &[Frame]) {
+    println!("event scaling (full table of {DEFAULT_CAPACITY} sources):");
+    let mut base = [0.0f64; 2];
+    for n in [1usize, 100, 1000] {
+        let evs = scaled_events(n);
+        let fresh = || prefilled(&evs, pool);
+        let rates = [
+            run(
+                &format!("  {n:>4} event(s), first-knock flood"),
+                flood,
+                fresh,
+            ),
+            run(&format!("  {n:>4} event(s), realistic"), realistic, fresh),
+        ];
+        if n == 1 {
+            base = rates;
+        } else if base[0] > 0.0 && rates[0] > 0.0 {
+            println!(
+                "  {n:>4} event(s) against 1: flood {:.2}x, realistic {:.2}x of the rate",
+                rates[0] / base[0],
+                rates[1] / base[1]
+            );
+        }
+    }
 }

@@ -158,12 +158,22 @@ fn own(_ifindex: u32, dst: IpAddr) -> bool {
     dst == IpAddr::V4(SERVER4) || dst == IpAddr::V6(SERVER6)
 }
 
+/// What the ring reports with a frame of `len` bytes (it was not cut).
+fn meta(len: usize) -> FrameMeta {
+    FrameMeta {
+        wire_len: len as u32,
+        snap_len: len as u32,
+        ..META
+    }
+}
+
 const META: FrameMeta = FrameMeta {
     ifindex: 2,
     hatype: hatype::ETHER,
     pkttype: 0,
     protocol: 0x0800,
     vlan_tci: None,
+    vlan_tpid: 0,
     wire_len: 0,
     snap_len: 0,
     losing: false,
@@ -174,7 +184,8 @@ const META: FrameMeta = FrameMeta {
 fn full_table(prefill: &Frames) -> Pipeline {
     let mut p = Pipeline::new(config(), DEFAULT_CAPACITY, None, DoorLimits::default(), 0).unwrap();
     for i in 0..prefill.lens.len() {
-        p.push(&META, prefill.get(i), &own, 0);
+        let f = prefill.get(i);
+        p.push(&meta(f.len()), f, &own, 0);
     }
     let end = p.finish(0, 0);
     assert!(end.requests.is_empty());
@@ -215,7 +226,8 @@ fn run(name: &str, frames: &Frames, prefill: &Frames, batched: bool, cold: bool)
                     start = Instant::now();
                 }
                 for j in base + from..base + (from + BURST).min(chunk.len()) {
-                    p.push(&META, frames.get(j), &own, now);
+                    let f = frames.get(j);
+                    p.push(&meta(f.len()), f, &own, now);
                     if !batched {
                         let _ = black_box(p.finish(now, now));
                     }

@@ -1,11 +1,12 @@
 //! tportknockd: a port-knocking daemon that watches an interface below the
 //! firewall and opens doors for sources that knock the right sequence.
 //!
-//! Frames flow one way: `capture` (ring, kernel filter, own addresses) →
-//! `wire` (decode) → `knock` (steps, matchers) → `doors` (door state,
-//! journal, timed stops, commands), joined without I/O by `pipeline`.
-//! `daemon` is the I/O shell around it, `config` reads the rules, `sys`
-//! wraps the system calls and `client` is `tportknock`.
+//! Frames flow one way: `capture` (ring, kernel filter, own addresses,
+//! admission of frames the host would take) → `wire` (decode) → `knock`
+//! (steps, sources, matchers) → `doors` (door state, journal, timed stops,
+//! commands), joined without I/O by `pipeline`. `daemon` is the I/O shell
+//! around it, `config` reads the rules, `sys` wraps the system calls and
+//! `client` is `tportknock`.
 
 #![deny(unsafe_code)]
 

@@ -15,17 +15,18 @@ use std::io;
 use std::net::IpAddr;
 use std::os::fd::RawFd;
 
-use crate::capture::netif::Addresses;
+use crate::capture::admit::{self, Host, Refusals, Verdict};
 use crate::capture::ring::FrameMeta;
 use crate::config::{self, Config};
 use crate::doors::journal::{Journal, JournalEntry};
 use crate::doors::kernel::{self, SetBackend};
 use crate::doors::runner::{Completion, RunnerStats};
 use crate::doors::{CommandRequest, DoorLimits, Doors, Opened};
-use crate::knock::matcher::{Fired, MatcherStats, Trace};
+use crate::knock::matcher::{MatcherStats, Output, Trace};
 use crate::knock::matchset::MatchSet;
+use crate::knock::source::HostAddresses;
 use crate::knock::{FlagSpec, Knock, Proto};
-use crate::wire::{self, Decoded, Link};
+use crate::wire::Link;
 use crate::{debug, error, info, warn};
 
 /// Knocks decoded (and their table entries prefetched) before any of them
@@ -34,24 +35,25 @@ pub const BATCH: usize = 16;
 /// How often lapsed knock attempts are reclaimed.
 pub const EXPIRE_EVERY_MS: u64 = 1000;
 
-/// Answers "is this address one of mine on that interface?" for the
-/// pipeline: the daemon's live address table, or a closure in tests.
-pub trait OwnAddrs {
-    /// Is `addr` an own address of interface `ifindex` (0: of any)?
-    fn is_own(&self, ifindex: u32, addr: IpAddr) -> bool;
-}
-
-impl OwnAddrs for Addresses {
-    #[inline]
-    fn is_own(&self, ifindex: u32, addr: IpAddr) -> bool {
-        self.is_local(ifindex, addr)
+/// A closure `(ifindex, dst) -> mine?` is a host for tests and benches:
+/// the destinations it names are its own, it has no VLAN devices and no
+/// subnet broadcasts, and it refuses no source as one of its own.
+impl<F: Fn(u32, IpAddr) -> bool> HostAddresses for F {
+    fn is_own(&self, _addr: IpAddr) -> bool {
+        false
+    }
+    fn is_subnet_broadcast(&self, _addr: std::net::Ipv4Addr) -> bool {
+        false
     }
 }
 
-impl<F: Fn(u32, IpAddr) -> bool> OwnAddrs for F {
+impl<F: Fn(u32, IpAddr) -> bool> Host for F {
     #[inline]
-    fn is_own(&self, ifindex: u32, addr: IpAddr) -> bool {
-        self(ifindex, addr)
+    fn is_local(&self, ifindex: u32, dst: IpAddr) -> bool {
+        self(ifindex, dst)
+    }
+    fn vlan_device(&self, _parent: u32, _id: u16, _tpid: u16) -> Option<u32> {
+        None
     }
 }
 
@@ -68,6 +70,8 @@ pub struct Counters {
     pub unsupported_link: u64,
     /// Sequences completed (whether or not a door opened).
     pub fired: u64,
+    /// Frames the host would not take, by reason.
+    pub refusals: Refusals,
 }
 
 /// What a batch leaves the daemon to do.
@@ -87,14 +91,15 @@ pub struct Pipeline {
     matcher: MatchSet,
     doors: Doors,
     counters: Counters,
-    /// Collect the matcher's trace for the debug log.
-    trace_on: bool,
+    /// The ring takes every interface (no `-i`): a VLAN device then
+    /// delivers its frames again untagged, so tagged copies are skipped.
+    capture_all: bool,
     next_expire_ms: u64,
     /// Decoded knocks (and whether addressed to us) awaiting the matcher;
     /// shorter than [`BATCH`] between calls, empty after `finish`.
     queue: Vec<(bool, Knock)>,
-    fired: Vec<Fired>,
-    trace: Vec<Trace>,
+    /// The matchers' fires and (with `-d`) trace, emptied every batch.
+    out: Output,
     requests: Vec<CommandRequest>,
 }
 
@@ -124,11 +129,10 @@ impl Pipeline {
             doors: Doors::new(journal, limits, now_ms)?,
             config,
             counters: Counters::default(),
-            trace_on: false,
+            capture_all: false,
             next_expire_ms: now_ms + EXPIRE_EVERY_MS,
             queue: Vec::with_capacity(BATCH),
-            fired: Vec::new(),
-            trace: Vec::new(),
+            out: Output::new(),
             requests: Vec::new(),
         })
     }
@@ -164,7 +168,12 @@ impl Pipeline {
 
     /// Logs every step matched, reset and timed out (the daemon's `-d`).
     pub fn set_trace(&mut self, on: bool) {
-        self.trace_on = on;
+        self.out.tracing = on;
+    }
+
+    /// The ring captures on every interface (no `-i`).
+    pub fn set_capture_all(&mut self, all: bool) {
+        self.capture_all = all;
     }
 
     /// Takes over the stops a previous run journaled: the overdue ones are
@@ -190,15 +199,16 @@ impl Pipeline {
     /// [`BATCH`] knocks the queue is matched. `own` decides whether the
     /// destination is an own address of the receiving interface.
     #[inline]
-    pub fn push(&mut self, meta: &FrameMeta, bytes: &[u8], own: &impl OwnAddrs, now_ms: u64) {
+    pub fn push(&mut self, meta: &FrameMeta, bytes: &[u8], host: &impl Host, now_ms: u64) {
         self.counters.frames += 1;
         let Some(link) = Link::from_hatype(meta.hatype) else {
             self.counters.unsupported_link += 1;
             return;
         };
-        match wire::decode(bytes, link) {
-            Decoded::Knock(k) => {
-                let local = own.is_own(meta.ifindex as u32, k.dst);
+        // Only frames the host itself would take knock (capture::admit);
+        // the rest are counted by reason.
+        match admit::frame(meta, bytes, link, self.capture_all, host) {
+            Verdict::Knock { knock: k, local } => {
                 self.matcher.prefetch(local, &k);
                 self.queue.push((local, k));
                 if self.queue.len() >= BATCH {
@@ -206,9 +216,14 @@ impl Pipeline {
                 }
                 debug_assert!(self.queue.len() < BATCH);
             }
-            Decoded::Other => {}
-            Decoded::Malformed(why) => {
+            Verdict::Ignored => {}
+            Verdict::Refused(r) => {
+                self.counters.refusals.count(r);
+                debug!("frame on ifindex {} refused: {r:?}", meta.ifindex);
+            }
+            Verdict::Malformed(why) => {
                 self.counters.malformed += 1;
+                self.counters.refusals.count_malformed(why);
                 debug!("malformed frame on ifindex {}: {why}", meta.ifindex);
             }
         }
@@ -220,14 +235,11 @@ impl Pipeline {
             matcher,
             counters,
             queue,
-            fired,
-            trace,
-            trace_on,
+            out,
             ..
         } = self;
         for (local, k) in queue.drain(..) {
-            let t = if *trace_on { Some(&mut *trace) } else { None };
-            if !matcher.feed(local, &k, now_ms, fired, t) {
+            if !matcher.feed(local, &k, now_ms, out) {
                 counters.not_local += 1;
             }
         }
@@ -241,16 +253,16 @@ impl Pipeline {
         debug_assert!(self.queue.is_empty());
         self.flush_trace();
         let mut rebuild_filter = false;
-        if !self.fired.is_empty() {
+        if !self.out.fired.is_empty() {
             // Taken and put back so the buffer keeps its capacity.
-            let mut fired = std::mem::take(&mut self.fired);
+            let mut fired = std::mem::take(&mut self.out.fired);
             let mut one_time_used = Vec::new();
             for f in fired.drain(..) {
                 if self.one_time_gate(f.event, f.src, &mut one_time_used) {
                     self.open_door(f.event, f.src, now_ms, now_unix_ms);
                 }
             }
-            self.fired = fired;
+            self.out.fired = fired;
             if !one_time_used.is_empty() {
                 // The rotated sequences replace the used ones in the
                 // matchers; the kernel filter must follow.
@@ -277,8 +289,7 @@ impl Pipeline {
     pub fn tick(&mut self, now_ms: u64) -> Vec<CommandRequest> {
         self.doors.tick(now_ms, &mut self.requests);
         if now_ms >= self.next_expire_ms {
-            let trace = self.trace_on.then_some(&mut self.trace);
-            self.matcher.expire(now_ms, trace);
+            self.matcher.expire(now_ms, &mut self.out);
             self.flush_trace();
             self.next_expire_ms = now_ms + EXPIRE_EVERY_MS;
         }
@@ -377,10 +388,11 @@ impl Pipeline {
         }
         let d = self.doors.stats();
         format!(
-            "frames={} drops={kernel_drops} malformed={} not_local={} sources={} pending_stops={} doors={} kernel_doors={} refused={} retrying={} stop_failures={} journal_errors={} netlink_errors={} commands={} failed={} knocks(started/completed):{events}",
+            "frames={} drops={kernel_drops} malformed={} not_local={} {} sources={} pending_stops={} doors={} kernel_doors={} refused={} retrying={} stop_failures={} journal_errors={} netlink_errors={} commands={} failed={} knocks(started/completed):{events}",
             c.frames,
             c.malformed,
             c.not_local,
+            c.refusals,
             m.tracked,
             self.doors.pending(),
             d.open,
@@ -396,15 +408,15 @@ impl Pipeline {
     }
 
     fn flush_trace(&mut self) {
-        if self.trace.is_empty() {
+        if self.out.trace.is_empty() {
             return;
         }
         // Taken and put back so the buffer keeps its capacity.
-        let mut trace = std::mem::take(&mut self.trace);
+        let mut trace = std::mem::take(&mut self.out.trace);
         for t in trace.drain(..) {
             debug!("{}", self.trace_line(&t));
         }
-        self.trace = trace;
+        self.out.trace = trace;
     }
 
     /// One debug line for what the matcher did.
@@ -543,6 +555,14 @@ mod tests {
         p.extend_from_slice(&[0, 0, 0x40, 0, 64, proto, 0, 0]);
         p.extend_from_slice(&src.octets());
         p.extend_from_slice(&dst.octets());
+        // Header checksum: the ones' complement sum of its 16-bit words.
+        let sum = p
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum::<u32>();
+        let folded = (sum & 0xffff) + (sum >> 16);
+        let folded = (folded & 0xffff) + (folded >> 16);
+        p[10..12].copy_from_slice(&(!(folded as u16)).to_be_bytes());
         p.extend_from_slice(l4);
         p
     }
@@ -574,6 +594,7 @@ mod tests {
             pkttype: 0,
             protocol: 0x0800,
             vlan_tci: None,
+            vlan_tpid: 0,
             wire_len: len as u32,
             snap_len: len as u32,
             losing: false,
@@ -582,7 +603,12 @@ mod tests {
     }
 
     fn push(p: &mut Pipeline, bytes: &[u8], now: u64) {
-        p.push(&meta(wire::hatype::NONE, bytes.len()), bytes, &own, now);
+        p.push(
+            &meta(crate::wire::hatype::NONE, bytes.len()),
+            bytes,
+            &own,
+            now,
+        );
     }
 
     /// SSH's three knocks from `src` to `dst`.
@@ -707,6 +733,43 @@ mod tests {
                 c.fired
             ),
             (6, 3, 1, 1, 0)
+        );
+    }
+
+    #[test]
+    fn frames_the_host_would_not_take_open_nothing_and_are_counted() {
+        let mut p = pipeline(SSH);
+        // Another host's link address (promiscuous capture).
+        let mut other = meta(crate::wire::hatype::NONE, 0);
+        other.pkttype = libc::PACKET_OTHERHOST;
+        for port in [7000, 7002] {
+            let f = frame("10.0.0.1", SERVER, port, Some(SYN));
+            other.wire_len = f.len() as u32;
+            other.snap_len = f.len() as u32;
+            p.push(&other, &f, &own, 0);
+        }
+        // A wrong IPv4 header checksum.
+        let mut bad = frame("10.0.0.2", SERVER, 7000, Some(SYN));
+        bad[10] ^= 0xff;
+        push(&mut p, &bad, 0);
+        // Sources no host can knock from.
+        knock_ssh(&mut p, "127.0.0.1", SERVER, 0);
+        knock_ssh(&mut p, "224.0.0.5", SERVER, 0);
+        knock_ssh(&mut p, "255.255.255.255", SERVER, 0);
+        let end = p.finish(0, UNIX_MS);
+        assert!(end.requests.is_empty(), "{end:?}");
+        let r = &p.counters().refusals;
+        assert_eq!(r.other_host, 2);
+        assert_eq!(r.bad_checksum, 1);
+        let counted = r.to_string();
+        for reason in ["src_loopback=3", "src_multicast=3", "src_broadcast=3"] {
+            assert!(counted.contains(reason), "{reason} in {counted}");
+        }
+        // The same knock from a unicast source of another host opens.
+        knock_ssh(&mut p, "10.0.0.3", SERVER, 0);
+        assert_eq!(
+            commands(&p.finish(0, UNIX_MS).requests),
+            [(CommandKind::Start, "open 10.0.0.3")]
         );
     }
 
@@ -897,13 +960,13 @@ mod tests {
         let mut p = pipeline(SSH);
         push(&mut p, &frame("10.0.0.1", SERVER, 7000, Some(SYN)), 0);
         p.match_queue(0);
-        assert!(p.trace.is_empty(), "no trace unless asked for");
+        assert!(p.out.trace.is_empty(), "no trace unless asked for");
         p.set_trace(true);
         push(&mut p, &frame("10.0.0.1", SERVER, 7001, None), 0);
         push(&mut p, &frame("10.0.0.1", SERVER, 7002, Some(SYN)), 0);
         push(&mut p, &frame("10.0.0.2", SERVER, 7001, None), 0);
         p.match_queue(0);
-        let lines: Vec<String> = p.trace.iter().map(|t| p.trace_line(t)).collect();
+        let lines: Vec<String> = p.out.trace.iter().map(|t| p.trace_line(t)).collect();
         assert_eq!(
             lines,
             [
@@ -918,7 +981,7 @@ mod tests {
         };
         assert_eq!(p.trace_line(&timed_out), "10.0.0.9 SSH: timed out");
         let _ = p.finish(0, UNIX_MS);
-        assert!(p.trace.is_empty(), "flushed to the log");
+        assert!(p.out.trace.is_empty(), "flushed to the log");
     }
 
     #[test]
@@ -935,7 +998,10 @@ mod tests {
         };
         assert_eq!(
             p.stats_line(7, &runner),
-            "frames=5 drops=7 malformed=0 not_local=1 sources=1 pending_stops=1 \
+            "frames=5 drops=7 malformed=0 not_local=1 other_host=0 link_broadcast=0 \
+             link_multicast=0 other_pkttype=0 vlan=0 fragment=0 bad_checksum=0 bad_length=0 \
+             src_unspecified=0 src_loopback=0 src_multicast=0 src_broadcast=0 src_own=0 \
+             src_mapped=0 sources=1 pending_stops=1 \
              doors=1 kernel_doors=0 refused=0 retrying=0 stop_failures=0 journal_errors=0 \
              netlink_errors=0 commands=4 failed=1 knocks(started/completed): SSH=1/1 WEB=1/0"
         );

@@ -29,50 +29,49 @@ fn l4(hit: Hit) -> Vec<u8> {
     }
 }
 
+/// Issue 15: a VLAN tag counts only when a VLAN device for it sits on the
+/// capture interface. The server has none, so tagged knocks — the tag in
+/// the ring metadata (802.1Q) or stacked in the bytes (QinQ, which the
+/// kernel filter keeps out) — open nothing, and the tag-in-metadata ones
+/// are counted as `vlan`. (The kernel here has no 8021q module: the case
+/// with a VLAN device is covered by `capture::admit`'s unit tests.)
 #[test]
-fn vlan_tagged_frames_knock_with_the_tag_in_metadata_or_in_the_bytes() {
+fn vlan_tagged_frames_without_a_vlan_device_do_not_knock() {
     let pair = Pair::new();
     let dir = TempDir::new("c1");
     write_config(&dir, &config(&dir));
     let d = start_daemon(&pair, &dir, &[]);
-    // 802.1Q: the kernel moves the tag into the ring metadata.
-    let frames: Vec<Vec<u8>> = SEQ
-        .iter()
-        .map(|h| {
-            let ip = frame::ipv4(pair.client4, pair.server4, h.0, l4(*h));
+    for h in SEQ {
+        let ip = frame::ipv4(pair.client4, pair.server4, h.0, l4(*h));
+        pair.send_frames(vec![
             frame::ether(
                 pair.server_mac(),
                 pair.client_mac(),
                 &[(0x8100, 5)],
                 frame::ETH_IPV4,
                 &ip,
-            )
-        })
-        .collect();
-    for f in frames {
-        pair.send_frames(vec![f]);
+            ),
+            frame::ether(
+                pair.server_mac(),
+                pair.client_mac(),
+                &[(0x88a8, 10), (0x8100, 20)],
+                frame::ETH_IPV4,
+                &ip,
+            ),
+        ]);
     }
+    d.proc.signal(libc::SIGUSR1);
+    d.expect_log(" vlan=3 ", Duration::from_secs(3));
+    assert!(
+        read_lines(&dir.join("opened")).is_empty(),
+        "tagged frames opened a door; log:\n{}",
+        d.log_text()
+    );
+    // The same knock untagged opens.
+    knock(&pair, SEQ);
     assert_eq!(
         opened(&dir, 1),
         vec![pair.client4.to_string()],
-        "log:\n{}",
-        d.log_text()
-    );
-    // QinQ: the outer 802.1ad tag goes to metadata, the inner 802.1Q stays in the bytes.
-    let src = Ipv4Addr::new(10, 199, 0, 77);
-    for h in SEQ {
-        let ip = frame::ipv4(src, pair.server4, h.0, l4(*h));
-        pair.send_frames(vec![frame::ether(
-            pair.server_mac(),
-            pair.client_mac(),
-            &[(0x88a8, 10), (0x8100, 20)],
-            frame::ETH_IPV4,
-            &ip,
-        )]);
-    }
-    assert_eq!(
-        opened(&dir, 2).get(1),
-        Some(&src.to_string()),
         "log:\n{}",
         d.log_text()
     );

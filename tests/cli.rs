@@ -126,6 +126,36 @@ fn run_refuses_a_config_others_can_write() {
     assert!(err.contains("chmod go-w"), "{err}");
 }
 
+/// Issue 15: a 100,000-event file passed `-C` and then aborted the daemon
+/// on allocation. Now `-C` (and the daemon's loader) refuse it at once,
+/// saying which limit it breaks and what to do.
+#[test]
+fn check_refuses_a_100000_event_file_with_the_limit_named() {
+    let dir = TempDir::new("cli-big");
+    let path = dir.join("big.conf");
+    let mut text = String::new();
+    for i in 0..100_000u32 {
+        text += &format!(
+            "<E{i}>\n sequence = tcp:{}:s udp:{}\n timeout = 5\n start_command = true\n</E{i}>\n",
+            1 + i % 60_000,
+            1 + (i * 7) % 60_000
+        );
+    }
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, out, err) = run(&["-C".as_ref(), path.as_os_str()]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert_eq!(
+        err,
+        format!(
+            "error: {0}: 100000 events with 200000 steps in all; at most 65536 steps \
+             (events × steps) are allowed: split the events over several daemons or \
+             shorten the sequences\n{0}: invalid, 1 error\n",
+            path.display()
+        )
+    );
+}
+
 /// `dist/knock.conf`, the file the package and `make install` put in
 /// /etc, copied to a private file.
 fn installed_config(dir: &TempDir, text: Option<&str>) -> std::path::PathBuf {

@@ -563,3 +563,50 @@ fn host_without_an_address_of_the_family_exits_1() {
         "tportknock: ::1: no IPv4 address\n"
     );
 }
+
+/// Issue 15: `-c` reads the file under the daemon's limits, with its
+/// messages: a device or a FIFO fails at once instead of eating memory or
+/// hanging, an oversized file is refused without being read whole.
+#[test]
+fn c_takes_only_a_bounded_regular_file() {
+    let dir = std::env::temp_dir().join(format!("tpk-c-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let big = dir.join("big.conf");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(17 << 20).unwrap(); // sparse: costs no disk
+    for (file, want) in [
+        (
+            "/dev/zero".to_string(),
+            "/dev/zero: not a regular file".to_string(),
+        ),
+        (
+            fifo.display().to_string(),
+            format!("{}: not a regular file", fifo.display()),
+        ),
+        (
+            big.display().to_string(),
+            format!(
+                "{}: larger than 16 MiB; that is no knock.conf",
+                big.display()
+            ),
+        ),
+    ] {
+        let out = std::process::Command::new(BIN)
+            .args(["-c", &file, "-e", "SSH", "127.0.0.1"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{file}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!("tportknock: {want}\n")
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -10,8 +10,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
 use tportknockd::config::{self, Event};
-use tportknockd::knock::matcher::Matcher;
-use tportknockd::knock::{flags, FlagSpec, Proto, Step};
+use tportknockd::knock::matcher::{Fired, Matcher, Output};
+use tportknockd::knock::{flags, FlagSpec, Knock, Proto, Step};
 use tportknockd::wire::{decode, Decoded, Link};
 
 // ---- heap accounting, per thread (tests run in parallel threads) ----
@@ -123,6 +123,26 @@ fn frame() -> impl Strategy<Value = Frame> {
         })
 }
 
+/// Feeds one frame; the fires land in `fired` (cleared first).
+fn feed(
+    m: &mut Matcher,
+    src: IpAddr,
+    (proto, port, fl): (Proto, u16, u8),
+    now: u64,
+    out: &mut Output,
+) -> Vec<Fired> {
+    let k = Knock {
+        src,
+        dst: src,
+        proto,
+        dst_port: port,
+        flags: fl,
+    };
+    out.clear();
+    m.feed(&k, now, out);
+    out.fired.clone()
+}
+
 fn v4(n: u32) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from(0x0a00_0000u32.wrapping_add(n)))
 }
@@ -208,14 +228,13 @@ proptest! {
         let src = v4(1);
         let mut m = Matcher::new(&evs, 64, 0);
         let mut state = vec![ModelAttempt::default(); evs.len()];
-        let (mut now, mut fired) = (0u64, Vec::new());
+        let (mut now, mut out) = (0u64, Output::new());
         for (i, &(proto, port, fl, dt)) in frames.iter().enumerate() {
             now += dt;
             if i % 7 == 6 {
-                m.expire(now, None);
+                m.expire(now, &mut out);
             }
-            fired.clear();
-            m.feed(src, proto, port, fl, now, &mut fired, None);
+                        let fired = feed(&mut m, src, (proto, port, fl), now, &mut out);
             let got: Vec<usize> = fired.iter().map(|f| f.event).collect();
             let want = model_feed(&evs, &mut state, (proto, port, fl, now));
             prop_assert_eq!(&got, &want, "frame {} ({:?} {} {:#x} at {})", i, proto, port, fl, now);
@@ -229,12 +248,11 @@ proptest! {
     fn a_fire_has_its_whole_sequence_within_the_timeout(evs in events(), frames in prop::collection::vec(frame(), 0..60)) {
         let src = v4(1);
         let mut m = Matcher::new(&evs, 64, 0);
-        let (mut now, mut fired, mut seen) = (0u64, Vec::new(), Vec::new());
+        let (mut now, mut out, mut seen) = (0u64, Output::new(), Vec::new());
         for &(proto, port, fl, dt) in &frames {
             now += dt;
             seen.push((proto, port, fl, now));
-            fired.clear();
-            m.feed(src, proto, port, fl, now, &mut fired, None);
+                        let fired = feed(&mut m, src, (proto, port, fl), now, &mut out);
             for f in &fired {
                 let ev = &evs[f.event];
                 let window = u64::from(ev.timeout) * 1000;
@@ -268,37 +286,35 @@ proptest! {
         let me = v4(0);
         let alone = {
             let mut m = Matcher::new(&evs, 64, 0);
-            let (mut now, mut out, mut fired) = (0u64, Vec::new(), Vec::new());
+            let (mut now, mut got, mut out) = (0u64, Vec::new(), Output::new());
             for &(proto, port, fl, dt) in &mine {
                 now += dt;
-                fired.clear();
-                m.feed(me, proto, port, fl, now, &mut fired, None);
-                out.push(fired.iter().map(|f| f.event).collect::<Vec<_>>());
+                                let fired = feed(&mut m, me, (proto, port, fl), now, &mut out);
+                got.push(fired.iter().map(|f| f.event).collect::<Vec<_>>());
             }
-            out
+            got
         };
         // Same frames at the same times, others' frames slotted in between
         // (they take their time from the running clock, adding none).
         let mut m = Matcher::new(&evs, 64, 0);
-        let (mut now, mut got, mut fired) = (0u64, Vec::new(), Vec::new());
+        let (mut now, mut got, mut out) = (0u64, Vec::new(), Output::new());
         let (mut i, mut j, mut k) = (0, 0, 0);
         while i < mine.len() {
             let other_turn = j < others.len() && merge.get(k).copied().unwrap_or(false);
             k += 1;
-            fired.clear();
             if other_turn {
                 let (n, (proto, port, fl, _)) = others[j];
                 j += 1;
-                m.feed(v4(n), proto, port, fl, now, &mut fired, None);
+                let fired = feed(&mut m, v4(n), (proto, port, fl), now, &mut out);
                 prop_assert!(fired.iter().all(|f| f.src == v4(n)));
                 if k % 5 == 0 {
-                    m.expire(now, None);
+                    m.expire(now, &mut out);
                 }
             } else {
                 let (proto, port, fl, dt) = mine[i];
                 i += 1;
                 now += dt;
-                m.feed(me, proto, port, fl, now, &mut fired, None);
+                let fired = feed(&mut m, me, (proto, port, fl), now, &mut out);
                 prop_assert!(fired.iter().all(|f| f.src == me));
                 got.push(fired.iter().map(|f| f.event).collect::<Vec<_>>());
             }
@@ -359,9 +375,10 @@ proptest! {
 
     /// Any stream of frames from any number of sources: at most `capacity`
     /// sources tracked, and the heap never holds more than the documented
-    /// 32 bytes per slot + 8 per event per slot + 8 per index entry
-    /// (2 × capacity rounded up to a power of two), plus the two 16 KiB
-    /// port bitmaps and the events themselves.
+    /// 64 bytes per slot + 16 per unit of capacity for the spill pool + 8
+    /// per index entry (2 × capacity rounded up to a power of two), plus
+    /// the two 16 KiB port bitmaps, the events themselves and one source's
+    /// scratch attempts: nothing per source grows with the events.
     #[test]
     fn memory_stays_within_the_documented_bound(
         evs in events(),
@@ -369,7 +386,7 @@ proptest! {
         frames in prop::collection::vec((any::<u32>(), frame()), 0..1500),
     ) {
         let capacity = 1usize << cap_log;
-        let mut fired = Vec::with_capacity(16);
+        let mut out = Output { fired: Vec::with_capacity(16), ..Output::new() };
         let start = LIVE.with(Cell::get);
         PEAK.with(|p| p.set(start));
         let mut m = Matcher::new(&evs, capacity, 0);
@@ -382,10 +399,9 @@ proptest! {
             } else {
                 v4(src)
             };
-            fired.clear();
-            m.feed(addr, proto, port, fl, now, &mut fired, None);
+            let _ = feed(&mut m, addr, (proto, port, fl), now, &mut out);
             if n % 100 == 99 {
-                m.expire(now, None);
+                m.expire(now, &mut out);
             }
             if n % 64 == 0 {
                 prop_assert!(m.stats().tracked <= capacity);
@@ -395,10 +411,83 @@ proptest! {
         let ne = evs.len();
         let index = (2 * capacity).next_power_of_two().max(16) * 8;
         let bitmaps = 2 * 2 * 65_536 / 8;
-        let events: usize = evs.iter().map(|e| 64 + e.name.len() + e.sequence.len() * 8 + 16).sum();
-        let bound = capacity * (32 + 8 * ne) + index + bitmaps + events + 1024;
+        // Per event: its record, name and steps, its first-step index
+        // entry (16 bytes at most), and room in the two scratch lists.
+        let events: usize = evs.iter().map(|e| 64 + e.name.len() + e.sequence.len() * 8 + 16 + 16).sum();
+        let scratch = 2 * 10 * ne.max(4);
+        let bound = capacity * (64 + 16) + index + bitmaps + events + scratch + 1024;
         let peak = PEAK.with(Cell::get) - start;
         prop_assert!(peak <= bound, "peak heap {} B > bound {} B (capacity {}, {} events)", peak, bound, capacity, ne);
         drop(m);
+    }
+}
+
+/// Peak heap while `frames` run through a matcher for `evs`, and what it
+/// tracks at the end.
+fn peak_heap(evs: &[Event], capacity: usize, frames: &[(u32, Frame)]) -> (usize, usize) {
+    let mut out = Output::new();
+    out.fired.reserve(16);
+    let start = LIVE.with(Cell::get);
+    PEAK.with(|p| p.set(start));
+    let mut m = Matcher::new(evs, capacity, 0);
+    // A full table first: every source starts event 0 (two steps).
+    for n in 0..capacity as u32 {
+        let _ = feed(
+            &mut m,
+            v4(n),
+            (Proto::Tcp, PORTS[0], flags::SYN),
+            0,
+            &mut out,
+        );
+    }
+    let mut now = 0;
+    for &(src, (proto, port, fl, dt)) in frames {
+        now += dt / 8;
+        let _ = feed(&mut m, v4(src), (proto, port, fl), now, &mut out);
+    }
+    let peak = PEAK.with(Cell::get) - start;
+    (peak, m.stats().tracked)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..config() })]
+
+    /// Issue 15: the same traffic against the same events plus 1,000 more
+    /// (on ports the traffic never hits) costs the same per source: with a
+    /// full table (256 sources) the peak heaps differ by no more than what
+    /// the extra events themselves take. (8 bytes per source and event, as
+    /// before issue 15, would be 2 MB more.)
+    #[test]
+    fn per_source_memory_is_independent_of_the_event_count(
+        evs in events(),
+        frames in prop::collection::vec((any::<u32>(), frame()), 200..1200),
+    ) {
+        let capacity = 256;
+        // Event 0 starts on tcp/1000 with SYN and has two steps, so the
+        // table can be filled.
+        let mut evs = evs;
+        evs[0].sequence = vec!["tcp:1000:s".parse().unwrap(), "udp:1001".parse().unwrap()];
+        let mut many = evs.clone();
+        for i in 0..1000u16 {
+            let seq = format!("tcp:{} udp:{}", 20_000 + i, 40_000 + i);
+            many.push(Event {
+                name: format!("X{i}"),
+                sequence: seq.split(' ').map(|s| s.parse().unwrap()).collect(),
+                timeout: 5,
+                ..evs[0].clone()
+            });
+        }
+        let (few_peak, few_tracked) = peak_heap(&evs, capacity, &frames);
+        let (many_peak, many_tracked) = peak_heap(&many, capacity, &frames);
+        prop_assert_eq!(few_tracked, many_tracked);
+        prop_assert!(few_tracked > 0);
+        // Each extra event: its record (64), name, two steps (16), counters
+        // (16), first-step index entry and the temporaries that build it
+        // (at most 56).
+        let per_extra_event = 64 + 4 + 16 + 16 + 56;
+        let allowance = 1000 * per_extra_event + 4096;
+        prop_assert!(many_peak <= few_peak + allowance,
+            "1,000 more events cost {} B more at the peak (allowed {} B; {} sources)",
+            many_peak - few_peak, allowance, many_tracked);
     }
 }

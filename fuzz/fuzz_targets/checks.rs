@@ -13,7 +13,7 @@ use tportknockd::config::{self, Config};
 use tportknockd::doors::{CommandKind, DoorLimits};
 use tportknockd::knock::{FlagSpec, Step};
 use tportknockd::pipeline::Pipeline;
-use tportknockd::wire::{decode as decode_frame, hatype, Decoded, Link};
+use tportknockd::wire::{decode as decode_frame, decode_captured, hatype, Decoded, Link};
 
 /// The frame decoder on arbitrary bytes, with every link type: never
 /// panics, and a knock is only ever reported from bytes that hold it.
@@ -32,7 +32,14 @@ pub fn decode(data: &[u8]) {
                 assert_eq!(k.src.is_ipv4(), k.dst.is_ipv4());
             }
             Decoded::Malformed(m) => assert!(!m.to_string().is_empty()),
-            Decoded::Other => {}
+            Decoded::Other | Decoded::Fragment => {}
+        }
+        // Knowing the wire length only ever takes knocks away.
+        let plain = decode_frame(data, link);
+        for wire in [data.len(), data.len() / 2, usize::MAX] {
+            if let Decoded::Knock(k) = decode_captured(data, wire, link) {
+                assert_eq!(plain, Decoded::Knock(k), "wire length {wire}");
+            }
         }
     }
 }
@@ -176,6 +183,7 @@ fn meta(hatype: u16, len: usize) -> FrameMeta {
         pkttype: 0,
         protocol: 0,
         vlan_tci: None,
+        vlan_tpid: 0,
         wire_len: len as u32,
         snap_len: len as u32,
         losing: false,

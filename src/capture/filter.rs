@@ -6,23 +6,27 @@
 //! its own link header. It therefore never reads at fixed Ethernet offsets:
 //! the ethertype comes from the ancillary load `SKF_AD_PROTOCOL`
 //! (`skb->protocol`) and the IP headers are read relative to the network
-//! header (`SKF_NET_OFF`).
+//! header (`SKF_NET_OFF`). Header offsets, protocol numbers and ethertypes
+//! are the decoder's (`crate::wire`), not copies.
 //!
 //! VLAN: the kernel moves the outer tag into skb metadata before AF_PACKET
-//! sees the frame, so `skb->protocol` is already the inner ethertype. For a
-//! QinQ frame it is 0x8100/0x88a8 and the inner tag still sits at the network
-//! header: the program looks through exactly one such inner tag (headers at
-//! +4) and drops anything stacked deeper.
+//! sees the frame, so `skb->protocol` is already the inner ethertype. A
+//! frame with a second tag (QinQ) still has 0x8100/0x88a8 there: such a
+//! frame is never a knock (see `capture::admit`), so it stays in the kernel.
 //!
-//! IPv6: a TCP/UDP next header gets its port checked. cBPF cannot loop over
-//! a header chain, so the program looks through exactly one extension header
-//! (hop-by-hop 0, routing 43, fragment 44, destination options 60, AH 51):
-//! TCP/UDP behind it gets its port checked, a second extension header passes
-//! the frame up for the decoder to walk, anything else is dropped. One level
-//! keeps MLD reports (hop-by-hop + ICMPv6), which every IPv6 host sends, out
-//! of user space.
+//! IPv6: the program follows the extension-header chain exactly as the
+//! decoder does — the same headers (`wire::ipv6::WALKED_EXT_HEADERS`), the
+//! same length rules, up to the same depth (`wire::MAX_EXT_HEADERS`). cBPF
+//! cannot loop, so the walk is unrolled, one block per level. A chain it
+//! cannot follow (deeper, running past the packet, ending in anything but
+//! TCP/UDP) is dropped, as is a non-first fragment: nothing the decoder
+//! would call a knock is lost, and a random-port flood with any number of
+//! extension headers stays in the kernel.
 
 use crate::knock::Proto;
+use crate::wire::ethernet::ethertype;
+use crate::wire::ipv6::{ext_length, ExtLength, WALKED_EXT_HEADERS};
+use crate::wire::{ip_proto, ipv4, ipv6, tcp, udp, MAX_EXT_HEADERS};
 use std::ops::Deref;
 
 /// One classic BPF instruction (`struct sock_filter`).
@@ -38,6 +42,7 @@ pub struct Insn {
 pub mod op {
     pub const LD: u16 = 0x00;
     pub const LDX: u16 = 0x01;
+    pub const ST: u16 = 0x02;
     pub const ALU: u16 = 0x04;
     pub const JMP: u16 = 0x05;
     pub const RET: u16 = 0x06;
@@ -50,6 +55,7 @@ pub mod op {
     pub const IMM: u16 = 0x00;
     pub const ABS: u16 = 0x20;
     pub const IND: u16 = 0x40;
+    pub const MEM: u16 = 0x60;
 
     pub const ADD: u16 = 0x00;
     pub const LSH: u16 = 0x60;
@@ -61,7 +67,9 @@ pub mod op {
     pub const JSET: u16 = 0x40;
 
     pub const K: u16 = 0x00;
+    pub const X: u16 = 0x08;
     pub const TAX: u16 = 0x00;
+    pub const TXA: u16 = 0x80;
 
     /// Base of the ancillary loads (`SKF_AD_OFF`) and their offsets.
     pub const AD_OFF: i32 = -0x1000;
@@ -74,13 +82,11 @@ pub mod op {
 /// The kernel refuses longer programs (`BPF_MAXINSNS`).
 pub const MAX_INSNS: usize = 4096;
 
-const PACKET_OUTGOING: u32 = 4;
-const ETH_P_IP: u32 = 0x0800;
-const ETH_P_IPV6: u32 = 0x86dd;
-const ETH_P_8021Q: u32 = 0x8100;
-const ETH_P_8021AD: u32 = 0x88a8;
-/// IPv6 extension headers; a second one sends the frame up to the decoder.
-const IPV6_EXT: [u32; 5] = [0, 43, 44, 60, 51];
+const PACKET_OUTGOING: u32 = libc::PACKET_OUTGOING as u32;
+const ETH_P_IP: u32 = ethertype::IPV4 as u32;
+const ETH_P_IPV6: u32 = ethertype::IPV6 as u32;
+const TCP: u32 = ip_proto::TCP as u32;
+const UDP: u32 = ip_proto::UDP as u32;
 /// Ports compared linearly at the leaves of the search tree.
 const LEAF: usize = 8;
 
@@ -158,14 +164,16 @@ pub fn build(ports: &[(Proto, u16)], snaplen: u32) -> Program {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Label {
     Drop,
-    Pass,
-    QinQ,
-    V4(u32),
-    V6(u32),
-    Ext(u32),
-    Frag(u32),
-    Auth(u32),
-    V6Next(u32),
+    V4,
+    /// IPv6 with `n` extension headers walked: A = next header, X = its
+    /// offset from the network header.
+    Level(usize),
+    /// Level `n`'s extension header of this kind.
+    Ext(usize, u8),
+    /// Level `n`'s way to `L4` (a conditional jump reaches 255 ahead).
+    ToL4(usize),
+    /// A `ret 0` next to the `n`th place that drops, in conditional reach.
+    Out(usize),
     L4,
     Tcp,
     Udp,
@@ -187,79 +195,91 @@ fn assemble(ports: Option<(&[u16], &[u16])>, snaplen: u32) -> Option<Vec<Insn>> 
     use Item::*;
     use Label::*;
     let eq = |k, t| Cond(JMP | JEQ | K, k, Some(t), None);
+    // Loads relative to the network header: at `n`, or at X + `n`.
+    let net = |n: usize| neg(NET_OFF) + n as u32;
+    let frag_field = ipv6::ext_field::FRAG_OFF_M.start;
+    let ext_next = ipv6::ext_field::NXT_HDR;
+    let ext_len = ipv6::ext_field::LENGTH;
     let mut p = vec![
         Op(stmt(LD | W | ABS, neg(AD_OFF + AD_PKTTYPE))),
-        eq(PACKET_OUTGOING, Drop),
+        eq(PACKET_OUTGOING, Out(0)),
         Op(stmt(LD | W | ABS, neg(AD_OFF + AD_PROTOCOL))),
-        eq(ETH_P_IP, V4(0)),
-        eq(ETH_P_IPV6, V6(0)),
-        eq(ETH_P_8021Q, QinQ),
-        Cond(JMP | JEQ | K, ETH_P_8021AD, Some(QinQ), Some(Drop)),
-        Mark(QinQ),
-        // Inner tag: TCI at +0, ethertype at +2, network header at +4.
-        Op(stmt(LD | H | ABS, neg(NET_OFF + 2))),
-        eq(ETH_P_IP, V4(4)),
-        Cond(JMP | JEQ | K, ETH_P_IPV6, Some(V6(4)), Some(Drop)),
+        eq(ETH_P_IP, V4),
+        Cond(JMP | JEQ | K, ETH_P_IPV6, None, Some(Out(0))),
+        // IPv6: the fixed header's next header, the next header at 40.
+        Op(stmt(LDX | W | IMM, ipv6::HEADER_LEN as u32)),
+        Op(stmt(LD | B | ABS, net(ipv6::field::NXT_HDR))),
+        Ja(Level(0)),
+        Mark(Out(0)),
+        Op(ret(0)),
+        Mark(V4),
+        // A non-first fragment carries no ports.
+        Op(stmt(LD | H | ABS, net(ipv4::field::FLG_OFF.start))),
+        Cond(JMP | JSET | K, 0x1fff, Some(Out(1)), None),
+        // X = offset of the L4 header from the network header.
+        Op(stmt(LD | B | ABS, net(ipv4::field::VER_IHL))),
+        Op(stmt(ALU | AND | K, 0x0f)),
+        Op(stmt(ALU | LSH | K, 2)),
+        Op(stmt(MISC | TAX, 0)),
+        Op(stmt(LD | B | ABS, net(ipv4::field::PROTOCOL))),
+        Ja(L4),
+        Mark(Out(1)),
+        Op(ret(0)),
     ];
-    for base in [0u32, 4] {
-        let at = |n: u32| neg(NET_OFF) + base + n;
-        p.extend([
-            Mark(V4(base)),
-            // A non-first fragment carries no ports.
-            Op(stmt(LD | H | ABS, at(6))),
-            Cond(JMP | JSET | K, 0x1fff, Some(Drop), None),
-            // X = offset of the L4 header from the network header.
-            Op(stmt(LD | B | ABS, at(0))),
-            Op(stmt(ALU | AND | K, 0x0f)),
-            Op(stmt(ALU | LSH | K, 2)),
-            Op(stmt(ALU | ADD | K, base)),
-            Op(stmt(MISC | TAX, 0)),
-            Op(stmt(LD | B | ABS, at(9))),
-            Ja(L4),
-            Mark(V6(base)),
-            Op(stmt(LDX | W | IMM, 40 + base)),
-            Op(stmt(LD | B | ABS, at(6))),
-            eq(6, L4),
-            eq(17, L4),
-            // One extension header is looked through, so that ordinary
-            // traffic that always carries one (MLD reports: hop-by-hop +
-            // ICMPv6) stays in the kernel. Deeper chains go up.
-            eq(0, Ext(base)),
-            eq(43, Ext(base)),
-            eq(60, Ext(base)),
-            eq(44, Frag(base)),
-            Cond(JMP | JEQ | K, 51, Some(Auth(base)), Some(Drop)),
-            // Hop-by-hop, routing, destination options: (len + 1) * 8 bytes.
-            Mark(Ext(base)),
-            Op(stmt(LD | B | ABS, at(41))),
-            Op(stmt(ALU | LSH | K, 3)),
-            Op(stmt(ALU | ADD | K, 48 + base)),
-            Op(stmt(MISC | TAX, 0)),
-            Op(stmt(LD | B | ABS, at(40))),
-            Ja(V6Next(base)),
-            // Fragment header: 8 bytes; a non-first fragment has no ports.
-            Mark(Frag(base)),
-            Op(stmt(LD | H | ABS, at(42))),
-            Cond(JMP | JSET | K, 0xfff8, Some(Drop), None),
-            Op(stmt(LDX | W | IMM, 48 + base)),
-            Op(stmt(LD | B | ABS, at(40))),
-            Ja(V6Next(base)),
-            // Authentication header: (len + 2) * 4 bytes.
-            Mark(Auth(base)),
-            Op(stmt(LD | B | ABS, at(41))),
-            Op(stmt(ALU | ADD | K, 2)),
-            Op(stmt(ALU | LSH | K, 2)),
-            Op(stmt(ALU | ADD | K, 40 + base)),
-            Op(stmt(MISC | TAX, 0)),
-            Op(stmt(LD | B | ABS, at(40))),
-            Mark(V6Next(base)),
-            eq(6, L4),
-            eq(17, L4),
-        ]);
-        for ext in IPV6_EXT {
-            p.push(eq(ext, Pass));
+    for level in 0..=MAX_EXT_HEADERS {
+        p.push(Mark(Level(level)));
+        p.push(eq(TCP, ToL4(level)));
+        p.push(eq(UDP, ToL4(level)));
+        // One more extension header than the decoder walks: dropped (the
+        // decoder would call the frame malformed).
+        if level < MAX_EXT_HEADERS {
+            for kind in WALKED_EXT_HEADERS {
+                p.push(eq(u32::from(kind), Ext(level, kind)));
+            }
         }
-        p.push(Ja(Drop));
+        p.push(Op(ret(0)));
+        p.push(Mark(ToL4(level)));
+        p.push(Ja(L4));
+        if level == MAX_EXT_HEADERS {
+            break;
+        }
+        for kind in WALKED_EXT_HEADERS {
+            p.push(Mark(Ext(level, kind)));
+            let out = Out(2 + level);
+            if ext_length(kind) == ExtLength::Fixed8 {
+                // A non-first fragment: what follows is no header.
+                p.push(Op(stmt(LD | H | IND, net(frag_field))));
+                p.push(Cond(JMP | JSET | K, 0xfff8, Some(out), None));
+            }
+            // M[0] = this header's next header; X += this header's length.
+            p.push(Op(stmt(LD | B | IND, net(ext_next))));
+            p.push(Op(stmt(ST, 0)));
+            match ext_length(kind) {
+                ExtLength::Fixed8 => p.push(Op(stmt(MISC | TXA, 0))),
+                ExtLength::Eights => p.extend([
+                    Op(stmt(LD | B | IND, net(ext_len))),
+                    Op(stmt(ALU | ADD | K, 1)),
+                    Op(stmt(ALU | LSH | K, 3)),
+                    Op(stmt(ALU | ADD | X, 0)),
+                ]),
+                ExtLength::AhWords => p.extend([
+                    Op(stmt(LD | B | IND, net(ext_len))),
+                    Op(stmt(ALU | ADD | K, 2)),
+                    Op(stmt(ALU | LSH | K, 2)),
+                    Op(stmt(ALU | ADD | X, 0)),
+                ]),
+            }
+            if ext_length(kind) == ExtLength::Fixed8 {
+                p.push(Op(stmt(ALU | ADD | K, ipv6::EXT_MIN_LEN as u32)));
+            }
+            p.push(Op(stmt(MISC | TAX, 0)));
+            p.push(Op(stmt(LD | MEM, 0)));
+            p.push(Ja(Level(level + 1)));
+            if ext_length(kind) == ExtLength::Fixed8 {
+                p.push(Mark(out));
+                p.push(Op(ret(0)));
+            }
+        }
     }
     p.extend([
         // A = IP protocol, X = L4 header offset. The trees may be far
@@ -269,22 +289,21 @@ fn assemble(ports: Option<(&[u16], &[u16])>, snaplen: u32) -> Option<Vec<Insn>> 
             code: JMP | JEQ | K,
             jt: 0,
             jf: 1,
-            k: 6,
+            k: TCP,
         }),
         Ja(Tcp),
-        Cond(JMP | JEQ | K, 17, None, Some(Drop)),
+        Cond(JMP | JEQ | K, UDP, None, Some(Drop)),
         Ja(Udp),
         Mark(Drop),
         Op(ret(0)),
-        Mark(Pass),
-        Op(ret(snaplen)),
     ]);
 
     let (tcp_tree, udp_tree) = match ports {
         Some((tcp, udp)) => (tree(tcp, snaplen), tree(udp, snaplen)),
         None => (vec![ret(snaplen)], vec![ret(snaplen)]),
     };
-    let dport = stmt(LD | H | IND, neg(NET_OFF) + 2);
+    debug_assert_eq!(tcp::field::DST_PORT, udp::field::DST_PORT);
+    let dport = stmt(LD | H | IND, net(tcp::field::DST_PORT.start));
     p.push(Mark(Tcp));
     p.push(Op(dport));
     p.extend(tcp_tree.into_iter().map(Op));
@@ -423,6 +442,7 @@ mod tests {
             Some(bytes.iter().fold(0u32, |acc, b| acc << 8 | u32::from(*b)))
         };
         let (mut a, mut x) = (0u32, 0u32);
+        let mut mem = [0u32; 16];
         let mut pc = 0usize;
         for _ in 0..MAX_INSNS + 1 {
             let i = prog[pc];
@@ -432,7 +452,9 @@ mod tests {
                 LD => {
                     let k = i.k as i32;
                     let mode = i.code & 0xe0;
-                    a = if mode == ABS && (AD_OFF..AD_OFF + 64).contains(&k) {
+                    a = if mode == MEM {
+                        mem[i.k as usize]
+                    } else if mode == ABS && (AD_OFF..AD_OFF + 64).contains(&k) {
                         match k - AD_OFF {
                             AD_PROTOCOL => u32::from(skb.protocol),
                             AD_PKTTYPE => u32::from(skb.pkttype),
@@ -454,16 +476,24 @@ mod tests {
                     assert_eq!(i.code, LDX | W | IMM, "unsupported LDX");
                     x = i.k;
                 }
-                ALU => match i.code & 0xf0 {
-                    AND => a &= i.k,
-                    LSH => a <<= i.k,
-                    ADD => a = a.wrapping_add(i.k),
-                    o => panic!("unsupported ALU op {o:#x}"),
-                },
-                MISC => {
-                    assert_eq!(i.code, MISC | TAX);
-                    x = a;
+                ST => {
+                    assert_eq!(i.code, ST, "unsupported ST");
+                    mem[i.k as usize] = a;
                 }
+                ALU => {
+                    let operand = if i.code & X != 0 { x } else { i.k };
+                    match i.code & 0xf0 {
+                        AND => a &= operand,
+                        LSH => a <<= operand,
+                        ADD => a = a.wrapping_add(operand),
+                        o => panic!("unsupported ALU op {o:#x}"),
+                    }
+                }
+                MISC => match i.code {
+                    c if c == MISC | TAX => x = a,
+                    c if c == MISC | TXA => a = x,
+                    c => panic!("unsupported MISC {c:#x}"),
+                },
                 RET => return i.k,
                 JMP => {
                     let jump = |cond: bool| if cond { i.jt } else { i.jf } as usize;
@@ -589,6 +619,8 @@ mod tests {
         }
         f[next_at] = last;
         f.extend_from_slice(&with_dport(&UDP6_7001, 54, dport)[54..]);
+        let payload = (f.len() - 54) as u16;
+        f[18..20].copy_from_slice(&payload.to_be_bytes());
         f
     }
 
@@ -629,12 +661,55 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_deeper_chains_go_up() {
+    fn ipv6_chains_are_walked_as_deep_as_the_decoder() {
+        use crate::wire::{decode, Decoded, Link};
         let prog = knock_ports();
-        let f = v6_chain(&[(0, &HBH), (51, &AH)], 17, 9);
+        // Chains of 0..=MAX_EXT_HEADERS + 1 headers of every walked kind
+        // and length rule, to a knock port and not: the filter passes
+        // exactly what the decoder calls a knock on a knock port.
+        let kinds: [(u8, &[u8]); 5] = [
+            (0, &HBH),
+            (60, &HBH16),
+            (43, &HBH16),
+            (51, &AH),
+            (0, &HBH16),
+        ];
+        let mut x = 0x2545_f491u32;
+        for n in 0..=MAX_EXT_HEADERS + 1 {
+            for _ in 0..20 {
+                let chain: Vec<(u8, &[u8])> = (0..n)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 17;
+                        x ^= x << 5;
+                        kinds[x as usize % kinds.len()]
+                    })
+                    .collect();
+                for (port, knock_port) in [(7001, true), (9, false)] {
+                    let f = v6_chain(&chain, 17, port);
+                    let decoded = decode(&f, Link::Ethernet);
+                    let want = n <= MAX_EXT_HEADERS && knock_port;
+                    assert_eq!(matches!(decoded, Decoded::Knock(_)), n <= MAX_EXT_HEADERS);
+                    assert_eq!(
+                        run(&prog, &eth(&f)),
+                        if want { SNAP } else { 0 },
+                        "{n} headers to udp/{port}: {decoded:?}"
+                    );
+                }
+            }
+        }
+        // A first fragment deep in a chain is passed (and counted as a
+        // fragment up there); a later one is not.
+        let f = v6_chain(&[(0, &HBH), (60, &HBH16), (44, &FRAG_FIRST)], 17, 7001);
+        assert_eq!(decode(&f, Link::Ethernet), Decoded::Fragment);
         assert_eq!(run(&prog, &eth(&f)), SNAP);
-        let f = v6_chain(&[(0, &HBH16), (44, &FRAG_LATER)], 17, 9);
-        assert_eq!(run(&prog, &eth(&f)), SNAP);
+        let f = v6_chain(&[(0, &HBH), (60, &HBH16), (44, &FRAG_LATER)], 17, 7001);
+        assert_eq!(run(&prog, &eth(&f)), 0);
+        // A header claiming more than the packet holds: the load fails.
+        let mut long = HBH16;
+        long[1] = 200;
+        let f = v6_chain(&[(0, &HBH), (60, &long)], 17, 7001);
+        assert_eq!(run(&prog, &eth(&f)), 0);
     }
 
     #[test]
@@ -654,40 +729,24 @@ mod tests {
     }
 
     #[test]
-    fn vlan_outer_tag_in_metadata_and_one_inner_tag() {
+    fn vlan_outer_tag_in_metadata_and_inner_tags_stay_in_the_kernel() {
         let prog = knock_ports();
         // Outer tag already stripped by the kernel: a plain frame.
         assert_eq!(run(&prog, &eth(&TCP4_7000)), SNAP);
-        // QinQ: skb->protocol = 0x8100, the inner tag is at the network header.
+        // QinQ: skb->protocol = 0x8100/0x88a8, an inner tag in the bytes.
+        // A stacked tag never knocks (capture::admit): dropped here.
         let mut qinq = TCP4_7000[..12].to_vec();
         qinq.extend_from_slice(&[0x81, 0x00, 0x00, 0x2a, 0x08, 0x00]);
         qinq.extend_from_slice(&TCP4_7000[14..]);
-        let skb = Skb {
-            data: &qinq,
-            protocol: 0x8100,
-            pkttype: 0,
-            net_off: 14,
-        };
-        assert_eq!(run(&prog, &skb), SNAP);
-        let other = with_dport(&qinq, 38, 22);
-        let skb = Skb {
-            data: &other,
-            protocol: 0x88a8,
-            pkttype: 0,
-            net_off: 14,
-        };
-        assert_eq!(run(&prog, &skb), 0);
-        // IPv6 behind the inner tag
-        let mut q6 = UDP6_7001[..12].to_vec();
-        q6.extend_from_slice(&[0x81, 0x00, 0x00, 0x2a, 0x86, 0xdd]);
-        q6.extend_from_slice(&UDP6_7001[14..]);
-        let skb = Skb {
-            data: &q6,
-            protocol: 0x88a8,
-            pkttype: 0,
-            net_off: 14,
-        };
-        assert_eq!(run(&prog, &skb), SNAP);
+        for protocol in [0x8100, 0x88a8] {
+            let skb = Skb {
+                data: &qinq,
+                protocol,
+                pkttype: 0,
+                net_off: 14,
+            };
+            assert_eq!(run(&prog, &skb), 0);
+        }
     }
 
     #[test]

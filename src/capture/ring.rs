@@ -69,6 +69,7 @@ impl Default for RingConfig {
 /// What the kernel tells us about one captured frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameMeta {
+    /// Index of the interface the frame arrived on (sll_ifindex).
     pub ifindex: i32,
     /// ARPHRD_* link type: 1 Ethernet, 772 loopback, …
     pub hatype: u16,
@@ -78,6 +79,9 @@ pub struct FrameMeta {
     pub protocol: u16,
     /// The outer VLAN tag the kernel moved out of the frame bytes.
     pub vlan_tci: Option<u16>,
+    /// Its tag protocol (0x8100 802.1Q, 0x88a8 802.1ad); 0x8100 when the
+    /// kernel does not say.
+    pub vlan_tpid: u16,
     /// Length of the frame on the wire.
     pub wire_len: u32,
     /// Bytes captured (the slice handed to the callback).
@@ -97,6 +101,8 @@ pub struct RingStats {
     pub drops: u64,
 }
 
+/// An open capture socket and its mapped receive ring: [`wait`](Self::wait)
+/// for frames, [`drain`](Self::drain) them; see the module docs.
 pub struct Ring {
     // Declared before `sock` so it is unmapped before the socket closes.
     map: MmapRaw,
@@ -237,6 +243,7 @@ impl Ring {
         self.sock.attach_filter(&to_sock_filter(filter))
     }
 
+    /// The socket's descriptor, to poll it together with others.
     pub fn fd(&self) -> RawFd {
         self.sock.as_raw_fd()
     }
@@ -349,6 +356,11 @@ impl Ring {
                     pkttype: sll.sll_pkttype,
                     protocol: u16::from_be(sll.sll_protocol),
                     vlan_tci: (word & libc::TP_STATUS_VLAN_VALID != 0).then_some(hdr.tp_vlan_tci),
+                    vlan_tpid: if word & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                        hdr.tp_vlan_tpid
+                    } else {
+                        crate::wire::ethernet::ethertype::VLAN
+                    },
                     wire_len: hdr.tp_len,
                     snap_len: hdr.tp_snaplen,
                     losing: word & libc::TP_STATUS_LOSING != 0,
@@ -416,6 +428,22 @@ impl Ring {
         // `drain`), lives as long as the mapping (and so `&self`), and the
         // kernel accesses it only atomically (READ_ONCE/WRITE_ONCE + barriers).
         unsafe { AtomicU32::from_ptr(slot.cast::<u32>()) }
+    }
+}
+
+/// Shows the geometry, position and state, not the mapped frames.
+impl std::fmt::Debug for Ring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ring")
+            .field("fd", &self.sock.as_raw_fd())
+            .field("ifindex", &self.ifindex)
+            .field("frame_size", &self.frame_size)
+            .field("frame_count", &self.frame_count)
+            .field("next", &self.next)
+            .field("totals", &self.totals)
+            .field("down", &self.down)
+            .field("gone", &self.gone)
+            .finish_non_exhaustive()
     }
 }
 

@@ -378,7 +378,9 @@ pub fn resolve(host: &str, family: Option<Family>) -> Result<IpAddr, Error> {
 /// daemon's own parser (but without its ownership check: nothing runs).
 pub fn event_steps(file: &Path, name: &str) -> Result<Vec<Step>, Error> {
     let shown = file.display().to_string();
-    let bytes = std::fs::read(file).map_err(|e| Error(format!("{shown}: {e}")))?;
+    // The daemon's limits and messages: a regular file of bounded size
+    // (`-c /dev/zero` or a FIFO must fail at once, not eat memory or hang).
+    let bytes = config::read_limited(file).map_err(|e| Error(e.to_string()))?;
     let config = config::parse(&bytes, &shown).map_err(|e| Error(e.to_string()))?;
     let names: Vec<String> = config.events.iter().map(|e| e.name.clone()).collect();
     match config.events.into_iter().find(|e| e.name == name) {

@@ -151,6 +151,11 @@ pub const MAX_LINE: usize = 64 * 1024;
 pub const MAX_NAME: usize = 64;
 /// Largest file `load` reads.
 pub const MAX_FILE: u64 = 16 * 1024 * 1024;
+/// Most steps all events together may have (events × steps). Each frame
+/// to a port reaches only the events with a step there, but a file could
+/// put every step on one port: this bounds a frame's work and the
+/// matcher's tables whatever the file holds.
+pub const MAX_TOTAL_STEPS: usize = 65_536;
 /// `tcp:65535:fsrpau` is 16 bytes; anything much longer is not a frame and
 /// is not handed to `Step::from_str`, whose message would echo all of it.
 const MAX_FRAME_TEXT: usize = 32;
@@ -179,10 +184,36 @@ pub(crate) fn strip_bom(text: &[u8]) -> &[u8] {
 /// a `[section]` header is knockd's, anything else knock.conf. A one-time
 /// event's sequence is left empty here; `load` reads its file.
 pub fn parse(text: &[u8], file: &str) -> Result<Config, LoadError> {
-    match detect(text) {
+    let config = match detect(text) {
         Format::KnockConf => parse_knock_conf(text, file),
         Format::Knockd => knockd::parse(text, file),
+    }?;
+    check_size(&config, file)?;
+    Ok(config)
+}
+
+/// Refuses a configuration with more than [`MAX_TOTAL_STEPS`] steps.
+fn check_size(config: &Config, file: &str) -> Result<(), LoadError> {
+    let steps: usize = config.events.iter().map(|e| e.sequence.len()).sum();
+    if steps <= MAX_TOTAL_STEPS {
+        return Ok(());
     }
+    Err(LoadError {
+        messages: vec![format!(
+            "{file}: {} events with {steps} steps in all; at most {MAX_TOTAL_STEPS} steps \
+             (events × steps) are allowed: split the events over several daemons or \
+             shorten the sequences",
+            config.events.len()
+        )],
+    })
+}
+
+/// Reads `path` under the loader's limits (a regular file, at most
+/// [`MAX_FILE`] bytes, no waiting on a FIFO or device), with the loader's
+/// messages, but without its ownership rules: for `tportknock -c`, which
+/// runs nothing from the file.
+pub fn read_limited(path: &Path) -> Result<Vec<u8>, LoadError> {
+    open_checked(path, false, false).map(|(_, bytes)| bytes)
 }
 
 /// knockd's format if the first line that is not blank or a comment starts
@@ -230,6 +261,8 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
         }
     }
     if messages.is_empty() {
+        // One-time files replaced sequences: count again.
+        check_size(&config, &name)?;
         Ok(config)
     } else {
         Err(LoadError { messages })
@@ -240,6 +273,15 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
 /// is a regular file only root or the running user can change; returns it
 /// with its bytes.
 fn open_private(path: &Path, write: bool) -> Result<(std::fs::File, Vec<u8>), LoadError> {
+    open_checked(path, write, true)
+}
+
+/// [`open_private`] with the ownership rules only when `private`.
+fn open_checked(
+    path: &Path,
+    write: bool,
+    private: bool,
+) -> Result<(std::fs::File, Vec<u8>), LoadError> {
     let name = path.display().to_string();
     let fail = |msg: String| LoadError {
         messages: vec![format!("{name}: {msg}")],
@@ -258,7 +300,11 @@ fn open_private(path: &Path, write: bool) -> Result<(std::fs::File, Vec<u8>), Lo
     if !meta.is_file() {
         return Err(fail("not a regular file".into()));
     }
-    let refusals = ownership_problems(&meta, crate::sys::daemon::euid(), &name);
+    let refusals = if private {
+        ownership_problems(&meta, crate::sys::daemon::euid(), &name)
+    } else {
+        Vec::new()
+    };
     if !refusals.is_empty() {
         return Err(LoadError { messages: refusals });
     }
@@ -1637,6 +1683,48 @@ mod tests {
         assert!(status.success());
         let msg = &load(&fifo).unwrap_err().messages[0];
         assert_eq!(*msg, format!("{}: not a regular file", fifo.display()));
+    }
+
+    #[test]
+    fn too_many_steps_are_refused_with_the_limit_named() {
+        let mut text = String::new();
+        for i in 0..MAX_TOTAL_STEPS / 2 {
+            text += &format!(
+                "<E{i}>\n sequence = tcp:1 udp:{}\n timeout = 5\n start_command = true\n</E{i}>\n",
+                1 + i % 60_000
+            );
+        }
+        assert_eq!(
+            parse(text.as_bytes(), "k.conf").unwrap().events.len(),
+            MAX_TOTAL_STEPS / 2
+        );
+        text += "<LAST>\n sequence = tcp:2\n timeout = 5\n start_command = true\n</LAST>\n";
+        let e = parse(text.as_bytes(), "k.conf").unwrap_err();
+        assert_eq!(
+            e.messages,
+            [format!(
+                "k.conf: {} events with {} steps in all; at most {MAX_TOTAL_STEPS} steps \
+                 (events × steps) are allowed: split the events over several daemons or \
+                 shorten the sequences",
+                MAX_TOTAL_STEPS / 2 + 1,
+                MAX_TOTAL_STEPS + 1
+            )]
+        );
+    }
+
+    #[test]
+    fn read_limited_refuses_what_load_refuses_but_not_for_ownership() {
+        let dir = Scratch::new("limited");
+        let path = dir.file("k.conf", "<E>\n sequence = tcp:1\n</E>\n", 0o666);
+        assert!(load(&path).is_err());
+        assert_eq!(
+            read_limited(&path).unwrap(),
+            b"<E>\n sequence = tcp:1\n</E>\n"
+        );
+        let msg = &read_limited(&dir.0).unwrap_err().messages[0];
+        assert_eq!(*msg, format!("{}: not a regular file", dir.0.display()));
+        let msg = &read_limited(Path::new("/dev/zero")).unwrap_err().messages[0];
+        assert_eq!(msg, "/dev/zero: not a regular file");
     }
 
     fn set_block(body: &str) -> String {

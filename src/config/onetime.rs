@@ -23,6 +23,7 @@ pub struct Active {
     pub line: usize,
     /// Byte offset of the line's first byte: where `#` goes.
     pub offset: u64,
+    /// The line's sequence, TCP steps carrying the event's flags.
     pub steps: Vec<Step>,
 }
 

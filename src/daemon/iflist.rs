@@ -66,6 +66,7 @@ mod tests {
                 up: true,
                 running: true,
                 addrs: vec![v4(127, 0, 0, 1), "::1".parse().unwrap()],
+                vlan: None,
             },
             Interface {
                 name: "ppp0".into(),
@@ -74,6 +75,7 @@ mod tests {
                 up: false,
                 running: false,
                 addrs: vec![],
+                vlan: None,
             },
             Interface {
                 name: "tun\u{1}".into(),
@@ -82,6 +84,7 @@ mod tests {
                 up: true,
                 running: false,
                 addrs: vec![v4(10, 8, 0, 1)],
+                vlan: None,
             },
         ];
         assert_eq!(

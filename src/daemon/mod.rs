@@ -243,6 +243,7 @@ impl Daemon {
         let mut pipeline = Pipeline::new(config.clone(), opts.max_sources, journal, limits, now_ms)
             .map_err(StartError::JournalWriter)?;
         pipeline.set_trace(opts.debug);
+        pipeline.set_capture_all(ifindex == 0);
         // Restored first, so that kernel doors still open count below.
         let restored = pipeline.restore(entries, now_ms, now_unix_ms());
         let mut admin = sets::AdminCap::new(managed, managed && kernel);

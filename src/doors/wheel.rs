@@ -58,6 +58,8 @@ struct Entry<T> {
     item: Option<T>,
 }
 
+/// Pending timers carrying a `T` each, keyed by [`TimerId`], fired by
+/// [`advance`](Self::advance) in due order; see the module docs.
 pub struct Wheel<T> {
     /// The wheel's clock: every timer due at or before it has fired.
     elapsed: u64,
@@ -68,10 +70,21 @@ pub struct Wheel<T> {
     len: usize,
 }
 
+/// Shows the clock and the count, not the items (which need not be `Debug`).
+impl<T> std::fmt::Debug for Wheel<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wheel")
+            .field("elapsed_ms", &self.elapsed)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<T> Wheel<T> {
     /// Slab bytes per timer with payload `T`.
     pub const ENTRY_BYTES: usize = std::mem::size_of::<Entry<T>>();
 
+    /// An empty wheel whose clock starts at `now_ms`.
     pub fn new(now_ms: u64) -> Self {
         Wheel {
             elapsed: now_ms,
@@ -138,16 +151,19 @@ impl<T> Wheel<T> {
         true
     }
 
+    /// The item of a pending timer; `None` once it has fired or been cancelled.
     pub fn get(&self, id: TimerId) -> Option<&T> {
         let index = self.live(id)?;
         self.entries[index as usize].item.as_ref()
     }
 
+    /// [`get`](Self::get), mutably.
     pub fn get_mut(&mut self, id: TimerId) -> Option<&mut T> {
         let index = self.live(id)?;
         self.entries[index as usize].item.as_mut()
     }
 
+    /// When a pending timer is due; `None` once it has fired or been cancelled.
     pub fn due_ms(&self, id: TimerId) -> Option<u64> {
         let index = self.live(id)?;
         Some(self.entries[index as usize].due)
@@ -178,10 +194,12 @@ impl<T> Wheel<T> {
         self.next_deadline().map(|(deadline, _)| deadline)
     }
 
+    /// Number of pending timers.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// No timer is pending.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -1,7 +1,8 @@
 //! The knock matcher: follows every source through every event.
 //!
-//! Pure code: no sockets, no clock. The caller passes each frame's source,
-//! protocol, destination port, raw TCP flag byte and a monotonic `now_ms`.
+//! Pure code: no sockets, no clock. The caller passes each frame as a
+//! [`Knock`] (source, protocol, destination port, raw TCP flag byte) and a
+//! monotonic `now_ms`; what happened comes back in an [`Output`].
 //!
 //! # Rules
 //! Per source and per event, independently (one frame may move several
@@ -20,54 +21,54 @@
 //!   is dead: a later frame never continues it, and [`Matcher::expire`]
 //!   reclaims it.
 //!
-//! # Bounded state
-//! A source gets an entry only once it has matched some event's first step,
-//! and loses it as soon as it has no attempt in progress. At most `capacity`
-//! sources are tracked. The table is a two-segment LRU: sources whose every
-//! attempt is at step 1 live in a *probation* list; a source that reached
-//! step 2 or beyond in some event moves to a *protected* list, which holds at
-//! most `capacity - max(1, capacity / 4)` sources. A newcomer that needs a
-//! slot in a full table evicts the least recently active probation source,
-//! so a flood of spoofed first knocks — any number of them — never evicts a
-//! knocker that has reached step 2; such a knocker is only displaced by more
-//! than the protected limit of *more recently active* step-2 sources. Between
-//! its first and second frames a knocker sits in probation and survives as
-//! long as fewer than `capacity - protected` newcomers (at least
-//! `capacity / 4`; all of `capacity` when nobody is protected) arrive in
-//! between: with the default capacity and nobody protected, 65,535 spoofed
-//! first knocks between two of its frames.
+//! # Cost independent of the number of events
+//! A source holds only the attempts it has in progress, sorted by event:
+//! up to [`INLINE`] in its own table slot, more (rare: several events
+//! sharing first steps) in a shared spill pool of at most `capacity`
+//! entries. A frame reaches only the source's own attempts and, through an
+//! index from (protocol, port) to the events whose *first* step is there,
+//! the events it could start. So a frame costs O(attempts in progress +
+//! events starting on its port), and a source's memory does not grow with
+//! the number of events in the configuration.
 //!
-//! Every frame costs O(number of events), independent of the number of
-//! tracked sources. `expire` sweeps the slot table incrementally, a share
-//! proportional to the time since its last call, all of it per
-//! [`SWEEP_MS`]: an amortised sequential pass per second, whatever the
-//! frame rate, and a lapsed source is reclaimed within `SWEEP_MS`. (Exact
-//! per-event deadline queues were tried: unlinking an attempt touches two
-//! other sources' memory, and those cache misses made every reset and
-//! eviction slower — the cost of this code is almost all cache misses.)
+//! # Bounded state
+//! A source gets a slot only once it has matched some event's first step,
+//! and loses it as soon as it has no attempt in progress. At most `capacity`
+//! sources are tracked, in the two-segment LRU of [`table`](super::table):
+//! a source past step 1 in some attempt is *protected*, and newcomers evict
+//! the least recently active *probation* source, so a flood of spoofed
+//! first knocks — any number of them — never evicts a knocker that has
+//! reached step 2; such a knocker is only displaced by more than the
+//! protected limit of *more recently active* step-2 sources. Between its
+//! first and second frames a knocker sits in probation and survives as long
+//! as fewer than `capacity - protected` newcomers (at least `capacity / 4`;
+//! all of `capacity` when nobody is protected) arrive in between.
+//!
+//! When the spill pool is exhausted, a source that needs more than
+//! [`INLINE`] attempts first evicts up to [`SPILL_EVICTIONS`] other sources
+//! (in LRU order, as a newcomer would); attempts that still find no room are
+//! not kept and are counted ([`MatcherStats::attempts_dropped`]).
+//!
+//! `expire` sweeps the slot table incrementally, a share proportional to
+//! the time since its last call, all of it per [`SWEEP_MS`]: an amortised
+//! sequential pass per second, whatever the frame rate, and a lapsed source
+//! is reclaimed within `SWEEP_MS`.
 //!
 //! # Memory
-//! Per tracked source: a 32-byte slot, 8 bytes per event (packed progress
-//! and deadline), and its share of the open-addressing index, which has
-//! `next_power_of_two(2 * capacity)` 8-byte entries (16 bytes per source
-//! when `capacity` is a power of two, under 32 otherwise). With one event
-//! and the default capacity of 65,536: 56 bytes per source, 3.5 MiB in all.
-//! `tests::memory_per_source_is_as_documented` pins these figures.
-//!
-//! # Hashing
-//! Source addresses are attacker-chosen, so the index (linear probing, load
-//! at most 1/2) hashes them with a keyed two-round folded multiply whose
-//! keys are drawn from the standard library's per-process random
-//! `RandomState`: without the key, nobody can aim addresses at one probe
-//! chain. SipHash-1-3 measured 7.7 ns per address against 1.4 ns (see
-//! `benches/matcher.rs`), a sixth of a whole frame's budget at 20 M/s.
+//! Per tracked source: a 64-byte slot (one cache line: address, LRU links
+//! and [`INLINE`] attempts) and its share of the open-addressing index,
+//! which has `next_power_of_two(2 * capacity)` 8-byte entries (16 bytes per
+//! source when `capacity` is a power of two): 80 bytes, whatever the number
+//! of events, 5 MiB for the default 65,536 sources. The spill pool adds at
+//! most 16 bytes per unit of capacity, and only when used. The events cost
+//! their steps and one index entry per event. `tests::memory_per_source_is_as_documented`
+//! pins these figures.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use crate::config::Event;
-use crate::knock::{flags, FlagSpec, Proto, Step};
+use crate::knock::table::{Key, Seg, SourceTable, NIL};
+use crate::knock::{flags, FlagSpec, Knock, Proto, Step};
 
 /// Sources tracked at once unless the caller says otherwise.
 pub const DEFAULT_CAPACITY: usize = 65_536;
@@ -75,12 +76,21 @@ pub const DEFAULT_CAPACITY: usize = 65_536;
 pub const MAX_CAPACITY: usize = 1 << 22;
 /// Events with more steps than this (or none) never match.
 pub const MAX_STEPS: usize = u16::MAX as usize;
+/// Events past this many in one matcher never match (an attempt names its
+/// event in 16 bits); the config loader's step limit keeps real
+/// configurations far below it.
+pub const MAX_EVENTS: usize = 1 << 16;
+/// Attempts a source keeps in its own slot; more go to the spill pool.
+pub const INLINE: usize = 3;
+/// Sources a source may evict to find spill room for its attempts.
+pub const SPILL_EVICTIONS: usize = 8;
 
 /// An event completed by a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fired {
     /// Index into the events slice given to `new`/`reload`.
     pub event: usize,
+    /// The source that knocked.
     pub src: IpAddr,
 }
 
@@ -89,116 +99,164 @@ pub struct Fired {
 pub enum Trace {
     /// `step` (1-based) is the step now reached.
     Advanced {
+        /// Index of the event.
         event: usize,
+        /// The knocking source.
         src: IpAddr,
+        /// Step reached, from 1.
         step: usize,
     },
+    /// A frame broke the attempt off.
     Reset {
+        /// Index of the event.
         event: usize,
+        /// The knocking source.
         src: IpAddr,
     },
+    /// The attempt outlived the event's timeout.
     TimedOut {
+        /// Index of the event.
         event: usize,
+        /// The knocking source.
         src: IpAddr,
     },
+    /// The whole sequence arrived.
     Fired {
+        /// Index of the event.
         event: usize,
+        /// The knocking source.
         src: IpAddr,
     },
+}
+
+/// What [`Matcher::feed`] and [`Matcher::expire`] produce, appended to.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    /// Events completed, in the order they completed.
+    pub fired: Vec<Fired>,
+    /// Every step, reset, timeout and fire, when `tracing`.
+    pub trace: Vec<Trace>,
+    /// Whether to fill `trace` (off in normal operation: a push per step).
+    pub tracing: bool,
+}
+
+impl Output {
+    /// An output without tracing.
+    pub fn new() -> Output {
+        Output::default()
+    }
+
+    /// An output that also records the trace.
+    pub fn traced() -> Output {
+        Output {
+            tracing: true,
+            ..Output::default()
+        }
+    }
+
+    /// Empties `fired` and `trace`, keeping their buffers.
+    pub fn clear(&mut self) {
+        self.fired.clear();
+        self.trace.clear();
+    }
+
+    #[inline]
+    fn note(&mut self, t: Trace) {
+        if self.tracing {
+            self.trace.push(t);
+        }
+    }
 }
 
 /// Counters for one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventStats {
+    /// The event's name.
     pub name: String,
     /// Attempts begun (first step matched).
     pub started: u64,
+    /// Attempts that ran through the whole sequence.
     pub completed: u64,
 }
 
+/// The matcher's counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MatcherStats {
+    /// Per event, in the order given.
     pub events: Vec<EventStats>,
     /// Sources with an attempt in progress right now.
     pub tracked: usize,
+    /// Sources tracked at most.
     pub capacity: usize,
     /// Sources dropped to make room for a newcomer.
     pub evictions: u64,
+    /// Attempts not kept for want of spill room (see the module docs).
+    pub attempts_dropped: u64,
 }
 
-const NIL: u32 = u32::MAX;
-/// How many evictions ahead `prefetch_victims` warms the victim's memory:
-/// far enough for a DRAM miss to complete behind a few frames of work.
-const VICTIMS_AHEAD: usize = 4;
 /// Deadlines are milliseconds after the matcher's creation, in 42 bits
 /// (139 years; a `u32` timeout in seconds still fits).
 const MAX_REL: u64 = (1 << 42) - 1;
-const STEP_BITS: u32 = 16;
 /// `expire` sweeps the whole table once per this many milliseconds.
 pub const SWEEP_MS: u64 = 1000;
-const FLAG_SHIFT: u32 = 16;
-const DEADLINE_SHIFT: u32 = 22;
 
-/// One source's progress through one event. `state` packs: bits 0..16
-/// step reached (0 = idle), 16..22 classic flags of the frame that advanced
-/// it, 22..64 deadline.
-#[derive(Debug, Clone, Copy)]
-struct Attempt {
-    state: u64,
-}
-
-const IDLE: Attempt = Attempt { state: 0 };
+/// One source's progress through one event, in five 16-bit words so that
+/// [`INLINE`] of them fit a slot: event, step reached (≥ 1), then 48 bits
+/// of classic flags of the frame that advanced it (low 6) and deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Attempt([u16; 5]);
 
 impl Attempt {
+    fn new(event: usize, step: usize, raw_flags: u8, deadline: u64) -> Attempt {
+        debug_assert!(event < MAX_EVENTS && (1..=MAX_STEPS).contains(&step));
+        let rest = (deadline.min(MAX_REL) << 6) | u64::from(raw_flags & flags::CLASSIC);
+        Attempt([
+            event as u16,
+            step as u16,
+            rest as u16,
+            (rest >> 16) as u16,
+            (rest >> 32) as u16,
+        ])
+    }
+    fn event(&self) -> usize {
+        usize::from(self.0[0])
+    }
     fn step(&self) -> usize {
-        (self.state & ((1 << STEP_BITS) - 1)) as usize
+        usize::from(self.0[1])
+    }
+    fn rest(&self) -> u64 {
+        u64::from(self.0[2]) | u64::from(self.0[3]) << 16 | u64::from(self.0[4]) << 32
     }
     fn flags(&self) -> u8 {
-        ((self.state >> FLAG_SHIFT) as u8) & flags::CLASSIC
+        self.rest() as u8 & flags::CLASSIC
     }
     fn deadline(&self) -> u64 {
-        self.state >> DEADLINE_SHIFT
-    }
-    fn pack(step: usize, raw_flags: u8, deadline: u64) -> u64 {
-        (deadline.min(MAX_REL) << DEADLINE_SHIFT)
-            | (u64::from(raw_flags & flags::CLASSIC) << FLAG_SHIFT)
-            | (step as u64 & ((1 << STEP_BITS) - 1))
+        self.rest() >> 6
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Seg {
-    Free,
-    Probation,
-    Protected,
-}
-
-/// A tracked source. `prev`/`next` link it into its LRU segment (or the
-/// free list).
+/// A source's attempts in progress: `inline[..len]`, then (only when
+/// `inline` is full) the spill chain from `more`; sorted by event.
 #[derive(Debug, Clone, Copy)]
-struct Source {
-    addr: [u64; 2],
-    prev: u32,
-    next: u32,
-    /// Attempts in progress (lapsed ones included until noticed).
-    active: u32,
-    v4: bool,
-    seg: Seg,
+#[repr(C)]
+struct Attempts {
+    more: u32,
+    len: u8,
+    inline: [Attempt; INLINE],
 }
 
-/// Ends of an intrusive list: `head` is the most recent.
-#[derive(Debug, Clone, Copy)]
-struct Ends {
-    head: u32,
-    tail: u32,
-    len: usize,
-}
-
-const EMPTY: Ends = Ends {
-    head: NIL,
-    tail: NIL,
+const NO_ATTEMPTS: Attempts = Attempts {
+    more: NIL,
     len: 0,
+    inline: [Attempt([0; 5]); INLINE],
 };
+
+/// A spilled attempt and the next of its source's chain.
+#[derive(Debug, Clone, Copy)]
+struct Spill {
+    attempt: Attempt,
+    next: u32,
+}
 
 #[derive(Debug, Clone)]
 struct Ev {
@@ -208,6 +266,128 @@ struct Ev {
     timeout_ms: u64,
     usable: bool,
     gate: Option<FlagSpec>,
+}
+
+/// From (protocol, port) to the events whose first step is there: an
+/// open-addressing table of `(port_bit + 1, start, end)` (0: empty, load at
+/// most 1/2) over ranges of `events`, so a lookup is a probe or two
+/// whatever the number of events.
+#[derive(Debug, Default)]
+struct FirstIndex {
+    slots: Box<[(u32, u32, u32)]>,
+    /// Event indices grouped by first (protocol, port), ascending in a group.
+    events: Vec<u16>,
+}
+
+impl FirstIndex {
+    fn build(events: &[Ev]) -> FirstIndex {
+        let mut pairs: Vec<(u32, u16)> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.usable)
+            .map(|(i, e)| (port_bit(e.steps[0].proto, e.steps[0].port) as u32, i as u16))
+            .collect();
+        pairs.sort_unstable();
+        // (key, start, end) per distinct first (protocol, port).
+        let mut groups: Vec<(u32, u32, u32)> = Vec::new();
+        for (i, &(key, _)) in pairs.iter().enumerate() {
+            match groups.last_mut() {
+                Some(g) if g.0 == key => g.2 = i as u32 + 1,
+                _ => groups.push((key, i as u32, i as u32 + 1)),
+            }
+        }
+        let size = (groups.len() * 2).next_power_of_two().max(4);
+        let mut index = FirstIndex {
+            slots: vec![(0, 0, 0); size].into_boxed_slice(),
+            events: pairs.iter().map(|p| p.1).collect(),
+        };
+        for (key, start, end) in groups {
+            let mut i = Self::home(key, size);
+            while index.slots[i].0 != 0 {
+                i = (i + 1) & (size - 1);
+            }
+            index.slots[i] = (key + 1, start, end);
+        }
+        index
+    }
+
+    #[inline]
+    fn home(key: u32, size: usize) -> usize {
+        (key.wrapping_mul(0x9e37_79b1) >> 15) as usize & (size - 1)
+    }
+
+    /// The range of `events` starting on `pb`.
+    #[inline]
+    fn range(&self, pb: usize) -> (usize, usize) {
+        let size = self.slots.len();
+        if size == 0 {
+            return (0, 0);
+        }
+        let key = pb as u32;
+        let mut i = Self::home(key, size);
+        loop {
+            let (k, lo, hi) = self.slots[i];
+            if k == key + 1 {
+                return (lo as usize, hi as usize);
+            }
+            if k == 0 {
+                return (0, 0);
+            }
+            i = (i + 1) & (size - 1);
+        }
+    }
+}
+
+/// Attempts being collected: on the stack while they fit a slot, then in
+/// a reused buffer.
+struct List<'a> {
+    small: [Attempt; INLINE],
+    n: usize,
+    big: &'a mut Vec<Attempt>,
+    spilled: bool,
+}
+
+impl<'a> List<'a> {
+    fn new(big: &'a mut Vec<Attempt>) -> List<'a> {
+        List {
+            small: [Attempt::default(); INLINE],
+            n: 0,
+            big,
+            spilled: false,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, a: Attempt) {
+        if !self.spilled && self.n < INLINE {
+            self.small[self.n] = a;
+            self.n += 1;
+            return;
+        }
+        if !self.spilled {
+            self.big.clear();
+            self.big.extend_from_slice(&self.small[..self.n]);
+            self.spilled = true;
+        }
+        self.big.push(a);
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.spilled && self.n == 0
+    }
+
+    /// The list, if it is still on the stack.
+    fn small(&self) -> Option<&[Attempt]> {
+        (!self.spilled).then(|| &self.small[..self.n])
+    }
+
+    fn as_slice(&self) -> &[Attempt] {
+        if self.spilled {
+            self.big
+        } else {
+            &self.small[..self.n]
+        }
+    }
 }
 
 /// Tracks knock progress of every source; see the module docs.
@@ -221,19 +401,15 @@ pub struct Matcher {
     /// Bit per (proto, port): some event uses it / some event starts on it.
     knock: Box<[u64]>,
     first: Box<[u64]>,
-    sources: Vec<Source>,
-    /// `sources.len() * events.len()`, source-major.
-    attempts: Vec<Attempt>,
-    /// Open addressing, linear probing: `hash << 32 | slot + 1`, 0 = empty.
-    index: Box<[u64]>,
-    mask: usize,
-    keys: [u64; 4],
-    free: u32,
-    probation: Ends,
-    protected: Ends,
-    capacity: usize,
-    protected_cap: usize,
-    evictions: u64,
+    firsts: FirstIndex,
+    table: SourceTable<Attempts>,
+    spill: Vec<Spill>,
+    spill_free: u32,
+    spill_cap: usize,
+    attempts_dropped: u64,
+    /// Scratch for one source's attempts (kept to reuse the buffers).
+    cur: Vec<Attempt>,
+    next: Vec<Attempt>,
     base: u64,
     now: u64,
 }
@@ -242,10 +418,8 @@ impl std::fmt::Debug for Matcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Matcher")
             .field("events", &self.events.len())
-            .field("probation", &self.probation.len)
-            .field("protected", &self.protected.len)
-            .field("capacity", &self.capacity)
-            .field("evictions", &self.evictions)
+            .field("table", &self.table)
+            .field("spilled", &self.spill.len())
             .finish()
     }
 }
@@ -270,66 +444,26 @@ fn bit_set(bits: &mut [u64], i: usize) {
     }
 }
 
-fn key_of(src: IpAddr) -> ([u64; 2], bool) {
-    match src {
-        IpAddr::V4(a) => ([0, u64::from(u32::from(a))], true),
-        IpAddr::V6(a) => {
-            let v = u128::from(a);
-            ([(v >> 64) as u64, v as u64], false)
-        }
-    }
-}
-
-fn addr_of(s: &Source) -> IpAddr {
-    if s.v4 {
-        IpAddr::V4(Ipv4Addr::from(s.addr[1] as u32))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(
-            (u128::from(s.addr[0]) << 64) | u128::from(s.addr[1]),
-        ))
-    }
-}
-
-#[inline]
-fn fold(a: u64, b: u64) -> u64 {
-    let p = u128::from(a) * u128::from(b);
-    (p as u64) ^ ((p >> 64) as u64)
-}
-
-#[inline]
-fn note(trace: &mut Option<&mut Vec<Trace>>, t: Trace) {
-    if let Some(v) = trace {
-        v.push(t);
-    }
-}
-
 fn build_events(events: &[Event]) -> Vec<Ev> {
     events
         .iter()
-        .map(|e| Ev {
+        .enumerate()
+        .map(|(i, e)| Ev {
             name: e.name.clone(),
             steps: e.sequence.clone().into_boxed_slice(),
             timeout: e.timeout,
             timeout_ms: u64::from(e.timeout) * 1000,
-            usable: !e.sequence.is_empty() && e.sequence.len() <= MAX_STEPS,
+            usable: !e.sequence.is_empty() && e.sequence.len() <= MAX_STEPS && i < MAX_EVENTS,
             gate: e.tcp_gate,
         })
         .collect()
 }
 
 impl Matcher {
-    /// `capacity` is clamped to `1..=MAX_CAPACITY`.
+    /// A matcher for `events` tracking at most `capacity` sources (clamped
+    /// to `1..=MAX_CAPACITY`); `now_ms` is the caller's clock now.
     pub fn new(events: &[Event], capacity: usize, now_ms: u64) -> Matcher {
         let capacity = capacity.clamp(1, MAX_CAPACITY);
-        let slots = (capacity * 2).next_power_of_two().max(16);
-        let rs = RandomState::new();
-        let mut keys = [0u64; 4];
-        for (i, k) in keys.iter_mut().enumerate() {
-            let mut h = rs.build_hasher();
-            h.write_usize(i);
-            *k = h.finish();
-        }
-        keys[3] |= 1;
         let mut m = Matcher {
             events: Vec::new(),
             counts: Vec::new(),
@@ -337,17 +471,14 @@ impl Matcher {
             swept_at: 0,
             knock: vec![0; PORT_WORDS].into_boxed_slice(),
             first: vec![0; PORT_WORDS].into_boxed_slice(),
-            sources: Vec::new(),
-            attempts: Vec::new(),
-            index: vec![0; slots].into_boxed_slice(),
-            mask: slots - 1,
-            keys,
-            free: NIL,
-            probation: EMPTY,
-            protected: EMPTY,
-            capacity,
-            protected_cap: capacity - (capacity / 4).max(1),
-            evictions: 0,
+            firsts: FirstIndex::default(),
+            table: SourceTable::new(capacity),
+            spill: Vec::new(),
+            spill_free: NIL,
+            spill_cap: capacity,
+            attempts_dropped: 0,
+            cur: Vec::new(),
+            next: Vec::new(),
             base: now_ms,
             now: 0,
         };
@@ -368,6 +499,7 @@ impl Matcher {
                 bit_set(&mut self.first, port_bit(s.proto, s.port));
             }
         }
+        self.firsts = FirstIndex::build(&self.events);
     }
 
     /// Advances the matcher's clock (never backwards) and returns it.
@@ -377,394 +509,307 @@ impl Matcher {
         self.now
     }
 
-    #[inline]
-    fn hash(&self, addr: [u64; 2], v4: bool) -> u32 {
-        let x = fold(addr[0] ^ self.keys[0], addr[1] ^ self.keys[1]);
-        let y = fold(x ^ self.keys[2] ^ u64::from(v4), self.keys[3]);
-        (y >> 32) as u32
+    /// Copies slot `s`'s attempts into `out` (cleared first).
+    fn read_attempts(&self, s: u32, out: &mut Vec<Attempt>) {
+        out.clear();
+        let a = self.table.data(s);
+        out.extend_from_slice(&a.inline[..usize::from(a.len)]);
+        let mut e = a.more;
+        while let Some(sp) = self.spill.get(e as usize) {
+            out.push(sp.attempt);
+            e = sp.next;
+        }
     }
 
-    #[inline]
-    fn find(&self, h: u32, addr: [u64; 2], v4: bool) -> Option<u32> {
-        let mut i = h as usize & self.mask;
-        loop {
-            let e = self.index[i];
-            if e == 0 {
-                return None;
+    /// Returns a spill chain to the pool.
+    fn free_chain(&mut self, mut e: u32) {
+        while let Some(sp) = self.spill.get_mut(e as usize) {
+            let next = sp.next;
+            sp.next = self.spill_free;
+            self.spill_free = e;
+            e = next;
+        }
+    }
+
+    fn spill_alloc(&mut self, attempt: Attempt) -> Option<u32> {
+        if self.spill_free != NIL {
+            let e = self.spill_free;
+            let sp = &mut self.spill[e as usize];
+            self.spill_free = sp.next;
+            *sp = Spill { attempt, next: NIL };
+            Some(e)
+        } else if self.spill.len() < self.spill_cap {
+            self.spill.push(Spill { attempt, next: NIL });
+            Some((self.spill.len() - 1) as u32)
+        } else {
+            None
+        }
+    }
+
+    /// Evicts the LRU source other than `keep` and frees its spill chain.
+    fn evict_other(&mut self, keep: u32) -> bool {
+        match self.table.evict(keep) {
+            Some(v) => {
+                let more = self.table.data(v).more;
+                *self.table.data_mut(v) = NO_ATTEMPTS;
+                self.free_chain(more);
+                true
             }
-            if (e >> 32) as u32 == h {
-                let s = (e as u32).wrapping_sub(1);
-                let src = &self.sources[s as usize];
-                if src.addr == addr && src.v4 == v4 {
-                    return Some(s);
+            None => false,
+        }
+    }
+
+    /// Stores `list` (sorted by event) as slot `s`'s attempts, replacing
+    /// what it had; spills past [`INLINE`], evicting others if it must.
+    fn write_attempts(&mut self, s: u32, list: &[Attempt]) {
+        let old = self.table.data(s).more;
+        self.free_chain(old);
+        let mut a = NO_ATTEMPTS;
+        let n = list.len().min(INLINE);
+        a.inline[..n].copy_from_slice(&list[..n]);
+        a.len = n as u8;
+        let mut tail = NIL;
+        let mut evictions = 0;
+        for (i, &attempt) in list.iter().enumerate().skip(INLINE) {
+            let e = loop {
+                if let Some(e) = self.spill_alloc(attempt) {
+                    break Some(e);
                 }
-            }
-            i = (i + 1) & self.mask;
-        }
-    }
-
-    fn index_insert(&mut self, h: u32, s: u32) {
-        let mut i = h as usize & self.mask;
-        while self.index[i] != 0 {
-            i = (i + 1) & self.mask;
-        }
-        self.index[i] = (u64::from(h) << 32) | u64::from(s + 1);
-    }
-
-    fn index_remove(&mut self, s: u32) {
-        let src = self.sources[s as usize];
-        let h = self.hash(src.addr, src.v4);
-        let want = (u64::from(h) << 32) | u64::from(s + 1);
-        let mut i = h as usize & self.mask;
-        loop {
-            match self.index[i] {
-                0 => return, // not indexed: nothing to do
-                e if e == want => break,
-                _ => i = (i + 1) & self.mask,
-            }
-        }
-        // Backward-shift deletion keeps probe chains unbroken without
-        // tombstones.
-        let mut j = i;
-        loop {
-            j = (j + 1) & self.mask;
-            let e = self.index[j];
-            if e == 0 {
-                break;
-            }
-            let home = (e >> 32) as usize & self.mask;
-            if (j.wrapping_sub(home) & self.mask) >= (j.wrapping_sub(i) & self.mask) {
-                self.index[i] = e;
-                i = j;
-            }
-        }
-        self.index[i] = 0;
-    }
-
-    fn lru_unlink(&mut self, s: u32) {
-        let Source {
-            prev, next, seg, ..
-        } = self.sources[s as usize];
-        let ends = match seg {
-            Seg::Probation => &mut self.probation,
-            Seg::Protected => &mut self.protected,
-            Seg::Free => return,
-        };
-        if prev == NIL {
-            ends.head = next;
-        } else {
-            self.sources[prev as usize].next = next;
-        }
-        if next == NIL {
-            ends.tail = prev;
-        } else {
-            self.sources[next as usize].prev = prev;
-        }
-        ends.len -= 1;
-        let src = &mut self.sources[s as usize];
-        src.prev = NIL;
-        src.next = NIL;
-        src.seg = Seg::Free;
-    }
-
-    /// Links an unlinked `s` as the most recent of `seg`.
-    fn lru_push(&mut self, s: u32, seg: Seg) {
-        let ends = match seg {
-            Seg::Probation => &mut self.probation,
-            Seg::Protected => &mut self.protected,
-            Seg::Free => return,
-        };
-        let old = ends.head;
-        ends.head = s;
-        if old == NIL {
-            ends.tail = s;
-        } else {
-            self.sources[old as usize].prev = s;
-        }
-        ends.len += 1;
-        let src = &mut self.sources[s as usize];
-        src.prev = NIL;
-        src.next = old;
-        src.seg = seg;
-    }
-
-    /// Drops source `s` and all its attempts.
-    fn release(&mut self, s: u32) {
-        let ne = self.events.len();
-        self.attempts[s as usize * ne..(s as usize + 1) * ne].fill(IDLE);
-        self.index_remove(s);
-        self.lru_unlink(s);
-        let src = &mut self.sources[s as usize];
-        src.active = 0;
-        src.next = self.free;
-        self.free = s;
-    }
-
-    /// Under a flood of newcomers every frame evicts the probation tail, and
-    /// each eviction misses the cache on the victim's slot, attempts and
-    /// index entry. Warm them a few evictions ahead: walk from the tail
-    /// over slots earlier calls warmed (cheap reads), then warm the index
-    /// entry and attempts of the victim `VICTIMS_AHEAD - 1` evictions away
-    /// and the slot of the one after it.
-    fn prefetch_victims(&self) {
-        let mut t = self.probation.tail;
-        for _ in 0..VICTIMS_AHEAD - 2 {
-            match self.sources.get(t as usize) {
-                Some(s) => t = s.prev,
-                None => return,
-            }
-        }
-        let Some(v) = self.sources.get(t as usize) else {
-            return;
-        };
-        if let Some(e) = self.index.get(self.hash(v.addr, v.v4) as usize & self.mask) {
-            crate::sys::prefetch(e);
-        }
-        let ne = self.events.len();
-        if let Some(a) = self.attempts.get(t as usize * ne) {
-            crate::sys::prefetch(a);
-        }
-        if let Some(after) = self.sources.get(v.prev as usize) {
-            crate::sys::prefetch(after);
-        }
-    }
-
-    /// A fresh slot for a new source, evicting the least recently active
-    /// probation source (protected only if probation is empty) when full.
-    fn alloc(&mut self, h: u32, addr: [u64; 2], v4: bool) -> u32 {
-        let fresh = Source {
-            addr,
-            prev: NIL,
-            next: NIL,
-            active: 0,
-            v4,
-            seg: Seg::Free,
-        };
-        let s = if self.free != NIL {
-            let s = self.free;
-            self.free = self.sources[s as usize].next;
-            self.sources[s as usize] = fresh;
-            s
-        } else if self.sources.len() < self.capacity {
-            let s = self.sources.len() as u32;
-            self.sources.push(fresh);
-            let ne = self.events.len();
-            self.attempts.resize(self.attempts.len() + ne, IDLE);
-            s
-        } else {
-            let victim = if self.probation.tail != NIL {
-                self.probation.tail
-            } else {
-                self.protected.tail
+                if evictions == SPILL_EVICTIONS || !self.evict_other(s) {
+                    break None;
+                }
+                evictions += 1;
             };
-            self.release(victim);
-            self.evictions += 1;
-            self.prefetch_victims();
-            self.free = self.sources[victim as usize].next;
-            self.sources[victim as usize] = fresh;
-            victim
-        };
-        self.index_insert(h, s);
-        self.lru_push(s, Seg::Probation);
-        s
+            let Some(e) = e else {
+                self.attempts_dropped += (list.len() - i) as u64;
+                break;
+            };
+            if tail == NIL {
+                a.more = e;
+            } else {
+                self.spill[tail as usize].next = e;
+            }
+            tail = e;
+        }
+        *self.table.data_mut(s) = a;
     }
 
-    /// Starts loading the index entry a `feed` of `src` will probe first. A
-    /// caller that decodes a batch of frames, prefetches each source, then
+    /// Starts loading the index entry a `feed` from `src` will probe first.
+    /// A caller that decodes a batch of frames, prefetches each source, then
     /// feeds them, has the batch's cache misses overlap instead of queueing
     /// one after the other (they are most of a frame's cost). A hint only.
     #[inline]
     pub fn prefetch(&self, src: IpAddr) {
-        let (addr, v4) = key_of(src);
-        let h = self.hash(addr, v4);
-        if let Some(e) = self.index.get(h as usize & self.mask) {
-            crate::sys::prefetch(e);
-        }
+        self.table.prefetch(Key::of(src));
     }
 
-    /// Feeds one frame; pushes completed events into `fired`. With `trace`,
-    /// also records every step, reset, timeout and fire.
-    #[allow(clippy::too_many_arguments)]
-    pub fn feed(
-        &mut self,
-        src: IpAddr,
-        proto: Proto,
-        port: u16,
-        flags: u8,
-        now_ms: u64,
-        fired: &mut Vec<Fired>,
-        mut trace: Option<&mut Vec<Trace>>,
-    ) {
-        let pb = port_bit(proto, port);
+    /// Feeds one frame; completed events go to `out.fired`, and with
+    /// `out.tracing` every step, reset, timeout and fire to `out.trace`.
+    pub fn feed(&mut self, k: &Knock, now_ms: u64, out: &mut Output) {
+        let pb = port_bit(k.proto, k.dst_port);
         if !bit_test(&self.knock, pb) {
             return;
         }
         let now = self.tick(now_ms);
-        let (addr, v4) = key_of(src);
-        let h = self.hash(addr, v4);
-        let s = match self.find(h, addr, v4) {
-            Some(s) => s,
-            None => {
-                if !bit_test(&self.first, pb) {
-                    return;
-                }
-                let mut need_slot = false;
-                let mut single = false;
-                for ev in self.events.iter().filter(|e| e.usable) {
-                    if ev.steps[0].matches(proto, port, flags) {
-                        if ev.steps.len() == 1 {
-                            single = true;
-                        } else {
-                            need_slot = true;
-                        }
-                    }
-                }
-                if need_slot {
-                    self.alloc(h, addr, v4)
-                } else {
-                    if single {
-                        self.fire_singles(src, proto, port, flags, fired, &mut trace);
-                    }
-                    return;
-                }
-            }
-        };
-        self.step_source(s, src, proto, port, flags, now, fired, &mut trace);
-    }
-
-    /// One-step events matched by an untracked source: fire without a slot.
-    fn fire_singles(
-        &mut self,
-        src: IpAddr,
-        proto: Proto,
-        port: u16,
-        flags: u8,
-        fired: &mut Vec<Fired>,
-        trace: &mut Option<&mut Vec<Trace>>,
-    ) {
-        for (event, ev) in self.events.iter().enumerate() {
-            if ev.usable && ev.steps.len() == 1 && ev.steps[0].matches(proto, port, flags) {
-                self.counts[event].0 += 1;
-                self.counts[event].1 += 1;
-                note(
-                    trace,
-                    Trace::Advanced {
-                        event,
-                        src,
-                        step: 1,
-                    },
-                );
-                note(trace, Trace::Fired { event, src });
-                fired.push(Fired { event, src });
-            }
+        let key = Key::of(k.src);
+        let h = self.table.hash(key);
+        match self.table.find(h, key) {
+            Some(s) => self.step_source(s, k, now, pb, out),
+            None if bit_test(&self.first, pb) => self.start_source(h, key, k, now, pb, out),
+            None => {}
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn step_source(
-        &mut self,
-        s: u32,
-        src: IpAddr,
-        proto: Proto,
-        port: u16,
-        flags: u8,
-        now: u64,
-        fired: &mut Vec<Fired>,
-        trace: &mut Option<&mut Vec<Trace>>,
-    ) {
-        let ne = self.events.len();
-        let base = s as usize * ne;
-        let mut active = self.sources[s as usize].active;
-        let mut max_step = 0;
-        for (event, ev) in self.events.iter().enumerate() {
-            if !ev.usable {
+    /// A frame from an untracked source on a first-step port: the events
+    /// it starts get attempts (in a new slot), the one-step ones fire.
+    /// The rules of `apply` for a source without attempts, in one pass.
+    fn start_source(&mut self, h: u32, key: Key, k: &Knock, now: u64, pb: usize, out: &mut Output) {
+        let (lo, hi) = self.firsts.range(pb);
+        let mut big = std::mem::take(&mut self.next);
+        let mut list = List::new(&mut big);
+        let src = k.src;
+        for &e in &self.firsts.events[lo..hi] {
+            let event = usize::from(e);
+            let ev = &self.events[event];
+            if !ev.steps[0].matches(k.proto, k.dst_port, k.flags) {
                 continue;
             }
-            let a = self.attempts[base + event];
-            let mut step = a.step();
-            if step > 0 {
-                let next = ev.steps.get(step);
+            self.counts[event].0 += 1;
+            out.note(Trace::Advanced {
+                event,
+                src,
+                step: 1,
+            });
+            if ev.steps.len() == 1 {
+                self.counts[event].1 += 1;
+                out.note(Trace::Fired { event, src });
+                out.fired.push(Fired { event, src });
+            } else {
+                list.push(Attempt::new(
+                    event,
+                    1,
+                    k.flags,
+                    now.saturating_add(ev.timeout_ms),
+                ));
+            }
+        }
+        if !list.is_empty() {
+            // A new slot is at the front of probation already.
+            let (s, evicted) = self.table.insert(h, key, NO_ATTEMPTS);
+            if let Some(old) = evicted {
+                self.free_chain(old.more);
+            }
+            match list.small() {
+                Some(l) => {
+                    let d = self.table.data_mut(s);
+                    d.inline[..l.len()].copy_from_slice(l);
+                    d.len = l.len() as u8;
+                }
+                None => self.write_attempts(s, list.as_slice()),
+            }
+        }
+        self.next = big;
+    }
+
+    /// Applies the rules to tracked source `s`: its attempts in progress
+    /// and the events starting on the frame's port, in event order.
+    fn step_source(&mut self, s: u32, k: &Knock, now: u64, pb: usize, out: &mut Output) {
+        let data = *self.table.data(s);
+        let mut big_cur = std::mem::take(&mut self.cur);
+        let mut big_next = std::mem::take(&mut self.next);
+        // Almost always the attempts fit the slot: work on stack copies.
+        let cur: &[Attempt] = if data.more == NIL {
+            &data.inline[..usize::from(data.len)]
+        } else {
+            self.read_attempts(s, &mut big_cur);
+            &big_cur
+        };
+        let mut next = List::new(&mut big_next);
+        let max_step = self.apply(cur, k, now, pb, &mut next, out);
+        if next.is_empty() {
+            self.free_chain(data.more);
+            *self.table.data_mut(s) = NO_ATTEMPTS;
+            self.table.release(s);
+        } else {
+            // Moved to the front first, so spill evictions never pick `s`'s
+            // neighbours over older sources.
+            let seg = if max_step >= 2 {
+                Seg::Protected
+            } else {
+                Seg::Probation
+            };
+            self.table.touch(s, seg);
+            match next.small() {
+                Some(list) if data.more == NIL => {
+                    let d = self.table.data_mut(s);
+                    d.inline[..list.len()].copy_from_slice(list);
+                    d.len = list.len() as u8;
+                }
+                _ => self.write_attempts(s, next.as_slice()),
+            }
+        }
+        self.cur = big_cur;
+        self.next = big_next;
+    }
+
+    /// The rules for one frame over a source's attempts `cur`; what stays
+    /// in progress goes to `next`. Returns the highest step in `next`.
+    fn apply(
+        &mut self,
+        cur: &[Attempt],
+        k: &Knock,
+        now: u64,
+        pb: usize,
+        next: &mut List<'_>,
+        out: &mut Output,
+    ) -> usize {
+        let (proto, port, fl, src) = (k.proto, k.dst_port, k.flags, k.src);
+        let (lo, hi) = if bit_test(&self.first, pb) {
+            self.firsts.range(pb)
+        } else {
+            (0, 0)
+        };
+        let firsts = &self.firsts.events[lo..hi];
+        let (mut i, mut j) = (0, 0);
+        let mut max_step = 0;
+        while i < cur.len() || j < firsts.len() {
+            let ea = cur.get(i).map_or(usize::MAX, Attempt::event);
+            let ef = firsts.get(j).map_or(usize::MAX, |&e| usize::from(e));
+            let event = ea.min(ef);
+            let attempt = (ea == event).then(|| cur[i]);
+            if ea == event {
+                i += 1;
+            }
+            if ef == event {
+                j += 1;
+            }
+            let ev = &self.events[event];
+            if let Some(a) = attempt {
+                let step = a.step();
                 if now > a.deadline() {
-                    note(trace, Trace::TimedOut { event, src });
-                    step = 0;
-                } else if next.is_some_and(|n| n.matches(proto, port, flags)) {
-                    step += 1;
-                    note(trace, Trace::Advanced { event, src, step });
+                    out.note(Trace::TimedOut { event, src });
+                } else if ev
+                    .steps
+                    .get(step)
+                    .is_some_and(|n| n.matches(proto, port, fl))
+                {
+                    let step = step + 1;
+                    out.note(Trace::Advanced { event, src, step });
                     if step < ev.steps.len() {
-                        self.attempts[base + event].state =
-                            Attempt::pack(step, flags, a.deadline());
+                        next.push(Attempt::new(event, step, fl, a.deadline()));
                         max_step = max_step.max(step);
-                        continue;
+                    } else {
+                        out.note(Trace::Fired { event, src });
+                        out.fired.push(Fired { event, src });
+                        self.counts[event].1 += 1;
                     }
-                    note(trace, Trace::Fired { event, src });
-                    fired.push(Fired { event, src });
-                    self.counts[event].1 += 1;
-                    self.attempts[base + event] = IDLE;
-                    active -= 1;
                     continue;
                 } else if ev.steps.get(step - 1).is_some_and(|p| {
                     p.proto == proto
                         && p.port == port
-                        && (proto == Proto::Udp || a.flags() == flags & flags::CLASSIC)
+                        && (proto == Proto::Udp || a.flags() == fl & flags::CLASSIC)
                 }) {
+                    next.push(a); // retransmission
                     max_step = max_step.max(step);
-                    continue; // retransmission
+                    continue;
                 } else if ev
                     .gate
-                    .is_some_and(|g| proto == Proto::Tcp && !g.accepts(flags))
+                    .is_some_and(|g| proto == Proto::Tcp && !g.accepts(fl))
                 {
                     // Only reached when the frame would reset: costs the
                     // matching path nothing.
+                    next.push(a);
                     max_step = max_step.max(step);
                     continue;
                 } else {
-                    note(trace, Trace::Reset { event, src });
-                    step = 0;
+                    out.note(Trace::Reset { event, src });
                 }
-                // Timed out or reset: drop the attempt, then retry the
-                // frame as a first step below.
-                self.attempts[base + event] = IDLE;
-                active -= 1;
+                // Timed out or reset: the attempt is gone; the frame is
+                // then tried as a first step below.
             }
-            debug_assert_eq!(step, 0);
-            if ev.steps[0].matches(proto, port, flags) {
+            if ef == event && ev.steps[0].matches(proto, port, fl) {
                 self.counts[event].0 += 1;
-                note(
-                    trace,
-                    Trace::Advanced {
-                        event,
-                        src,
-                        step: 1,
-                    },
-                );
+                out.note(Trace::Advanced {
+                    event,
+                    src,
+                    step: 1,
+                });
                 if ev.steps.len() == 1 {
                     self.counts[event].1 += 1;
-                    note(trace, Trace::Fired { event, src });
-                    fired.push(Fired { event, src });
+                    out.note(Trace::Fired { event, src });
+                    out.fired.push(Fired { event, src });
                 } else {
-                    self.attempts[base + event].state =
-                        Attempt::pack(1, flags, now.saturating_add(ev.timeout_ms));
-                    active += 1;
+                    next.push(Attempt::new(
+                        event,
+                        1,
+                        fl,
+                        now.saturating_add(ev.timeout_ms),
+                    ));
                     max_step = max_step.max(1);
                 }
             }
         }
-        self.sources[s as usize].active = active;
-        self.lru_unlink(s);
-        if active == 0 {
-            self.release(s);
-            return;
-        }
-        if max_step >= 2 {
-            self.lru_push(s, Seg::Protected);
-            while self.protected.len > self.protected_cap {
-                let old = self.protected.tail;
-                self.lru_unlink(old);
-                self.lru_push(old, Seg::Probation);
-            }
-        } else {
-            self.lru_push(s, Seg::Probation);
-        }
+        max_step
     }
 
     /// Drops attempts whose deadline has passed and reclaims sources left
@@ -774,9 +819,9 @@ impl Matcher {
     /// at an amortised cost of one sequential pass over the table per
     /// `SWEEP_MS`, whatever the frame rate. (Frames never continue a lapsed
     /// attempt, whether or not it has been swept yet.)
-    pub fn expire(&mut self, now_ms: u64, mut trace: Option<&mut Vec<Trace>>) {
+    pub fn expire(&mut self, now_ms: u64, out: &mut Output) {
         let now = self.tick(now_ms);
-        let len = self.sources.len();
+        let len = self.table.slots();
         let elapsed = now.saturating_sub(self.swept_at);
         if len == 0 || elapsed == 0 {
             return;
@@ -788,93 +833,95 @@ impl Matcher {
             // Round up so frequent calls never stall the sweep.
             ((len as u64 * elapsed).div_ceil(SWEEP_MS) as usize).min(len)
         };
-        let ne = self.events.len();
+        let mut cur = std::mem::take(&mut self.cur);
         for _ in 0..n {
             let s = self.sweep_pos % len;
             self.sweep_pos = (s + 1) % len;
-            if self.sources[s].seg == Seg::Free {
-                continue;
-            }
-            let mut lapsed = false;
-            for event in 0..ne {
-                let a = &mut self.attempts[s * ne + event];
-                if a.step() != 0 && now > a.deadline() {
-                    *a = IDLE;
-                    lapsed = true;
-                    let src = addr_of(&self.sources[s]);
-                    note(&mut trace, Trace::TimedOut { event, src });
-                    self.sources[s].active = self.sources[s].active.saturating_sub(1);
-                }
-            }
-            if !lapsed {
-                continue;
-            }
             let s = s as u32;
-            if self.sources[s as usize].active == 0 {
-                self.release(s);
-            } else if self.sources[s as usize].seg == Seg::Protected && !self.past_step_one(s) {
-                self.lru_unlink(s);
-                self.lru_push(s, Seg::Probation);
+            if self.table.seg(s) == Seg::Free {
+                continue;
             }
+            self.read_attempts(s, &mut cur);
+            if !cur.iter().any(|a| now > a.deadline()) {
+                continue;
+            }
+            let src = self.table.addr(s);
+            cur.retain(|a| {
+                let lapsed = now > a.deadline();
+                if lapsed {
+                    out.note(Trace::TimedOut {
+                        event: a.event(),
+                        src,
+                    });
+                }
+                !lapsed
+            });
+            self.settle(s, &cur);
+        }
+        self.cur = cur;
+    }
+
+    /// Stores `list` as `s`'s attempts after a sweep or reload: releases a
+    /// source left with none, demotes one no longer past step 1.
+    fn settle(&mut self, s: u32, list: &[Attempt]) {
+        if list.is_empty() {
+            self.free_chain(self.table.data(s).more);
+            *self.table.data_mut(s) = NO_ATTEMPTS;
+            self.table.release(s);
+            return;
+        }
+        self.write_attempts(s, list);
+        if !list.iter().any(|a| a.step() >= 2) {
+            self.table.demote(s);
         }
     }
 
-    fn past_step_one(&self, s: u32) -> bool {
-        let ne = self.events.len();
-        self.attempts[s as usize * ne..(s as usize + 1) * ne]
-            .iter()
-            .any(|a| a.step() >= 2)
-    }
-
-    /// Replaces the events. Progress in events whose name, sequence and
-    /// timeout are unchanged survives; everything else starts fresh.
+    /// Replaces the events. Progress in events whose name, sequence,
+    /// timeout and flag gate are unchanged survives; everything else starts
+    /// fresh.
     pub fn reload(&mut self, events: &[Event], now_ms: u64) {
         self.tick(now_ms);
         let new = build_events(events);
-        let (old_ne, ne) = (self.events.len(), new.len());
-        let mut taken = vec![false; old_ne];
-        let map: Vec<Option<usize>> = new
-            .iter()
-            .map(|n| {
-                let o = self.events.iter().enumerate().position(|(i, o)| {
-                    !taken[i]
-                        && o.usable
-                        && o.name == n.name
-                        && o.steps == n.steps
-                        && o.timeout == n.timeout
-                        && o.gate == n.gate
-                })?;
+        let mut taken = vec![false; self.events.len()];
+        // Old index → new index for the events that carry over.
+        let mut map: Vec<Option<usize>> = vec![None; self.events.len()];
+        let mut counts = vec![(0, 0); new.len()];
+        for (e, n) in new.iter().enumerate() {
+            let found = self.events.iter().enumerate().position(|(i, o)| {
+                !taken[i]
+                    && o.usable
+                    && n.usable
+                    && o.name == n.name
+                    && o.steps == n.steps
+                    && o.timeout == n.timeout
+                    && o.gate == n.gate
+            });
+            if let Some(o) = found {
                 taken[o] = true;
-                Some(o)
-            })
-            .collect();
-        let mut attempts = vec![IDLE; self.sources.len() * ne];
-        let mut counts = vec![(0, 0); ne];
-        for (e, m) in map.iter().enumerate() {
-            let Some(o) = *m else { continue };
-            counts[e] = self.counts[o];
-            for s in 0..self.sources.len() {
-                attempts[s * ne + e] = self.attempts[s * old_ne + o];
+                map[o] = Some(e);
+                counts[e] = self.counts[o];
             }
         }
         self.events = new;
-        self.attempts = attempts;
         self.counts = counts;
         self.rebuild_ports();
-        for s in 0..self.sources.len() as u32 {
-            if self.sources[s as usize].seg == Seg::Free {
+        let mut cur = std::mem::take(&mut self.cur);
+        for s in 0..self.table.slots() as u32 {
+            if self.table.seg(s) == Seg::Free {
                 continue;
             }
-            let row = &self.attempts[s as usize * ne..(s as usize + 1) * ne];
-            let active = row.iter().filter(|a| a.step() != 0).count() as u32;
-            self.sources[s as usize].active = active;
-            if active == 0 {
-                self.release(s);
-            } else if self.sources[s as usize].seg == Seg::Protected && !self.past_step_one(s) {
-                self.lru_unlink(s);
-                self.lru_push(s, Seg::Probation);
-            }
+            self.read_attempts(s, &mut cur);
+            cur.retain_mut(|a| match map.get(a.event()).copied().flatten() {
+                Some(e) => {
+                    a.0[0] = e as u16;
+                    true
+                }
+                None => false,
+            });
+            cur.sort_unstable_by_key(Attempt::event);
+            self.settle(s, &cur);
         }
+        self.cur = cur;
     }
 
     /// Is (proto, port) used by some event?
@@ -898,17 +945,18 @@ impl Matcher {
     /// The step `src` has reached in `event` (0: no attempt in progress).
     /// A lapsed attempt not yet reclaimed still shows its step.
     pub fn progress(&self, src: IpAddr, event: usize) -> usize {
-        let (addr, v4) = key_of(src);
-        let ne = self.events.len();
-        if event >= ne {
+        let key = Key::of(src);
+        let Some(s) = self.table.find(self.table.hash(key), key) else {
             return 0;
-        }
-        match self.find(self.hash(addr, v4), addr, v4) {
-            Some(s) => self.attempts[s as usize * ne + event].step(),
-            None => 0,
-        }
+        };
+        let mut list = Vec::new();
+        self.read_attempts(s, &mut list);
+        list.iter()
+            .find(|a| a.event() == event)
+            .map_or(0, Attempt::step)
     }
 
+    /// Counters now.
     pub fn stats(&self) -> MatcherStats {
         MatcherStats {
             events: self
@@ -921,9 +969,10 @@ impl Matcher {
                     completed,
                 })
                 .collect(),
-            tracked: self.probation.len + self.protected.len,
-            capacity: self.capacity,
-            evictions: self.evictions,
+            tracked: self.table.len(),
+            capacity: self.table.capacity(),
+            evictions: self.table.evictions(),
+            attempts_dropped: self.attempts_dropped,
         }
     }
 }
@@ -933,6 +982,49 @@ mod tests {
     use super::*;
     use crate::knock::flags::{ACK, FIN, PSH, RST, SYN, URG};
     use std::collections::HashMap;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    /// The old seven-argument form, so the rules' tests read as frames.
+    #[allow(clippy::too_many_arguments)]
+    fn feed(
+        m: &mut Matcher,
+        src: IpAddr,
+        proto: Proto,
+        port: u16,
+        flags: u8,
+        now: u64,
+        fired: &mut Vec<Fired>,
+        trace: Option<&mut Vec<Trace>>,
+    ) {
+        let k = Knock {
+            src,
+            dst: src,
+            proto,
+            dst_port: port,
+            flags,
+        };
+        let mut out = Output {
+            tracing: trace.is_some(),
+            ..Output::default()
+        };
+        m.feed(&k, now, &mut out);
+        fired.extend(out.fired);
+        if let Some(t) = trace {
+            t.extend(out.trace);
+        }
+    }
+
+    fn expire(m: &mut Matcher, now: u64, trace: Option<&mut Vec<Trace>>) {
+        let mut out = Output {
+            tracing: trace.is_some(),
+            ..Output::default()
+        };
+        m.expire(now, &mut out);
+        assert!(out.fired.is_empty());
+        if let Some(t) = trace {
+            t.extend(out.trace);
+        }
+    }
 
     const ECE: u8 = 0x40;
     const CWR: u8 = 0x80;
@@ -964,7 +1056,7 @@ mod tests {
         let mut fired = Vec::new();
         for f in frames.split_whitespace() {
             let (proto, port, fl) = frame(f);
-            m.feed(src, proto, port, fl, now, &mut fired, None);
+            feed(m, src, proto, port, fl, now, &mut fired, None);
         }
         assert!(fired.iter().all(|f| f.src == src));
         fired.iter().map(|f| f.event).collect()
@@ -982,48 +1074,37 @@ mod tests {
 
     /// Checks every structural invariant; `O(everything)`, tests only.
     fn check(m: &Matcher) {
-        let ne = m.events.len();
-        let mut seen = vec![false; m.sources.len()];
-        for (ends, seg) in [
-            (&m.probation, Seg::Probation),
-            (&m.protected, Seg::Protected),
-        ] {
-            let (mut s, mut prev, mut n) = (ends.head, NIL, 0);
-            while s != NIL {
-                let src = &m.sources[s as usize];
-                assert_eq!(src.seg, seg);
-                assert_eq!(src.prev, prev);
-                assert!(!seen[s as usize]);
-                seen[s as usize] = true;
-                n += 1;
-                prev = s;
-                s = src.next;
-            }
-            assert_eq!(ends.tail, prev);
-            assert_eq!(ends.len, n);
-        }
-        assert!(m.protected.len <= m.protected_cap);
-        let mut indexed = 0;
-        for (s, src) in m.sources.iter().enumerate() {
-            let row = &m.attempts[s * ne..(s + 1) * ne];
-            if src.seg == Seg::Free {
-                assert!(row.iter().all(|a| a.step() == 0));
+        let tracked = m.table.check();
+        let mut spilled = 0;
+        for s in 0..m.table.slots() as u32 {
+            let a = m.table.data(s);
+            if m.table.seg(s) == Seg::Free {
                 continue;
             }
-            indexed += 1;
-            let active = row.iter().filter(|a| a.step() != 0).count() as u32;
-            assert!(active > 0);
-            assert_eq!(src.active, active);
-            assert_eq!(
-                m.find(m.hash(src.addr, src.v4), src.addr, src.v4),
-                Some(s as u32)
-            );
+            let mut list = Vec::new();
+            m.read_attempts(s, &mut list);
+            assert!(!list.is_empty());
+            assert!(a.more == NIL || usize::from(a.len) == INLINE);
+            spilled += list.len().saturating_sub(INLINE);
+            assert!(list.windows(2).all(|w| w[0].event() < w[1].event()));
+            for at in &list {
+                assert!(m.events[at.event()].usable);
+                assert!(at.step() >= 1 && at.step() < m.events[at.event()].steps.len());
+            }
             // Protected sources are past step 1 (demoted ones may be too).
-            if src.seg == Seg::Protected {
-                assert!(row.iter().any(|a| a.step() >= 2));
+            if m.table.seg(s) == Seg::Protected {
+                assert!(list.iter().any(|a| a.step() >= 2));
             }
         }
-        assert_eq!(m.index.iter().filter(|&&e| e != 0).count(), indexed);
+        assert_eq!(tracked.len(), m.table.len());
+        // Every spill entry is in some chain or on the free list.
+        let mut free = 0;
+        let mut e = m.spill_free;
+        while e != NIL {
+            free += 1;
+            e = m.spill[e as usize].next;
+        }
+        assert_eq!(spilled + free, m.spill.len());
     }
 
     #[test]
@@ -1040,7 +1121,7 @@ mod tests {
         // SYN with extra flags matches the mask, not `plain`'s exact SYN.
         let (proto, port, _) = frame("tcp:7000:s");
         let mut fired = Vec::new();
-        m.feed(a, proto, port, SYN | ECE | PSH, 1, &mut fired, None);
+        feed(&mut m, a, proto, port, SYN | ECE | PSH, 1, &mut fired, None);
         assert_eq!((m.progress(a, 0), m.progress(a, 1)), (1, 0));
         assert!(knock(&mut m, a, "tcp:7000:s", 1).is_empty());
         assert_eq!((m.progress(a, 0), m.progress(a, 1)), (1, 1));
@@ -1069,7 +1150,7 @@ mod tests {
         let (mut fired, mut trace) = (Vec::new(), Vec::new());
         for (i, f) in ["tcp:1:s", "udp:2", "tcp:3:fa"].iter().enumerate() {
             let (p, port, fl) = frame(f);
-            m.feed(a, p, port, fl, 100, &mut fired, Some(&mut trace));
+            feed(&mut m, a, p, port, fl, 100, &mut fired, Some(&mut trace));
             if i < 2 {
                 assert_eq!(m.progress(a, 0), i + 1);
                 assert!(fired.is_empty());
@@ -1116,13 +1197,31 @@ mod tests {
             vec![]
         );
         let mut fired = Vec::new();
-        m.feed(a, Proto::Udp, 2, 0xff, 0, &mut fired, None); // UDP flags are noise
-        m.feed(a, Proto::Tcp, 3, FIN | ACK | ECE | CWR, 0, &mut fired, None);
+        feed(&mut m, a, Proto::Udp, 2, 0xff, 0, &mut fired, None); // UDP flags are noise
+        feed(
+            &mut m,
+            a,
+            Proto::Tcp,
+            3,
+            FIN | ACK | ECE | CWR,
+            0,
+            &mut fired,
+            None,
+        );
         assert_eq!(fired, vec![Fired { event: 0, src: a }]);
         // Same port, different classic flags: not a retransmission → reset.
         knock(&mut m, a, "tcp:1:s", 0);
         let mut trace = Vec::new();
-        m.feed(a, Proto::Tcp, 1, SYN | ACK, 0, &mut fired, Some(&mut trace));
+        feed(
+            &mut m,
+            a,
+            Proto::Tcp,
+            1,
+            SYN | ACK,
+            0,
+            &mut fired,
+            Some(&mut trace),
+        );
         assert_eq!(trace, vec![Trace::Reset { event: 0, src: a }]);
         assert_eq!(m.progress(a, 0), 0);
         check(&m);
@@ -1134,12 +1233,21 @@ mod tests {
         let mut m = Matcher::new(&ev, 16, 0);
         let a = ip("192.0.2.1");
         let mut fired = Vec::new();
-        m.feed(a, Proto::Tcp, 1, PSH, 0, &mut fired, None);
-        m.feed(a, Proto::Tcp, 1, PSH | ECE, 0, &mut fired, None); // retransmission
+        feed(&mut m, a, Proto::Tcp, 1, PSH, 0, &mut fired, None);
+        feed(&mut m, a, Proto::Tcp, 1, PSH | ECE, 0, &mut fired, None); // retransmission
         assert_eq!(m.progress(a, 0), 1);
         // Other flags: reset, then a fresh first step (`i` takes anything).
         let mut trace = Vec::new();
-        m.feed(a, Proto::Tcp, 1, URG, 0, &mut fired, Some(&mut trace));
+        feed(
+            &mut m,
+            a,
+            Proto::Tcp,
+            1,
+            URG,
+            0,
+            &mut fired,
+            Some(&mut trace),
+        );
         assert_eq!(
             trace,
             vec![
@@ -1151,7 +1259,7 @@ mod tests {
                 }
             ]
         );
-        m.feed(a, Proto::Tcp, 2, 0, 0, &mut fired, None);
+        feed(&mut m, a, Proto::Tcp, 2, 0, 0, &mut fired, None);
         assert_eq!(fired.len(), 1);
     }
 
@@ -1208,7 +1316,7 @@ mod tests {
         let mut trace = Vec::new();
         let mut fired = Vec::new();
         knock(&mut m, a, "tcp:1 tcp:2", 0);
-        m.feed(a, Proto::Tcp, 1, 0, 0, &mut fired, Some(&mut trace));
+        feed(&mut m, a, Proto::Tcp, 1, 0, 0, &mut fired, Some(&mut trace));
         assert_eq!(
             trace,
             vec![
@@ -1238,7 +1346,16 @@ mod tests {
 
         knock(&mut m, a, "tcp:1 tcp:2", 10_000);
         let (mut fired, mut trace) = (Vec::new(), Vec::new());
-        m.feed(a, Proto::Tcp, 3, 0, 15_001, &mut fired, Some(&mut trace));
+        feed(
+            &mut m,
+            a,
+            Proto::Tcp,
+            3,
+            0,
+            15_001,
+            &mut fired,
+            Some(&mut trace),
+        );
         assert!(fired.is_empty());
         assert_eq!(trace, vec![Trace::TimedOut { event: 0, src: a }]);
         assert_eq!(m.stats().tracked, 0);
@@ -1246,7 +1363,16 @@ mod tests {
         // A late first step begins a new attempt with a new deadline.
         knock(&mut m, a, "tcp:1", 20_000);
         trace.clear();
-        m.feed(a, Proto::Tcp, 1, 0, 25_500, &mut fired, Some(&mut trace));
+        feed(
+            &mut m,
+            a,
+            Proto::Tcp,
+            1,
+            0,
+            25_500,
+            &mut fired,
+            Some(&mut trace),
+        );
         assert_eq!(
             trace,
             vec![
@@ -1276,15 +1402,15 @@ mod tests {
         assert_eq!(m.stats().tracked, 2);
         let mut trace = Vec::new();
         // A call SWEEP_MS or more after the last sweeps every slot.
-        m.expire(5_000, Some(&mut trace));
+        expire(&mut m, 5_000, Some(&mut trace));
         assert!(trace.is_empty());
-        m.expire(6_001, Some(&mut trace));
+        expire(&mut m, 6_001, Some(&mut trace));
         assert_eq!(trace, vec![Trace::TimedOut { event: 0, src: a }]);
         assert_eq!(m.progress(a, 0), 0);
         assert_eq!(m.progress(a, 1), 1); // `long` still running
         check(&m);
         trace.clear();
-        m.expire(60_001, Some(&mut trace));
+        expire(&mut m, 60_001, Some(&mut trace));
         assert_eq!(
             trace,
             vec![
@@ -1293,7 +1419,7 @@ mod tests {
             ]
         );
         assert_eq!(m.stats().tracked, 1);
-        m.expire(63_001, None);
+        expire(&mut m, 63_001, None);
         assert_eq!(m.stats().tracked, 0);
         check(&m);
         // A lapsed attempt can't be continued even before expire runs.
@@ -1310,19 +1436,19 @@ mod tests {
         }
         let mut timed_out = Vec::new();
         for t in 1..=1000 {
-            m.expire(t, Some(&mut timed_out));
+            expire(&mut m, t, Some(&mut timed_out));
         }
         assert!(timed_out.is_empty()); // deadline 1000 not passed yet
                                        // Called every millisecond, each call looks at ~1/1000 of the
                                        // table: half a period reclaims about half, a period reclaims all.
         for t in 1001..=1500 {
-            m.expire(t, Some(&mut timed_out));
+            expire(&mut m, t, Some(&mut timed_out));
         }
         let half = timed_out.len();
         assert!((400..=600).contains(&half), "{half}");
         assert_eq!(m.stats().tracked, 1000 - half);
         for t in 1501..=2001 {
-            m.expire(t, Some(&mut timed_out));
+            expire(&mut m, t, Some(&mut timed_out));
         }
         assert_eq!(timed_out.len(), 1000);
         assert_eq!(m.stats().tracked, 0);
@@ -1340,7 +1466,7 @@ mod tests {
         let s = v4(7);
         let mut trace = Vec::new();
         let mut fired = Vec::new();
-        m.feed(s, Proto::Tcp, 1, 0, 0, &mut fired, Some(&mut trace));
+        feed(&mut m, s, Proto::Tcp, 1, 0, 0, &mut fired, Some(&mut trace));
         assert_eq!(
             trace,
             vec![
@@ -1364,7 +1490,7 @@ mod tests {
         knock(&mut m, s, "tcp:9", 0);
         let mut trace = Vec::new();
         fired.clear();
-        m.feed(s, Proto::Tcp, 1, 0, 0, &mut fired, Some(&mut trace));
+        feed(&mut m, s, Proto::Tcp, 1, 0, 0, &mut fired, Some(&mut trace));
         assert_eq!(fired, vec![Fired { event: 2, src: s }]);
         assert_eq!((m.progress(s, 0), m.progress(s, 1)), (1, 1));
         check(&m);
@@ -1378,8 +1504,8 @@ mod tests {
         let mut fired = Vec::new();
         for f in ["tcp:1", "udp:2", "tcp:3"] {
             let (p, port, fl) = frame(f);
-            m.feed(a, p, port, fl, 0, &mut fired, None);
-            m.feed(b, p, port, fl, 0, &mut fired, None);
+            feed(&mut m, a, p, port, fl, 0, &mut fired, None);
+            feed(&mut m, b, p, port, fl, 0, &mut fired, None);
         }
         // v4 and v4-mapped v6 are different sources.
         assert_eq!(
@@ -1407,7 +1533,8 @@ mod tests {
         for n in 0..10_000u32 {
             let src = v4(n);
             // Random ports, and knock ports that are not a first step.
-            m.feed(
+            feed(
+                &mut m,
                 src,
                 Proto::Tcp,
                 (n % 65_536) as u16 | 4,
@@ -1416,9 +1543,9 @@ mod tests {
                 &mut fired,
                 None,
             );
-            m.feed(src, Proto::Udp, 2, 0, 0, &mut fired, None);
-            m.feed(src, Proto::Tcp, 3, 0, 0, &mut fired, None);
-            m.feed(src, Proto::Tcp, 1, SYN, 0, &mut fired, None); // wrong flags
+            feed(&mut m, src, Proto::Udp, 2, 0, 0, &mut fired, None);
+            feed(&mut m, src, Proto::Tcp, 3, 0, 0, &mut fired, None);
+            feed(&mut m, src, Proto::Tcp, 1, SYN, 0, &mut fired, None); // wrong flags
         }
         assert!(fired.is_empty());
         assert_eq!(m.stats().tracked, 0);
@@ -1431,7 +1558,7 @@ mod tests {
         let mut m = Matcher::new(&ev, 16, 0);
         let a = v4(1);
         let mut fired = Vec::new();
-        let mut go = |p, port, fl| m.feed(a, p, port, fl, 0, &mut fired, None);
+        let mut go = |p, port, fl| feed(&mut m, a, p, port, fl, 0, &mut fired, None);
         go(Proto::Tcp, 1, SYN | ECE | CWR);
         go(Proto::Tcp, 2, FIN | RST | ACK | PSH | ECE);
         go(Proto::Tcp, 3, CWR);
@@ -1444,15 +1571,16 @@ mod tests {
             (SYN | FIN, false),
         ] {
             let mut fired = Vec::new();
-            m.feed(a, Proto::Tcp, 1, fl, 0, &mut fired, None);
+            feed(&mut m, a, Proto::Tcp, 1, fl, 0, &mut fired, None);
             assert_eq!(m.progress(a, 0) == 1, ok, "flags {fl:#x}");
-            m.feed(a, Proto::Tcp, 9, 0, 0, &mut fired, None); // not a knock port
-            m.feed(a, Proto::Tcp, 3, SYN, 0, &mut fired, None); // reset
+            feed(&mut m, a, Proto::Tcp, 9, 0, 0, &mut fired, None); // not a knock port
+            feed(&mut m, a, Proto::Tcp, 3, SYN, 0, &mut fired, None); // reset
         }
         // Superset of the flags: no.
         let mut fired = Vec::new();
         for f in [SYN, FIN | RST | ACK | PSH | URG] {
-            m.feed(
+            feed(
+                &mut m,
                 a,
                 Proto::Tcp,
                 if f == SYN { 1 } else { 2 },
@@ -1498,7 +1626,7 @@ mod tests {
         knock(&mut m, knocker, "tcp:1 tcp:1:s", 0);
         let mut fired = Vec::new();
         for n in 0..200_000u32 {
-            m.feed(v4(n), Proto::Tcp, 1, 0, 1, &mut fired, None);
+            feed(&mut m, v4(n), Proto::Tcp, 1, 0, 1, &mut fired, None);
         }
         assert_eq!(m.stats().tracked, cap);
         assert_eq!(m.progress(knocker, 0), 2);
@@ -1509,7 +1637,8 @@ mod tests {
         for n in 0..cap as u32 {
             knock(&mut m, v4(n), "tcp:1 tcp:1:s", 3);
         }
-        assert_eq!(m.protected.len, m.protected_cap);
+        let (len, cap) = m.table.protected_len();
+        assert_eq!(len, cap);
         knock(&mut m, knocker, "tcp:1", 4);
         assert_eq!(m.progress(knocker, 0), 1);
         check(&m);
@@ -1530,7 +1659,7 @@ mod tests {
             IpAddr::V6(Ipv6Addr::from(u128::from(x) | (0x2001_0db8u128 << 96)))
         };
         for _ in 0..DEFAULT_CAPACITY {
-            m.feed(spoof(n), Proto::Tcp, 7000, 0, 0, &mut fired, None);
+            feed(&mut m, spoof(n), Proto::Tcp, 7000, 0, 0, &mut fired, None);
             n += 1;
         }
         assert_eq!(m.stats().tracked, DEFAULT_CAPACITY);
@@ -1547,10 +1676,10 @@ mod tests {
         while n < 1_000_000 + DEFAULT_CAPACITY as u64 {
             if n % gap == 0 && step < steps.len() {
                 let (p, port, fl) = steps[step];
-                m.feed(knocker, p, port, fl, t, &mut fired, None);
+                feed(&mut m, knocker, p, port, fl, t, &mut fired, None);
                 step += 1;
             }
-            m.feed(spoof(n), Proto::Tcp, 7000, 0, t, &mut fired, None);
+            feed(&mut m, spoof(n), Proto::Tcp, 7000, 0, t, &mut fired, None);
             n += 1;
             t = n / 100_000; // 100k frames per millisecond
         }
@@ -1607,7 +1736,7 @@ mod tests {
         assert_eq!(knock(&mut m, a, "tcp:3", 10_000), vec![3]);
         // ...and kept its deadline.
         let mut trace = Vec::new();
-        m.expire(10_001, Some(&mut trace));
+        expire(&mut m, 10_001, Some(&mut trace));
         assert_eq!(trace, vec![Trace::TimedOut { event: 3, src: b }]);
         // Reloading to nothing drops everyone.
         knock(&mut m, a, "tcp:1", 20_000);
@@ -1673,13 +1802,84 @@ mod tests {
 
     #[test]
     fn memory_per_source_is_as_documented() {
-        assert!(std::mem::size_of::<Source>() <= 32);
-        assert!(std::mem::size_of::<Attempt>() <= 8);
+        use crate::knock::table::Slot;
+        assert_eq!(std::mem::size_of::<Attempt>(), 10);
+        assert_eq!(std::mem::size_of::<Slot<Attempts>>(), 64);
+        assert_eq!(std::mem::size_of::<Spill>(), 16);
         let m = Matcher::new(&[event("e", "tcp:1 tcp:2", 1)], DEFAULT_CAPACITY, 0);
         // Index: 8-byte entries, 2 per unit of (power-of-two) capacity.
-        assert_eq!(m.index.len() * 8, DEFAULT_CAPACITY * 16);
-        let per_source = 32 + 8 + m.index.len() * 8 / DEFAULT_CAPACITY;
-        assert_eq!(per_source, 56);
+        assert_eq!(m.table.index_len() * 8, DEFAULT_CAPACITY * 16);
+        let per_source = 64 + m.table.index_len() * 8 / DEFAULT_CAPACITY;
+        assert_eq!(per_source, 80);
+    }
+
+    /// The issue-15 property: what a source costs does not depend on how
+    /// many events there are. The same spoofed flood against 1 and 1,000
+    /// events (each starting on its own port) leaves the same number of
+    /// slots and no spill, and a frame from a tracked source looks at only
+    /// its own attempt.
+    #[test]
+    fn per_source_memory_is_independent_of_the_event_count() {
+        let evs = |n: u16| -> Vec<Event> {
+            (0..n)
+                .map(|i| {
+                    event(
+                        &format!("e{i}"),
+                        &format!("tcp:{} udp:{}", 1000 + i, 3000 + i),
+                        30,
+                    )
+                })
+                .collect()
+        };
+        let mut slots = Vec::new();
+        for n in [1u16, 1000] {
+            let mut m = Matcher::new(&evs(n), 4096, 0);
+            let mut fired = Vec::new();
+            for s in 0..20_000u32 {
+                let port = 1000 + (s % u32::from(n)) as u16;
+                feed(&mut m, v4(s), Proto::Tcp, port, 0, 0, &mut fired, None);
+            }
+            assert_eq!(m.stats().tracked, 4096);
+            assert!(m.spill.is_empty());
+            assert!(m.cur.capacity() <= 4 && m.next.capacity() <= 4, "{n}");
+            check(&m);
+            slots.push(m.table.slots());
+        }
+        assert_eq!(slots[0], slots[1]);
+    }
+
+    #[test]
+    fn many_events_on_one_first_step_spill_and_stay_bounded() {
+        let evs: Vec<Event> = (0..40)
+            .map(|i| event(&format!("e{i}"), &format!("tcp:7 udp:{}", 100 + i), 30))
+            .collect();
+        let mut m = Matcher::new(&evs, 64, 0);
+        let mut fired = Vec::new();
+        // One source: 40 attempts, 37 of them spilled.
+        feed(&mut m, v4(1), Proto::Tcp, 7, 0, 0, &mut fired, None);
+        assert_eq!(m.spill.len(), 37);
+        check(&m);
+        assert_eq!(knock(&mut m, v4(1), "udp:139", 0), vec![39]);
+        check(&m);
+        // A small table: the pool has one entry per unit of capacity (8).
+        // A source that needs more keeps what fits; the rest is counted,
+        // never kept.
+        let mut m = Matcher::new(&evs, 8, 0);
+        feed(&mut m, v4(1), Proto::Tcp, 7, 0, 0, &mut fired, None);
+        assert_eq!(m.spill.len(), 8);
+        assert_eq!(m.stats().attempts_dropped, 40 - 3 - 8);
+        check(&m);
+        // A flood of such sources: the pool never grows, sources evict
+        // each other to make room.
+        for n in 2..200 {
+            feed(&mut m, v4(n), Proto::Tcp, 7, 0, 1, &mut fired, None);
+            assert!(m.spill.len() <= 8);
+            check(&m);
+        }
+        assert!(m.stats().attempts_dropped > 0);
+        // The newest source still completes what it kept inline.
+        assert_eq!(knock(&mut m, v4(199), "udp:100", 2), vec![0]);
+        check(&m);
     }
 
     #[test]
@@ -1722,7 +1922,8 @@ mod tests {
                     1 => 0,
                     _ => x,
                 };
-                m.feed(
+                feed(
+                    &mut m,
                     src,
                     proto,
                     port,
@@ -1732,7 +1933,7 @@ mod tests {
                     Some(&mut trace),
                 );
                 if i % 97 == 0 {
-                    m.expire(x, Some(&mut trace));
+                    expire(&mut m, x, Some(&mut trace));
                 }
                 if i % 5003 == 0 {
                     m.reload(&evs[..(i as usize / 5003) % 5 + 1], x);
@@ -1778,7 +1979,7 @@ mod tests {
             };
             let fl = [SYN, 0, SYN | ACK, SYN | ECE, ACK][(x >> 20) as usize % 5];
             let mut fired = Vec::new();
-            m.feed(v4(src), proto, port, fl, now, &mut fired, None);
+            feed(&mut m, v4(src), proto, port, fl, now, &mut fired, None);
             let mut want = Vec::new();
             if knock_ports.contains(&(proto, port)) {
                 for (e, ev) in evs.iter().enumerate() {
@@ -1819,7 +2020,7 @@ mod tests {
             let got: Vec<usize> = fired.iter().map(|f| f.event).collect();
             assert_eq!(got, want, "frame {i}");
             if i % 1000 == 0 {
-                m.expire(now, None);
+                expire(&mut m, now, None);
                 model.retain(|_, v| v.2 >= now);
                 check(&m);
                 let live: std::collections::HashSet<u32> = model.keys().map(|k| k.0).collect();

@@ -5,15 +5,16 @@
 //! see frames meant for another destination, and a configuration without
 //! `Target` costs one predictable branch per frame over a bare `Matcher`.
 //!
-//! Event indices in [`Fired`] and [`Trace`] are those of the whole
-//! configuration.
+//! Event indices in [`Fired`](crate::knock::matcher::Fired) and [`Trace`]
+//! are those of the whole configuration.
 
 use std::net::IpAddr;
 
 use crate::config::Event;
-use crate::knock::matcher::{Fired, Matcher, MatcherStats, Trace};
+use crate::knock::matcher::{Matcher, MatcherStats, Output, Trace};
 use crate::knock::{Knock, Proto};
 
+#[derive(Debug)]
 struct Group {
     matcher: Matcher,
     /// Config index of each of the matcher's events; `None` when identical.
@@ -35,21 +36,20 @@ impl Group {
         self.map = map;
     }
 
-    /// Rewrites indices pushed since `fired_from`/`trace_from` to config ones.
-    fn remap(&self, fired: &mut [Fired], trace: Option<&mut Vec<Trace>>, trace_from: usize) {
+    /// Rewrites the event indices `out` gained since it held `fired_from`
+    /// fires and `trace_from` trace entries to config ones.
+    fn remap(&self, out: &mut Output, fired_from: usize, trace_from: usize) {
         let Some(map) = &self.map else { return };
         let to = |i: usize| map.get(i).copied().unwrap_or(usize::MAX);
-        for f in fired.iter_mut() {
+        for f in out.fired.iter_mut().skip(fired_from) {
             f.event = to(f.event);
         }
-        if let Some(trace) = trace {
-            for t in trace.iter_mut().skip(trace_from) {
-                match t {
-                    Trace::Advanced { event, .. }
-                    | Trace::Reset { event, .. }
-                    | Trace::TimedOut { event, .. }
-                    | Trace::Fired { event, .. } => *event = to(*event),
-                }
+        for t in out.trace.iter_mut().skip(trace_from) {
+            match t {
+                Trace::Advanced { event, .. }
+                | Trace::Reset { event, .. }
+                | Trace::TimedOut { event, .. }
+                | Trace::Fired { event, .. } => *event = to(*event),
             }
         }
     }
@@ -74,7 +74,9 @@ fn targets(events: &[Event]) -> Vec<IpAddr> {
     out
 }
 
-/// All matchers of a configuration; see the module docs.
+/// All matchers of a configuration; see the module docs. `Debug` shows
+/// counts and target addresses, never a sequence (see [`Matcher`]'s).
+#[derive(Debug)]
 pub struct MatchSet {
     local: Group,
     targets: Vec<(IpAddr, Group)>,
@@ -82,6 +84,8 @@ pub struct MatchSet {
 }
 
 impl MatchSet {
+    /// Matchers for `events`, each tracking up to `capacity` sources, with
+    /// the clock at `now_ms`.
     pub fn new(events: &[Event], capacity: usize, now_ms: u64) -> MatchSet {
         let targets = targets(events)
             .into_iter()
@@ -110,33 +114,18 @@ impl MatchSet {
     /// events targeting its destination. False if no event watches that
     /// destination.
     #[inline]
-    pub fn feed(
-        &mut self,
-        local: bool,
-        k: &Knock,
-        now_ms: u64,
-        fired: &mut Vec<Fired>,
-        trace: Option<&mut Vec<Trace>>,
-    ) -> bool {
+    pub fn feed(&mut self, local: bool, k: &Knock, now_ms: u64, out: &mut Output) -> bool {
         if self.local.map.is_none() && self.targets.is_empty() {
             if local {
-                let m = &mut self.local.matcher;
-                m.feed(k.src, k.proto, k.dst_port, k.flags, now_ms, fired, trace);
+                self.local.matcher.feed(k, now_ms, out);
             }
             return local;
         }
-        self.feed_split(local, k, now_ms, fired, trace)
+        self.feed_split(local, k, now_ms, out)
     }
 
     #[inline(never)]
-    fn feed_split(
-        &mut self,
-        local: bool,
-        k: &Knock,
-        now_ms: u64,
-        fired: &mut Vec<Fired>,
-        mut trace: Option<&mut Vec<Trace>>,
-    ) -> bool {
+    fn feed_split(&mut self, local: bool, k: &Knock, now_ms: u64, out: &mut Output) -> bool {
         let mut groups: [Option<&mut Group>; 2] = [None, None];
         if local {
             groups[0] = Some(&mut self.local);
@@ -145,20 +134,19 @@ impl MatchSet {
         let hit = target.is_some();
         groups[1] = target.map(|(_, g)| g);
         for g in groups.into_iter().flatten() {
-            let (f0, t0) = (fired.len(), trace.as_ref().map_or(0, |t| t.len()));
-            let t = trace.as_deref_mut();
-            g.matcher
-                .feed(k.src, k.proto, k.dst_port, k.flags, now_ms, fired, t);
-            g.remap(&mut fired[f0..], trace.as_deref_mut(), t0);
+            let (f0, t0) = (out.fired.len(), out.trace.len());
+            g.matcher.feed(k, now_ms, out);
+            g.remap(out, f0, t0);
         }
         local || hit
     }
 
-    pub fn expire(&mut self, now_ms: u64, mut trace: Option<&mut Vec<Trace>>) {
+    /// Reclaims lapsed attempts in every matcher (see [`Matcher::expire`]).
+    pub fn expire(&mut self, now_ms: u64, out: &mut Output) {
         for g in std::iter::once(&mut self.local).chain(self.targets.iter_mut().map(|(_, g)| g)) {
-            let t0 = trace.as_ref().map_or(0, |t| t.len());
-            g.matcher.expire(now_ms, trace.as_deref_mut());
-            g.remap(&mut [], trace.as_deref_mut(), t0);
+            let (f0, t0) = (out.fired.len(), out.trace.len());
+            g.matcher.expire(now_ms, out);
+            g.remap(out, f0, t0);
         }
     }
 
@@ -202,10 +190,12 @@ impl MatchSet {
         let groups = std::iter::once(&self.local).chain(self.targets.iter().map(|(_, g)| g));
         all.tracked = 0;
         all.evictions = 0;
+        all.attempts_dropped = 0;
         for g in groups {
             let s = g.matcher.stats();
             all.tracked += s.tracked;
             all.evictions += s.evictions;
+            all.attempts_dropped += s.attempts_dropped;
             for (i, e) in s.events.into_iter().enumerate() {
                 let at = g.map.as_ref().map_or(Some(i), |m| m.get(i).copied());
                 let Some(at) = at else { continue };
@@ -252,11 +242,11 @@ mod tests {
             event("t2", 2000, Some("fd00::9")),
         ];
         let mut set = MatchSet::new(&events, 16, 0);
-        let mut fired = Vec::new();
-        let fed = |set: &mut MatchSet, local, k: Knock, fired: &mut Vec<Fired>| {
-            fired.clear();
-            let ok = set.feed(local, &k, 1, fired, None);
-            (ok, fired.iter().map(|f| f.event).collect::<Vec<_>>())
+        let mut fired = Output::new();
+        let fed = |set: &mut MatchSet, local, k: Knock, out: &mut Output| {
+            out.clear();
+            let ok = set.feed(local, &k, 1, out);
+            (ok, out.fired.iter().map(|f| f.event).collect::<Vec<_>>())
         };
         assert_eq!(
             fed(

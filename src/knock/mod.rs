@@ -4,6 +4,8 @@
 pub mod matcher;
 pub mod matchset;
 pub mod rotate;
+pub mod source;
+pub(crate) mod table;
 pub mod template;
 
 use std::fmt;
@@ -21,8 +23,8 @@ impl Proto {
     /// IP protocol number.
     pub const fn number(self) -> u8 {
         match self {
-            Proto::Tcp => 6,
-            Proto::Udp => 17,
+            Proto::Tcp => crate::wire::ip_proto::TCP,
+            Proto::Udp => crate::wire::ip_proto::UDP,
         }
     }
 

@@ -11,14 +11,20 @@ mod field {
     pub const PAYLOAD: usize = 14;
 }
 
+/// Length of the Ethernet II header: two MAC addresses and the ethertype.
 pub const HEADER_LEN: usize = field::PAYLOAD;
 
-/// Ethertypes the decoder distinguishes.
+/// Ethertypes the decoder distinguishes (IEEE registry values).
 pub mod ethertype {
+    /// IPv4 (RFC 894).
     pub const IPV4: u16 = 0x0800;
+    /// ARP (RFC 826): never a knock.
     pub const ARP: u16 = 0x0806;
+    /// An IEEE 802.1Q VLAN tag follows (customer TPID).
     pub const VLAN: u16 = 0x8100;
+    /// IPv6 (RFC 2464).
     pub const IPV6: u16 = 0x86dd;
+    /// An IEEE 802.1ad service tag (QinQ outer TPID) follows.
     pub const QINQ: u16 = 0x88a8;
     /// Pre-802.1ad QinQ TPID, still emitted by some switches.
     pub const QINQ_LEGACY: u16 = 0x9100;
@@ -52,16 +58,19 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    /// Hands back the wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// The destination MAC address (bytes 0..6).
     pub fn dst_addr(&self) -> [u8; 6] {
         let mut mac = [0; 6];
         mac.copy_from_slice(&self.buffer.as_ref()[field::DESTINATION]);
         mac
     }
 
+    /// The source MAC address (bytes 6..12).
     pub fn src_addr(&self) -> [u8; 6] {
         let mut mac = [0; 6];
         mac.copy_from_slice(&self.buffer.as_ref()[field::SOURCE]);

@@ -1,12 +1,14 @@
-//! IPv4 header. Options are skipped via IHL; the checksum is not verified
-//! (outgoing frames carry offloaded, unfinished checksums, and a knock is
-//! only an observation).
+//! IPv4 header. Options are skipped via IHL. The header checksum can be
+//! verified ([`Packet::checksum_ok`]): the host drops a header whose sum is
+//! wrong, so such a frame is no knock. (Checksum offload concerns the
+//! transport checksum of outgoing frames, which the capture never takes;
+//! the header checksum is always filled in.)
 
 use std::net::Ipv4Addr;
 
 use super::{be16, Layer, Malformed};
 
-mod field {
+pub(crate) mod field {
     use crate::wire::Field;
 
     pub const VER_IHL: usize = 0;
@@ -69,63 +71,91 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    /// Hands back the wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// The version field (RFC 791): 4 once `check_len` has passed.
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_IHL] >> 4
     }
 
-    /// Header length in bytes (IHL * 4).
+    /// Header length in bytes: the IHL field (RFC 791) times 4.
     pub fn header_len(&self) -> usize {
         usize::from(self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
     }
 
+    /// The former type-of-service byte: DSCP (RFC 2474) and ECN (RFC 3168).
     pub fn dscp_ecn(&self) -> u8 {
         self.buffer.as_ref()[field::DSCP_ECN]
     }
 
-    /// Total length of the packet as sent, not as captured.
+    /// The total length field (RFC 791): the packet as sent, not as captured.
     pub fn total_len(&self) -> usize {
         usize::from(be16(self.buffer.as_ref(), field::LENGTH.start))
     }
 
+    /// The identification field (RFC 791), shared by a packet's fragments.
     pub fn ident(&self) -> u16 {
         be16(self.buffer.as_ref(), field::IDENT.start)
     }
 
+    /// The Don't Fragment flag (RFC 791).
     pub fn dont_frag(&self) -> bool {
         be16(self.buffer.as_ref(), field::FLG_OFF.start) & 0x4000 != 0
     }
 
+    /// The More Fragments flag (RFC 791): set on every fragment but the last.
     pub fn more_frags(&self) -> bool {
         be16(self.buffer.as_ref(), field::FLG_OFF.start) & 0x2000 != 0
     }
 
-    /// Fragment offset in bytes; only offset 0 carries the transport header.
+    /// The fragment offset field (RFC 791) in bytes (it counts 8-byte units);
+    /// only offset 0 carries the transport header.
     pub fn frag_offset(&self) -> usize {
         usize::from(be16(self.buffer.as_ref(), field::FLG_OFF.start) & 0x1fff) * 8
     }
 
+    /// The time-to-live field (RFC 791).
     pub fn ttl(&self) -> u8 {
         self.buffer.as_ref()[field::TTL]
     }
 
+    /// The protocol field (RFC 791): what follows the header, see
+    /// [`ip_proto`](super::ip_proto).
     pub fn protocol(&self) -> u8 {
         self.buffer.as_ref()[field::PROTOCOL]
     }
 
+    /// The header checksum field (RFC 791) as sent;
+    /// [`checksum_ok`](Self::checksum_ok) verifies it.
     pub fn checksum(&self) -> u16 {
         be16(self.buffer.as_ref(), field::CHECKSUM.start)
     }
 
+    /// The source address field (RFC 791).
     pub fn src_addr(&self) -> Ipv4Addr {
         addr(&self.buffer.as_ref()[field::SRC_ADDR])
     }
 
+    /// The destination address field (RFC 791).
     pub fn dst_addr(&self) -> Ipv4Addr {
         addr(&self.buffer.as_ref()[field::DST_ADDR])
+    }
+
+    /// Does the header (with options) sum to 0xffff in ones' complement,
+    /// as RFC 791 demands? `check_len` has proved the header is present.
+    pub fn checksum_ok(&self) -> bool {
+        let header = &self.buffer.as_ref()[..self.header_len()];
+        let mut sum: u32 = header
+            .chunks_exact(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        sum == 0xffff
     }
 
     /// Was the whole packet captured (no snap-length cut)?
@@ -190,6 +220,21 @@ mod test {
         assert_eq!(ip.dst_addr(), Ipv4Addr::new(10, 199, 0, 1));
         assert!(ip.is_complete());
         assert_eq!(ip.payload(), &PACKET_BYTES[24..]);
+    }
+
+    #[test]
+    fn checksum_is_verified_over_the_options_too() {
+        // 0x73f1 is this header's sum complemented (the same header appears,
+        // checksum filled in, in wire::test::ETH_IPV4_OPTIONS_TCP).
+        let good = patched(&[(10, 0x73), (11, 0xf1)]);
+        assert!(Packet::new_checked(&good[..]).unwrap().checksum_ok());
+        assert!(!Packet::new_checked(&PACKET_BYTES[..])
+            .unwrap()
+            .checksum_ok());
+        // A bit flipped in the option (byte 22) breaks it.
+        let mut bad = good;
+        bad[22] ^= 0x10;
+        assert!(!Packet::new_checked(&bad[..]).unwrap().checksum_ok());
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::net::Ipv6Addr;
 
 use super::{be16, blame_ip_length, ip_proto, Layer, Malformed, MAX_EXT_HEADERS};
 
-mod field {
+pub(crate) mod field {
     use crate::wire::Field;
 
     pub const VER_TC_FLOW: Field = 0..4;
@@ -15,6 +15,7 @@ mod field {
     pub const DST_ADDR: Field = 24..40;
 }
 
+/// Length of the fixed IPv6 header (RFC 8200), extension headers excluded.
 pub const HEADER_LEN: usize = field::DST_ADDR.end;
 
 /// A read-only view of an IPv6 packet, possibly cut short by the snap length
@@ -50,42 +51,52 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    /// Hands back the wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// The version field (RFC 8200): 6 once `check_len` has passed.
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_TC_FLOW.start] >> 4
     }
 
+    /// The traffic class field (RFC 8200): DSCP and ECN.
     pub fn traffic_class(&self) -> u8 {
         (be16(self.buffer.as_ref(), field::VER_TC_FLOW.start) >> 4) as u8
     }
 
+    /// The 20-bit flow label field (RFC 8200, RFC 6437).
     pub fn flow_label(&self) -> u32 {
         let b = &self.buffer.as_ref()[field::VER_TC_FLOW];
         u32::from_be_bytes([0, b[1] & 0x0f, b[2], b[3]])
     }
 
-    /// Length after the fixed header as sent, not as captured. (A jumbogram's
+    /// The payload length field (RFC 8200): bytes after the fixed header as
+    /// sent, not as captured. (A jumbogram's
     /// 0 bounds the payload to nothing: jumbograms do not occur on the links
     /// a knock arrives on.)
     pub fn payload_len(&self) -> usize {
         usize::from(be16(self.buffer.as_ref(), field::PAYLOAD_LEN.start))
     }
 
+    /// The next header field (RFC 8200): the first extension header or the
+    /// transport protocol, see [`ip_proto`].
     pub fn next_header(&self) -> u8 {
         self.buffer.as_ref()[field::NXT_HDR]
     }
 
+    /// The hop limit field (RFC 8200).
     pub fn hop_limit(&self) -> u8 {
         self.buffer.as_ref()[field::HOP_LIMIT]
     }
 
+    /// The source address field (RFC 8200).
     pub fn src_addr(&self) -> Ipv6Addr {
         addr(&self.buffer.as_ref()[field::SRC_ADDR])
     }
 
+    /// The destination address field (RFC 8200).
     pub fn dst_addr(&self) -> Ipv6Addr {
         addr(&self.buffer.as_ref()[field::DST_ADDR])
     }
@@ -112,7 +123,7 @@ fn addr(bytes: &[u8]) -> Ipv6Addr {
     Ipv6Addr::from(octets)
 }
 
-mod ext_field {
+pub(crate) mod ext_field {
     use crate::wire::Field;
 
     pub const NXT_HDR: usize = 0;
@@ -126,16 +137,48 @@ mod ext_field {
 /// bytes at least 8 long, so a checked header always has `ext_field` bytes.
 pub const EXT_MIN_LEN: usize = 8;
 
-/// Is this next-header value an extension header the decoder walks past?
+/// The extension headers the decoder walks past, in one list that the
+/// kernel filter (`capture::filter`) follows too: hop-by-hop, routing,
+/// fragment, destination options, authentication. ESP ends the walk (what
+/// follows is encrypted), as does anything else.
+pub const WALKED_EXT_HEADERS: [u8; 5] = [
+    ip_proto::HOP_BY_HOP,
+    ip_proto::IPV6_ROUTING,
+    ip_proto::IPV6_FRAGMENT,
+    ip_proto::IPV6_DEST_OPTS,
+    ip_proto::AH,
+];
+
+/// How a walked extension header states its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtLength {
+    /// Always 8 bytes (fragment).
+    Fixed8,
+    /// `(byte 1 + 1) * 8` bytes (hop-by-hop, routing, destination options).
+    Eights,
+    /// `(byte 1 + 2) * 4` bytes (authentication, RFC 4302).
+    AhWords,
+}
+
+/// The length rule of a walked extension header `kind`.
+pub const fn ext_length(kind: u8) -> ExtLength {
+    match kind {
+        ip_proto::IPV6_FRAGMENT => ExtLength::Fixed8,
+        ip_proto::AH => ExtLength::AhWords,
+        _ => ExtLength::Eights,
+    }
+}
+
+/// Is this next-header value one of [`WALKED_EXT_HEADERS`]?
 pub const fn is_walked_ext_header(next_header: u8) -> bool {
-    matches!(
-        next_header,
-        ip_proto::HOP_BY_HOP
-            | ip_proto::IPV6_ROUTING
-            | ip_proto::IPV6_FRAGMENT
-            | ip_proto::IPV6_DEST_OPTS
-            | ip_proto::AH
-    )
+    let mut i = 0;
+    while i < WALKED_EXT_HEADERS.len() {
+        if WALKED_EXT_HEADERS[i] == next_header {
+            return true;
+        }
+        i += 1;
+    }
+    false
 }
 
 /// A read-only view of one walked extension header (hop-by-hop, routing,
@@ -171,41 +214,48 @@ impl<T: AsRef<[u8]>> ExtHeader<T> {
         Ok(())
     }
 
+    /// Hands back the wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// Which extension header this is: the previous header's next-header
+    /// value, given to the constructor.
     pub fn kind(&self) -> u8 {
         self.kind
     }
 
+    /// The next header field (RFC 8200, byte 0): what follows this header.
     pub fn next_header(&self) -> u8 {
         self.buffer.as_ref()[ext_field::NXT_HDR]
     }
 
-    /// Header length in bytes. Needs only the first 2 bytes, so
+    /// Header length in bytes, from the length field (byte 1) by the rule of
+    /// [`ext_length`]. Needs only the first 2 bytes, so
     /// `check_len` can call it on a buffer of at least 8.
     pub fn header_len(&self) -> usize {
         let units = usize::from(self.buffer.as_ref()[ext_field::LENGTH]);
-        match self.kind {
-            ip_proto::IPV6_FRAGMENT => EXT_MIN_LEN,
-            // AH counts 4-byte words, minus 2 (RFC 4302).
-            ip_proto::AH => (units + 2) * 4,
-            _ => (units + 1) * 8,
+        match ext_length(self.kind) {
+            ExtLength::Fixed8 => EXT_MIN_LEN,
+            ExtLength::AhWords => (units + 2) * 4,
+            ExtLength::Eights => (units + 1) * 8,
         }
     }
 
-    /// Fragment offset in bytes; meaningful for a fragment header only.
+    /// The fragment offset field (RFC 8200) in bytes (it counts 8-byte
+    /// units); meaningful for a fragment header only.
     pub fn frag_offset(&self) -> usize {
         usize::from(be16(self.buffer.as_ref(), ext_field::FRAG_OFF_M.start) & 0xfff8)
     }
 
-    /// More-fragments flag; meaningful for a fragment header only.
+    /// The M (more fragments) flag (RFC 8200); meaningful for a fragment
+    /// header only.
     pub fn more_frags(&self) -> bool {
         be16(self.buffer.as_ref(), ext_field::FRAG_OFF_M.start) & 1 != 0
     }
 
-    /// Fragment identification; meaningful for a fragment header only.
+    /// The identification field (RFC 8200); meaningful for a fragment header
+    /// only.
     pub fn frag_ident(&self) -> u32 {
         let b = &self.buffer.as_ref()[ext_field::FRAG_IDENT];
         u32::from_be_bytes([b[0], b[1], b[2], b[3]])
@@ -213,15 +263,29 @@ impl<T: AsRef<[u8]>> ExtHeader<T> {
 }
 
 impl<'a, T: AsRef<[u8]> + ?Sized> ExtHeader<&'a T> {
+    /// Everything after this header: the next header and on, to the end of
+    /// the buffer.
     pub fn payload(&self) -> &'a [u8] {
         &self.buffer.as_ref()[self.header_len()..]
     }
 }
 
+/// Where an extension-header walk ended: the first header not walked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transport<'a> {
+    /// Its protocol number (TCP, UDP, ESP, …).
+    pub protocol: u8,
+    /// Its bytes, to the end of the (captured) payload.
+    pub payload: &'a [u8],
+    /// A fragment header (offset 0) came before it: a first fragment.
+    pub fragment: bool,
+}
+
 /// Walks the extension headers starting with `next_header` over `payload`
 /// (the IPv6 payload as bounded by [`Packet::payload`]) and returns the first
-/// header that is not walked — its protocol number and bytes — or `None` for
-/// a non-first fragment, whose bytes are not a transport header.
+/// header that is not walked — its protocol number and bytes, and whether a
+/// fragment header came before it (a first fragment) — or `None` for a
+/// non-first fragment, whose bytes are not a transport header.
 ///
 /// `complete` says whether the payload is bounded by the payload length
 /// (then a header running past it is `BadTotalLength(Ipv6)`) or by the end of
@@ -230,24 +294,32 @@ pub fn walk_ext_headers(
     next_header: u8,
     payload: &[u8],
     complete: bool,
-) -> Result<Option<(u8, &[u8])>, Malformed> {
+) -> Result<Option<Transport<'_>>, Malformed> {
     let mut next = next_header;
     let mut rest = payload;
     let mut walked = 0;
+    let mut fragment = false;
     while is_walked_ext_header(next) {
         if walked == MAX_EXT_HEADERS {
             return Err(Malformed::ExtensionHeaderLimit);
         }
         let ext = ExtHeader::new_checked(rest, next)
             .map_err(|e| blame_ip_length(e, complete, Layer::Ipv6))?;
-        if next == ip_proto::IPV6_FRAGMENT && ext.frag_offset() != 0 {
-            return Ok(None);
+        if next == ip_proto::IPV6_FRAGMENT {
+            if ext.frag_offset() != 0 {
+                return Ok(None);
+            }
+            fragment = true;
         }
         next = ext.next_header();
         rest = ext.payload();
         walked += 1;
     }
-    Ok(Some((next, rest)))
+    Ok(Some(Transport {
+        protocol: next,
+        payload: rest,
+        fragment,
+    }))
 }
 
 #[cfg(test)]
@@ -288,9 +360,13 @@ mod test {
         bytes
     }
 
-    fn walk(bytes: &[u8]) -> Result<Option<(u8, &[u8])>, Malformed> {
+    /// (protocol, payload, fragment) of where the walk ended.
+    type Walked<'a> = Result<Option<(u8, &'a [u8], bool)>, Malformed>;
+
+    fn walk(bytes: &[u8]) -> Walked<'_> {
         let ip = Packet::new_checked(bytes)?;
-        walk_ext_headers(ip.next_header(), ip.payload(), ip.is_complete())
+        let t = walk_ext_headers(ip.next_header(), ip.payload(), ip.is_complete())?;
+        Ok(t.map(|t| (t.protocol, t.payload, t.fragment)))
     }
 
     #[test]
@@ -337,9 +413,11 @@ mod test {
 
     #[test]
     fn walks_to_the_transport_header() {
-        let (proto, l4) = walk(&PACKET_BYTES).unwrap().unwrap();
+        let (proto, l4, fragment) = walk(&PACKET_BYTES).unwrap().unwrap();
         assert_eq!(proto, ip_proto::UDP);
         assert_eq!(l4, &PACKET_BYTES[UDP_AT..]);
+        // The chain holds a fragment header (offset 0, M): a first fragment.
+        assert!(fragment);
     }
 
     #[test]
@@ -347,7 +425,7 @@ mod test {
         // Turn the destination options header (16 bytes) into AH with
         // length 2: (2 + 2) * 4 = 16 bytes.
         let bytes = patched(&[(HBH_AT, ip_proto::AH), (DST_AT + 1, 2)]);
-        let (proto, l4) = walk(&bytes).unwrap().unwrap();
+        let (proto, l4, _) = walk(&bytes).unwrap().unwrap();
         assert_eq!(proto, ip_proto::UDP);
         assert_eq!(l4, &PACKET_BYTES[UDP_AT..]);
     }
@@ -362,6 +440,13 @@ mod test {
     }
 
     #[test]
+    fn the_walked_list_is_the_predicate() {
+        for nh in 0..=u8::MAX {
+            assert_eq!(is_walked_ext_header(nh), WALKED_EXT_HEADERS.contains(&nh));
+        }
+    }
+
+    #[test]
     fn stops_at_headers_it_does_not_walk() {
         for stop in [
             ip_proto::ESP,
@@ -371,8 +456,9 @@ mod test {
             253,
         ] {
             let bytes = patched(&[(DST_AT, stop)]);
-            let (proto, rest) = walk(&bytes).unwrap().unwrap();
+            let (proto, rest, fragment) = walk(&bytes).unwrap().unwrap();
             assert_eq!(proto, stop);
+            assert!(!fragment);
             assert_eq!(rest, &PACKET_BYTES[FRAG_AT..]);
         }
     }
@@ -402,7 +488,7 @@ mod test {
         );
         // Cut after the fragment header: the walk succeeds with nothing
         // left; the transport layer judges that.
-        let (proto, rest) = walk(&bytes[..UDP_AT]).unwrap().unwrap();
+        let (proto, rest, _) = walk(&bytes[..UDP_AT]).unwrap().unwrap();
         assert_eq!(proto, ip_proto::UDP);
         assert!(rest.is_empty());
     }
@@ -419,7 +505,9 @@ mod test {
                 ip_proto::UDP
             };
         }
-        let (proto, rest) = walk_ext_headers(0, &chain, true).unwrap().unwrap();
+        let t = walk_ext_headers(0, &chain, true).unwrap().unwrap();
+        let (proto, rest) = (t.protocol, t.payload);
+        assert!(!t.fragment);
         assert_eq!(proto, ip_proto::UDP);
         assert_eq!(rest.len(), 8);
         // One more hop-by-hop header: over the limit.

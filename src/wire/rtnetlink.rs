@@ -41,6 +41,12 @@ pub const RTMGRP_IPV4_IFADDR: u32 = 0x10;
 pub const RTMGRP_IPV6_IFADDR: u32 = 0x100;
 
 const IFLA_IFNAME: u16 = 3;
+const IFLA_LINK: u16 = 5;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_DATA: u16 = 2;
+const IFLA_VLAN_ID: u16 = 1;
+const IFLA_VLAN_PROTOCOL: u16 = 5;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const NLA_TYPE_MASK: u16 = 0x3fff;
@@ -219,6 +225,7 @@ impl<T: AsRef<[u8]>> NlMsg<T> {
 /// The messages of one received datagram. Yields an error (and then stops)
 /// at the first message whose length does not fit: after that there is no
 /// telling where the next one starts.
+#[derive(Debug)]
 pub struct Messages<'a> {
     rest: &'a [u8],
 }
@@ -253,6 +260,7 @@ impl<'a> Iterator for Messages<'a> {
 
 /// The attributes (`struct rtattr`) following a fixed header. Yields an
 /// error and stops at the first attribute whose length does not fit.
+#[derive(Debug)]
 pub struct Attrs<'a> {
     rest: &'a [u8],
 }
@@ -302,6 +310,19 @@ pub struct LinkMsg {
     pub hatype: u16,
     /// `ifi_flags`: `IFF_UP`, `IFF_RUNNING`, …
     pub flags: u32,
+    /// Set when the link is a VLAN device (`IFLA_INFO_KIND` "vlan").
+    pub vlan: Option<Vlan>,
+}
+
+/// What makes a link a VLAN device: the link it sits on and its tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vlan {
+    /// ifindex of the link the tagged frames arrive on (`IFLA_LINK`).
+    pub parent: u32,
+    /// VLAN id, 0–4095 (`IFLA_VLAN_ID`).
+    pub id: u16,
+    /// Tag protocol: 0x8100 (802.1Q) or 0x88a8 (802.1ad).
+    pub tpid: u16,
 }
 
 /// An address announcement (`RTM_NEWADDR` / `RTM_DELADDR`).
@@ -376,14 +397,21 @@ fn parse_link(payload: &[u8]) -> Result<Option<LinkMsg>, ParseError> {
     }
     let index = parse_index(payload, ifinfo::INDEX)?;
     let mut name = None;
+    let mut parent = None;
+    let mut vlan = None;
     for attr in Attrs::new(attrs) {
         let (kind, value) = attr?;
-        if kind == IFLA_IFNAME {
-            let raw = value.split(|&b| b == 0).next().unwrap_or(&[]);
-            if raw.is_empty() {
-                return Err(ParseError::Malformed("empty interface name"));
+        match kind {
+            IFLA_IFNAME => {
+                let raw = value.split(|&b| b == 0).next().unwrap_or(&[]);
+                if raw.is_empty() {
+                    return Err(ParseError::Malformed("empty interface name"));
+                }
+                name = Some(String::from_utf8_lossy(raw).into_owned());
             }
-            name = Some(String::from_utf8_lossy(raw).into_owned());
+            IFLA_LINK if value.len() == 4 => parent = Some(ne_u32(value, 0..4)),
+            IFLA_LINKINFO => vlan = parse_vlan_info(value)?,
+            _ => {}
         }
     }
     Ok(Some(LinkMsg {
@@ -391,7 +419,39 @@ fn parse_link(payload: &[u8]) -> Result<Option<LinkMsg>, ParseError> {
         name,
         hatype: ne_u16(payload, ifinfo::TYPE),
         flags: ne_u32(payload, ifinfo::FLAGS),
+        vlan: match (vlan, parent) {
+            (Some((id, tpid)), Some(parent)) if parent > 0 => Some(Vlan { parent, id, tpid }),
+            _ => None,
+        },
     }))
+}
+
+/// (id, tpid) from a nested `IFLA_LINKINFO` of kind "vlan"; `None` for any
+/// other kind of link.
+fn parse_vlan_info(info: &[u8]) -> Result<Option<(u16, u16)>, ParseError> {
+    let (mut is_vlan, mut data) = (false, None);
+    for attr in Attrs::new(info) {
+        let (kind, value) = attr?;
+        match kind {
+            IFLA_INFO_KIND => is_vlan = value.split(|&b| b == 0).next() == Some(b"vlan"),
+            IFLA_INFO_DATA => data = Some(value),
+            _ => {}
+        }
+    }
+    let Some(data) = data.filter(|_| is_vlan) else {
+        return Ok(None);
+    };
+    let (mut id, mut tpid) = (None, crate::wire::ethernet::ethertype::VLAN);
+    for attr in Attrs::new(data) {
+        let (kind, value) = attr?;
+        match (kind, value.len()) {
+            (IFLA_VLAN_ID, 2) => id = Some(ne_u16(value, 0..2) & 0x0fff),
+            // The protocol is the one attribute here in network order.
+            (IFLA_VLAN_PROTOCOL, 2) => tpid = u16::from_be_bytes([value[0], value[1]]),
+            _ => {}
+        }
+    }
+    Ok(id.map(|id| (id, tpid)))
 }
 
 fn ip_from(family: u8, value: &[u8]) -> Result<IpAddr, ParseError> {
@@ -604,6 +664,38 @@ pub(crate) mod fixtures {
         }
     }
 
+    /// An attribute: length, type, value, padded to 4 bytes.
+    fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
+        let mut a = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
+        a.extend_from_slice(&kind.to_ne_bytes());
+        a.extend_from_slice(value);
+        a.resize(align4(a.len()), 0);
+        a
+    }
+
+    /// RTM_NEWLINK for `ip link add link <parent> name eth0.<id> type vlan
+    /// id <id> [protocol 802.1ad]`, up, built from the kernel ABI
+    /// (<linux/if_link.h>): this machine's kernel has no 8021q module to
+    /// record a real one from.
+    pub(crate) fn vlan_newlink_fixture(index: u32, parent: u32, id: u16, tpid: u16) -> Vec<u8> {
+        let mut data = attr(IFLA_VLAN_PROTOCOL, &tpid.to_be_bytes());
+        data.extend(attr(IFLA_VLAN_ID, &id.to_ne_bytes()));
+        let mut info = attr(IFLA_INFO_KIND, b"vlan\0");
+        info.extend(attr(IFLA_INFO_DATA | 0x8000, &data)); // NLA_F_NESTED
+        let mut body = vec![0u8; 16]; // ifinfomsg
+        body[2..4].copy_from_slice(&1u16.to_ne_bytes()); // ARPHRD_ETHER
+        body[4..8].copy_from_slice(&index.to_ne_bytes());
+        body[8..12].copy_from_slice(&(IFF_UP | IFF_RUNNING).to_ne_bytes());
+        body.extend(attr(IFLA_IFNAME, format!("eth0.{id}\0").as_bytes()));
+        body.extend(attr(IFLA_LINK, &parent.to_ne_bytes()));
+        body.extend(attr(IFLA_LINKINFO, &info));
+        let mut msg = ((16 + body.len()) as u32).to_ne_bytes().to_vec();
+        msg.extend_from_slice(&RTM_NEWLINK.to_ne_bytes());
+        msg.extend_from_slice(&[0; 10]);
+        msg.extend(body);
+        msg
+    }
+
     pub(crate) fn link_msg(bytes: &[u8]) -> LinkMsg {
         match one(bytes).unwrap() {
             Message::NewLink(l) | Message::DelLink(l) => l,
@@ -616,6 +708,23 @@ pub(crate) mod fixtures {
 mod tests {
     use super::fixtures::*;
     use super::*;
+
+    #[test]
+    fn vlan_devices_are_recognised() {
+        let l = link_msg(&vlan_newlink_fixture(9, 2, 5, 0x8100));
+        assert_eq!(
+            l.vlan,
+            Some(Vlan {
+                parent: 2,
+                id: 5,
+                tpid: 0x8100
+            })
+        );
+        assert_eq!(l.name.as_deref(), Some("eth0.5"));
+        // A veth's full message (nested IFLA_LINKINFO of kind "veth"): no VLAN.
+        assert_eq!(link_msg(&unhex(NEWLINK_UP_FULL)).vlan, None);
+        assert_eq!(link_msg(&NEWLINK_UP).vlan, None);
+    }
 
     #[test]
     fn header_fields() {
@@ -671,6 +780,7 @@ mod tests {
                 name: Some("dummy7".into()),
                 hatype: 1,
                 flags: 0x1003,
+                vlan: None,
             }
         );
     }

@@ -24,7 +24,9 @@ pub const MIN_HEADER_LEN: usize = field::URGENT.end;
 
 /// Flag bits beyond the six classic ones in [`crate::knock::flags`].
 pub mod flags {
+    /// ECN-Echo (RFC 3168).
     pub const ECE: u8 = 0x40;
+    /// Congestion Window Reduced (RFC 3168).
     pub const CWR: u8 = 0x80;
 }
 
@@ -60,29 +62,35 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    /// Hands back the wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// The source port field (RFC 9293).
     pub fn src_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::SRC_PORT.start)
     }
 
+    /// The destination port field (RFC 9293): the knocked port.
     pub fn dst_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::DST_PORT.start)
     }
 
+    /// The sequence number field (RFC 9293).
     pub fn seq_number(&self) -> u32 {
         let b = &self.buffer.as_ref()[field::SEQ_NUM];
         u32::from_be_bytes([b[0], b[1], b[2], b[3]])
     }
 
+    /// The acknowledgment number field (RFC 9293), meaningful with ACK set.
     pub fn ack_number(&self) -> u32 {
         let b = &self.buffer.as_ref()[field::ACK_NUM];
         u32::from_be_bytes([b[0], b[1], b[2], b[3]])
     }
 
-    /// Header length in bytes (data offset * 4), options included.
+    /// Header length in bytes: the data offset field (RFC 9293) times 4,
+    /// options included.
     pub fn header_len(&self) -> usize {
         usize::from(self.buffer.as_ref()[field::DATA_OFF] >> 4) * 4
     }
@@ -92,19 +100,23 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.buffer.as_ref()[field::FLAGS]
     }
 
-    /// The NS (ECN nonce) bit, outside the flag byte.
+    /// The NS (ECN nonce, RFC 3540, historic) bit, outside the flag byte.
     pub fn ns(&self) -> bool {
         self.buffer.as_ref()[field::DATA_OFF] & 1 != 0
     }
 
+    /// The window field (RFC 9293), unscaled.
     pub fn window_len(&self) -> u16 {
         be16(self.buffer.as_ref(), field::WIN_SIZE.start)
     }
 
+    /// The checksum field (RFC 9293) as sent; not verified: it covers the
+    /// payload, which the snap length may cut.
     pub fn checksum(&self) -> u16 {
         be16(self.buffer.as_ref(), field::CHECKSUM.start)
     }
 
+    /// The urgent pointer field (RFC 9293), meaningful with URG set.
     pub fn urgent_at(&self) -> u16 {
         be16(self.buffer.as_ref(), field::URGENT.start)
     }

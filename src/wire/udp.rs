@@ -3,7 +3,7 @@
 
 use super::{be16, Layer, Malformed};
 
-mod field {
+pub(crate) mod field {
     use crate::wire::Field;
 
     pub const SRC_PORT: Field = 0..2;
@@ -13,6 +13,7 @@ mod field {
     pub const PAYLOAD: usize = 8;
 }
 
+/// Length of the UDP header (RFC 768): ports, length, checksum.
 pub const HEADER_LEN: usize = field::PAYLOAD;
 
 /// A read-only view of a UDP datagram.
@@ -43,23 +44,27 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    /// Hands back the wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// The source port field (RFC 768).
     pub fn src_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::SRC_PORT.start)
     }
 
+    /// The destination port field (RFC 768): the knocked port.
     pub fn dst_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::DST_PORT.start)
     }
 
-    /// The length field as sent (header included); not validated.
+    /// The length field (RFC 768) as sent, header included; not validated.
     pub fn length(&self) -> u16 {
         be16(self.buffer.as_ref(), field::LENGTH.start)
     }
 
+    /// The checksum field (RFC 768) as sent (0: none); not verified.
     pub fn checksum(&self) -> u16 {
         be16(self.buffer.as_ref(), field::CHECKSUM.start)
     }

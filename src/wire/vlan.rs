@@ -16,6 +16,7 @@ mod field {
     pub const PAYLOAD: usize = 4;
 }
 
+/// Length of one tag after its TPID: the TCI and the next ethertype.
 pub const HEADER_LEN: usize = field::PAYLOAD;
 
 /// Does this ethertype announce a VLAN tag?
@@ -54,16 +55,17 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    /// Hands back the wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
-    /// Priority code point (3 bits).
+    /// The priority code point (PCP, IEEE 802.1Q): the top 3 bits of the TCI.
     pub fn priority(&self) -> u8 {
         (be16(self.buffer.as_ref(), field::TCI.start) >> 13) as u8
     }
 
-    /// VLAN identifier (12 bits).
+    /// The VLAN identifier (VID, IEEE 802.1Q): the low 12 bits of the TCI.
     pub fn vlan_id(&self) -> u16 {
         be16(self.buffer.as_ref(), field::TCI.start) & 0x0fff
     }
@@ -75,6 +77,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
+    /// Everything after the tag: another tag or the network header.
     pub fn payload(&self) -> &'a [u8] {
         &self.buffer.as_ref()[field::PAYLOAD..]
     }

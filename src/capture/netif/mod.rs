@@ -250,6 +250,18 @@ impl Addresses {
         self.table.is_local(index, dst)
     }
 
+    /// Is `addr` the directed broadcast address of an IPv4 subnet of some
+    /// interface (`10.0.0.255` for `10.0.0.1/24`; none for /31 and /32)?
+    pub fn is_subnet_broadcast(&self, addr: std::net::Ipv4Addr) -> bool {
+        self.table.is_subnet_broadcast(addr)
+    }
+
+    /// The VLAN device (up) that takes frames tagged `id` with protocol
+    /// `tpid` arriving on interface `parent`, if there is one.
+    pub fn vlan_device(&self, parent: u32, id: u16, tpid: u16) -> Option<u32> {
+        self.table.vlan_device(parent, id, tpid)
+    }
+
     /// The interface called `name`, if there is one.
     pub fn interface(&self, name: &str) -> Option<&Interface> {
         self.table.interfaces().find(|i| i.name == name)

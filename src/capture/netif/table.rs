@@ -4,9 +4,11 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use crate::wire::rtnetlink::{link_type_name, AddrMsg, LinkMsg, Message, IFF_RUNNING, IFF_UP};
+use crate::wire::rtnetlink::{
+    link_type_name, AddrMsg, LinkMsg, Message, Vlan, IFF_RUNNING, IFF_UP,
+};
 
 /// One network interface as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +25,8 @@ pub struct Interface {
     pub running: bool,
     /// Own addresses, sorted, without duplicates.
     pub addrs: Vec<IpAddr>,
+    /// Set for a VLAN device.
+    pub vlan: Option<Vlan>,
 }
 
 impl Interface {
@@ -190,6 +194,34 @@ impl Table {
         self.find(index).ok().and_then(|i| self.links.get(i))
     }
 
+    /// Is `addr` the directed broadcast address of an IPv4 subnet of some
+    /// interface (`10.0.0.255` for `10.0.0.1/24`; none for /31 and /32)?
+    pub(super) fn is_subnet_broadcast(&self, addr: Ipv4Addr) -> bool {
+        self.links
+            .iter()
+            .flat_map(|l| &l.keys)
+            .any(|k| match k.local {
+                IpAddr::V4(own) if k.prefix_len <= 30 => {
+                    let host = u32::MAX >> k.prefix_len;
+                    u32::from(own) | host == u32::from(addr)
+                }
+                _ => false,
+            })
+    }
+
+    /// The VLAN device (up) on `parent` for tag `id` / protocol `tpid`.
+    pub(super) fn vlan_device(&self, parent: u32, id: u16, tpid: u16) -> Option<u32> {
+        self.links
+            .iter()
+            .find(|l| {
+                l.iface.up
+                    && l.iface
+                        .vlan
+                        .is_some_and(|v| v.parent == parent && v.id == id && v.tpid == tpid)
+            })
+            .map(|l| l.iface.index)
+    }
+
     pub(super) fn is_local(&self, index: u32, dst: IpAddr) -> bool {
         if index == 0 {
             return self
@@ -282,6 +314,7 @@ impl Table {
                 }
                 iface.hatype = l.hatype;
                 iface.running = running;
+                iface.vlan = l.vlan;
                 if up != iface.up {
                     iface.up = up;
                     let name = iface.name.clone();
@@ -316,6 +349,7 @@ impl Table {
                             up,
                             running,
                             addrs: Vec::new(),
+                            vlan: l.vlan,
                         },
                         keys: Vec::new(),
                     },
@@ -390,6 +424,47 @@ mod tests {
     use super::*;
     use crate::wire::rtnetlink::fixtures::*;
     use crate::wire::rtnetlink::RTM_DELLINK;
+
+    /// RTM_NEWLINK for `ip link add link <parent> name eth0.<id> type vlan
+    /// id <id> [protocol 802.1ad]`, up, built by the kernel ABI
+    /// (<linux/if_link.h>): this machine's kernel has no 8021q module to
+    /// record a real one from.
+    fn vlan_newlink(index: u32, parent: u32, id: u16, tpid: u16) -> Vec<u8> {
+        vlan_newlink_fixture(index, parent, id, tpid)
+    }
+
+    #[test]
+    fn vlan_devices_are_looked_up_by_parent_and_tag() {
+        let mut t = Table::default();
+        let mut out = Vec::new();
+        t.apply(one(&vlan_newlink(9, 2, 5, 0x8100)).unwrap(), &mut out);
+        t.apply(one(&vlan_newlink(10, 2, 6, 0x88a8)).unwrap(), &mut out);
+        assert_eq!(t.vlan_device(2, 5, 0x8100), Some(9));
+        assert_eq!(t.vlan_device(2, 6, 0x88a8), Some(10));
+        assert_eq!(t.vlan_device(2, 6, 0x8100), None, "wrong tag protocol");
+        assert_eq!(t.vlan_device(3, 5, 0x8100), None, "another parent");
+        assert_eq!(t.vlan_device(2, 7, 0x8100), None, "no such tag");
+        // A device that is down takes no frames.
+        let mut down = vlan_newlink(9, 2, 5, 0x8100);
+        down[24..28].copy_from_slice(&0u32.to_ne_bytes());
+        t.apply(one(&down).unwrap(), &mut out);
+        assert_eq!(t.vlan_device(2, 5, 0x8100), None);
+    }
+
+    #[test]
+    fn subnet_broadcasts_come_from_the_prefixes() {
+        let mut t = table_with_dummy7();
+        t.apply(one(&NEWADDR_V4).unwrap(), &mut Vec::new()); // 192.0.2.7/24
+        assert!(t.is_subnet_broadcast(Ipv4Addr::new(192, 0, 2, 255)));
+        assert!(!t.is_subnet_broadcast(Ipv4Addr::new(192, 0, 2, 7)));
+        assert!(!t.is_subnet_broadcast(Ipv4Addr::new(192, 0, 3, 255)));
+        let mut t = Table::default();
+        let mut out = Vec::new();
+        t.apply(one(&NEWLINK_UP).unwrap(), &mut out);
+        t.apply(one(&NEWADDR_PTP).unwrap(), &mut out); // 10.1.1.1 peer 10.1.1.2/32
+        assert!(!t.is_subnet_broadcast(Ipv4Addr::new(10, 1, 1, 1)));
+        assert!(!t.is_subnet_broadcast(Ipv4Addr::BROADCAST));
+    }
 
     fn table_with_dummy7() -> Table {
         let mut t = Table::default();
