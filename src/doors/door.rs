@@ -605,7 +605,7 @@ mod tests {
                 ok: false
             }
         );
-        assert_eq!(Ended::OK.and(e(&Outcome::Cancelled)).ran, true);
+        assert!(Ended::OK.and(e(&Outcome::Cancelled)).ran);
         assert_eq!(
             failed_set.and(e(&Outcome::SpawnFailed("x".into()))),
             failed_set
