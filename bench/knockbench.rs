@@ -11,11 +11,26 @@
 //! right after the knock's last `sendto` returned (the frame has then been
 //! handed to the veth peer). Same method, same frames, for every daemon.
 //!
+//! `door` measures what a knocker sees instead: after the knock it sends
+//! TCP SYNs to the hidden port from the knocking address (ever closer
+//! together: every 1/40 of the time so far, 20 µs to 1 ms), and a packet
+//! socket on the client's veth catches the first SYN-ACK, stamped by the
+//! kernel (SO_TIMESTAMPNS) when it arrived. Latency = that stamp minus the
+//! wall-clock stamp right after the knock's last `sendto`. The server
+//! routes the knock sources back to the client, which drops what is not
+//! its own (the packet socket sees it first). One more SYN to the open door
+//! gives the probe's own round trip: the floor under the figure.
+//!
 //!     knockbench knock   --dst IP --fifo F --seq STEPS --first N --count N
 //!                        [--interval-ms MS | --period-ms MS] [--wait-ms MS]
 //!     knockbench startup --dst IP --fifo F --seq STEPS --first N --log FILE -- CMD…
 //!     knockbench shell   --fifo F --count N
 //!     knockbench drops   --pid PID
+//!     knockbench listen  --port P          (in the server namespace)
+//!     knockbench door    --dst IP --iface IF --port P --seq STEPS --first N --count N
+//!                        [--interval-ms MS] [--wait-ms MS]
+//!     knockbench burst   --dst IP --seq STEPS --first N --count N --netns NS
+//!                        --set "FAMILY TABLE SET" --pid PID --delay S
 //!
 //! STEPS is a space-separated list like `tcp:7000:s udp:7001`. `--first N`
 //! picks the first source address, 10.197.0.0 + N. Output: one summary line
@@ -27,10 +42,12 @@ use std::io::{self, BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tportknockd::client::segment;
+use tportknockd::config::sets::{NftSet, SetTarget};
+use tportknockd::doors::kernel::KernelDoors;
 use tportknockd::knock::{Proto, Step};
 
 const SRC_BASE: u32 = u32::from_be_bytes([10, 197, 0, 0]);
@@ -146,6 +163,15 @@ impl Knocker {
         }
         Ok(())
     }
+
+    /// A TCP SYN from `src:sport` to the destination's `port`.
+    fn syn(&self, src: Ipv4Addr, sport: u16, port: u16) -> io::Result<()> {
+        let to = SockAddr::from(SocketAddr::V4(SocketAddrV4::new(self.dst, 0)));
+        let (s, d) = (IpAddr::V4(src), IpAddr::V4(self.dst));
+        let l4 = segment::tcp_segment(s, d, sport, port, 1, 0x02);
+        self.sock.send_to(&ip_packet(src, self.dst, 6, &l4), &to)?;
+        Ok(())
+    }
 }
 
 fn ipv4_datagram(src: Ipv4Addr, dst: Ipv4Addr, step: &Step, sport: u16) -> Vec<u8> {
@@ -167,6 +193,10 @@ fn ipv4_datagram(src: Ipv4Addr, dst: Ipv4Addr, step: &Step, sport: u16) -> Vec<u
             (17u8, u)
         }
     };
+    ip_packet(src, dst, proto, &l4)
+}
+
+fn ip_packet(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
     let total = (20 + l4.len()) as u16;
     let mut ip = vec![0x45, 0];
     ip.extend_from_slice(&total.to_be_bytes());
@@ -174,7 +204,7 @@ fn ipv4_datagram(src: Ipv4Addr, dst: Ipv4Addr, step: &Step, sport: u16) -> Vec<u
     ip.extend_from_slice(&[0, 0, 0x40, 0, 64, proto, 0, 0]);
     ip.extend_from_slice(&src.octets());
     ip.extend_from_slice(&dst.octets());
-    ip.extend_from_slice(&l4);
+    ip.extend_from_slice(l4);
     ip
 }
 
@@ -407,6 +437,286 @@ fn shell(a: &Args) {
     println!("{}", summary(count, &mut lat));
 }
 
+/// Accepts (and drops) connections on `--port` forever: the hidden service.
+fn listen(a: &Args) {
+    let port = a.num("port", 2222) as u16;
+    let l = std::net::TcpListener::bind(("0.0.0.0", port))
+        .unwrap_or_else(|e| fail(&format!("listen on {port}: {e}")));
+    for conn in l.incoming() {
+        drop(conn);
+    }
+}
+
+/// SYN-ACKs from `server:port` seen on `iface`: (the address they go to,
+/// the kernel's receive time).
+fn syn_acks(iface: &str, server: Ipv4Addr, port: u16) -> Receiver<(Ipv4Addr, SystemTime)> {
+    let name = std::ffi::CString::new(iface).unwrap();
+    // SAFETY: a NUL-terminated name.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if ifindex == 0 {
+        fail(&format!("{iface}: {}", io::Error::last_os_error()));
+    }
+    let proto = (libc::ETH_P_IP as u16).to_be();
+    // SAFETY: plain socket creation.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM, proto.into()) };
+    if fd < 0 {
+        fail(&format!("packet socket: {}", io::Error::last_os_error()));
+    }
+    // SAFETY: an all-zero sockaddr_ll is valid; the fields that matter are set.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = proto;
+    sll.sll_ifindex = ifindex as i32;
+    let on: libc::c_int = 1;
+    // SAFETY: `sll` and `on` are live and sized as passed.
+    let ok = unsafe {
+        libc::bind(
+            fd,
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        ) == 0
+            && libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as u32,
+            ) == 0
+    };
+    if !ok {
+        fail(&format!("packet socket: {}", io::Error::last_os_error()));
+    }
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let mut control = [0u64; 16];
+        loop {
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            };
+            // SAFETY: an all-zero msghdr is valid; its pointers are set below.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = std::mem::size_of_val(&control);
+            // SAFETY: `msg` points at live buffers of the given sizes.
+            let n = unsafe { libc::recvmsg(fd, &mut msg, 0) };
+            if n < 0 {
+                continue;
+            }
+            let p = &buf[..n as usize];
+            if p.len() < 40 || p[0] >> 4 != 4 || p[9] != 6 || p[12..16] != server.octets() {
+                continue;
+            }
+            let ihl = usize::from(p[0] & 0x0f) * 4;
+            let Some(tcp) = p.get(ihl..ihl + 20) else {
+                continue;
+            };
+            if u16::from_be_bytes([tcp[0], tcp[1]]) != port || tcp[13] & 0x12 != 0x12 {
+                continue;
+            }
+            let mut at = SystemTime::now();
+            // SAFETY: the control buffer was filled by recvmsg; the CMSG
+            // macros stay within `msg_controllen`.
+            unsafe {
+                let mut c = libc::CMSG_FIRSTHDR(&msg);
+                while !c.is_null() {
+                    if (*c).cmsg_level == libc::SOL_SOCKET
+                        && (*c).cmsg_type == libc::SCM_TIMESTAMPNS
+                    {
+                        let ts: libc::timespec =
+                            std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                        at = SystemTime::UNIX_EPOCH
+                            + Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+                    }
+                    c = libc::CMSG_NXTHDR(&msg, c);
+                }
+            }
+            let to = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
+            if tx.send((to, at)).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The first SYN-ACK to `to` before `until`, skipping late ones to others.
+fn syn_ack_for(
+    rx: &Receiver<(Ipv4Addr, SystemTime)>,
+    to: Ipv4Addr,
+    until: Instant,
+) -> Option<SystemTime> {
+    loop {
+        match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            Ok((dst, at)) if dst == to => return Some(at),
+            Ok(_) => continue,
+            Err(RecvTimeoutError::Timeout) => return None,
+            Err(RecvTimeoutError::Disconnected) => fail("SYN-ACK reader stopped"),
+        }
+    }
+}
+
+/// Knock, then probe the hidden port until it answers: see the module docs.
+fn door(a: &Args) {
+    // Precise short sleeps between probes (the default slack is 50 µs).
+    // SAFETY: PR_SET_TIMERSLACK takes a number, no pointers.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
+    let dst = dst_of(a);
+    let k = Knocker::new(dst, &a.get("seq"));
+    let port = a.num("port", 2222) as u16;
+    let rx = syn_acks(&a.get("iface"), dst, port);
+    let first = a.num("first", 0);
+    let count = a.num("count", 50) as usize;
+    let interval = Duration::from_millis(a.num("interval-ms", 20));
+    let wait = Duration::from_millis(a.num("wait-ms", 1000));
+    let (mut lat, mut rtt) = (Vec::with_capacity(count), Vec::with_capacity(count));
+    let mut probes = 0u64;
+    let mut sport = 50_000u16;
+    let mut next_sport = || {
+        sport = if sport == u16::MAX { 50_000 } else { sport + 1 };
+        sport
+    };
+    for i in 0..count {
+        let src = source(first + i as u64);
+        k.knock(src).unwrap_or_else(|e| fail(&format!("send: {e}")));
+        let t0 = SystemTime::now();
+        let i0 = Instant::now();
+        let answered = loop {
+            k.syn(src, next_sport(), port)
+                .unwrap_or_else(|e| fail(&format!("send: {e}")));
+            probes += 1;
+            let gap =
+                (i0.elapsed() / 40).clamp(Duration::from_micros(20), Duration::from_millis(1));
+            if let Some(at) = syn_ack_for(&rx, src, Instant::now() + gap) {
+                break Some(at);
+            }
+            if i0.elapsed() > wait {
+                break None;
+            }
+        };
+        if let Some(at) = answered {
+            let d = at.duration_since(t0).unwrap_or_default();
+            lat.push(d.as_secs_f64() * 1e6);
+            // The floor: one probe to the door now open.
+            let p0 = SystemTime::now();
+            k.syn(src, next_sport(), port)
+                .unwrap_or_else(|e| fail(&format!("send: {e}")));
+            if let Some(at) = syn_ack_for(&rx, src, Instant::now() + Duration::from_millis(100)) {
+                rtt.push(at.duration_since(p0).unwrap_or_default().as_secs_f64() * 1e6);
+            }
+        }
+        std::thread::sleep(interval);
+    }
+    rtt.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "{} probe_rtt_us={:.0} probes={probes}",
+        summary(count, &mut lat),
+        percentile(&rtt, 0.5)
+    );
+}
+
+/// CPU time (user + system) of process `pid` so far, in seconds.
+fn cpu_secs(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| fail(&format!("/proc/{pid}/stat: {e}")));
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .map(|w| w.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15; `after` starts at field 3.
+    // SAFETY: sysconf takes a number.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / tck
+}
+
+/// `count` knocks from fresh sources sent back to back, then: how long
+/// until every address is in the daemon's set (read over netlink from
+/// inside the server namespace), the daemon's CPU for that, and the same
+/// for their expiry `--delay` seconds later.
+fn burst(a: &Args) {
+    let dst = dst_of(a);
+    let k = Knocker::new(dst, &a.get("seq"));
+    let first = a.num("first", 0);
+    let count = a.num("count", 10_000) as usize;
+    let pid = a.num("pid", 0) as i32;
+    let delay = Duration::from_secs(a.num("delay", 20));
+    let set = SetTarget::Nft(
+        NftSet::parse(&a.get("set")).unwrap_or_else(|e| fail(&format!("--set: {e}"))),
+    );
+    let netns = format!("/run/netns/{}", a.get("netns"));
+    let srcs: Vec<Ipv4Addr> = (0..count).map(|i| source(first + i as u64)).collect();
+    // The checker: in the server namespace, walks the sources in order.
+    let (go_tx, go_rx) = channel::<()>();
+    let (done_tx, done_rx) = channel::<Instant>();
+    let checker_srcs = srcs.clone();
+    std::thread::spawn(move || {
+        let f = File::open(&netns).unwrap_or_else(|e| fail(&format!("{netns}: {e}")));
+        use std::os::fd::AsRawFd;
+        // SAFETY: a namespace descriptor; moves only this thread.
+        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            fail(&format!("setns: {}", io::Error::last_os_error()));
+        }
+        let mut kd = KernelDoors::open().unwrap_or_else(|e| fail(&format!("netlink: {e}")));
+        let mut present = |a: Ipv4Addr| {
+            kd.expires(&set, IpAddr::V4(a))
+                .unwrap_or_else(|e| fail(&e.to_string()))
+                .is_some()
+        };
+        let _ = go_rx.recv();
+        for want in [true, false] {
+            for &src in &checker_srcs {
+                while present(src) != want {
+                    std::thread::sleep(Duration::from_millis(if want { 1 } else { 5 }));
+                }
+            }
+            let _ = done_tx.send(Instant::now());
+        }
+    });
+    let c0 = cpu_secs(pid);
+    let t0 = Instant::now();
+    let _ = go_tx.send(());
+    for &src in &srcs {
+        k.knock(src).unwrap_or_else(|e| fail(&format!("send: {e}")));
+    }
+    let sent = t0.elapsed();
+    let all_open = done_rx
+        .recv_timeout(delay)
+        .unwrap_or_else(|_| fail("not every door opened within the delay"));
+    let c1 = cpu_secs(pid);
+    // The elements expire between t0 + delay and all_open + delay.
+    std::thread::sleep(
+        (t0 + delay).saturating_duration_since(Instant::now() + Duration::from_secs(1)),
+    );
+    let c2 = cpu_secs(pid);
+    let all_gone = done_rx
+        .recv_timeout(delay + Duration::from_secs(30))
+        .unwrap_or_else(|_| fail("doors still open 30 s after their time"));
+    std::thread::sleep(Duration::from_secs(1));
+    let c3 = cpu_secs(pid);
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "doors={count} send_ms={:.0} open_all_ms={:.0} open_cpu_s={:.2} \
+         last_gone_after_delay_ms={:.0} expire_window_ms={:.0} expire_cpu_s={:.2}",
+        ms(sent),
+        ms(all_open - t0),
+        c1 - c0,
+        all_gone
+            .saturating_duration_since(all_open + delay)
+            .as_secs_f64()
+            * 1e3
+            - (all_open + delay)
+                .saturating_duration_since(all_gone)
+                .as_secs_f64()
+                * 1e3,
+        ms(all_gone.saturating_duration_since(t0 + delay)),
+        c3 - c2,
+    );
+}
+
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let Some(mode) = argv.first() else {
@@ -418,6 +728,9 @@ fn main() {
         "startup" => startup(&a),
         "shell" => shell(&a),
         "drops" => drops(&a),
+        "listen" => listen(&a),
+        "door" => door(&a),
+        "burst" => burst(&a),
         m => fail(&format!("unknown mode {m}")),
     }
 }

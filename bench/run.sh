@@ -9,14 +9,21 @@
 # core, with real knocks attempted during each: knocks opened, daemon CPU,
 # kernel ring drops, peak RSS. Plus binary sizes, /bin/sh's own cost and
 # the in-process decoder + matcher throughput (benches/pipeline.rs).
+# Then doors as a knocker sees them (last knock frame → first SYN-ACK from
+# a port nftables hides): knockd and tportknockd with the same `nft add
+# element` command, and tportknockd's kernel door; and 10,000 kernel doors
+# opened in one burst, and their expiry.
 #
 # Environment: BENCH_OUT (file to write), BENCH_KNOCKS (latency knocks,
 # default 60), BENCH_FLOOD_KNOCKS (knocks attempted per load phase,
 # default 6), BENCH_PERF (a directory: `perf record -g` each daemon during
 # the flood into DIR/NAME.perf.data), BENCH_ONLY=tportknockd (that daemon
-# alone, no report: for working on it), BENCH_TPK (another tportknockd
-# binary, to compare two builds), BENCH_SCALE (event counts of the
-# event-scaling table, default "1 100 1000"; empty skips it).
+# alone, no report: for working on it), BENCH_ONLY=doors (the door
+# latencies and the burst alone, no report), BENCH_TPK (another
+# tportknockd binary, to compare two builds), BENCH_SCALE (event counts of
+# the event-scaling table, default "1 100 1000"; empty skips it),
+# BENCH_BURST (doors in the burst, default 10000), BENCH_BURST_DELAY (their
+# command_delay, default 20).
 set -euo pipefail
 if [ "$(id -u)" != 0 ]; then
   echo "bench/run.sh: must run as root (it creates network namespaces and raw sockets): sudo make bench" >&2
@@ -28,8 +35,8 @@ OUT=${BENCH_OUT:-$ROOT/BENCHMARKS.md}
 KNOCKS=${BENCH_KNOCKS:-60}
 LOAD_KNOCKS=${BENCH_FLOOD_KNOCKS:-6}
 
-# knockd, trafgen (netsniff-ng), ip, strip (binutils): installed when missing.
-scripts/need-debs knockd netsniff-ng iproute2 binutils
+# knockd, trafgen (netsniff-ng), ip, strip (binutils), nft: installed when missing.
+scripts/need-debs knockd netsniff-ng iproute2 binutils nftables
 
 echo "== building (release)"
 # The release profile strips symbols; perf needs them.
@@ -54,6 +61,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 ip netns add "$S"; ip netns add "$C"
 ip link add "$VS" netns "$S" type veth peer name "$VC" netns "$C"
 ip -n "$S" addr add $SIP/16 dev "$VS"; ip -n "$S" link set "$VS" up; ip -n "$S" link set lo up
@@ -168,6 +176,37 @@ bench() {
   kill -9 "$pid" 2>/dev/null || true
 }
 
+# ------------------------------------------------------------------ doors
+BURST=${BENCH_BURST:-10000}
+BURST_DELAY=${BENCH_BURST_DELAY:-20}
+DOOR_PORT=2222
+NFT=$(command -v nft)
+NFT_CMD="$NFT add element inet tpkbench knocked { %IP% timeout 30s }"
+
+# door NAME FIRST COMMAND…: starts the daemon in the server namespace,
+# knocks $KNOCKS times (knockbench door), stops it.
+door() {
+  local name=$1 first=$2 pid out
+  shift 2
+  ip netns exec "$S" "$@" >"$tmp/$name.log" 2>&1 &
+  pid=$!; pids+=("$pid")
+  # tportknockd says when it is ready; knockd is given two seconds.
+  case $name in
+    *knockd) sleep 2 ;;
+    *) for _ in $(seq 100); do grep -q 'ready:' "$tmp/$name.log" && break; sleep 0.1; done ;;
+  esac
+  out=$(ip netns exec "$C" "$KB" door --dst $SIP --iface "$VC" --port $DOOR_PORT --seq "$SEQ" \
+    --first "$first" --count "$KNOCKS" --interval-ms 20 --wait-ms 2000)
+  echo "   $name: $out"
+  R[$name.med]=$(awk -v u="$(kv "$out" median_us)" 'BEGIN {printf "%.3f", u/1000}')
+  R[$name.p90]=$(awk -v u="$(kv "$out" p90_us)" 'BEGIN {printf "%.3f", u/1000}')
+  R[$name.n]="$(kv "$out" opened)/$(kv "$out" attempted)"
+  R[$name.rtt]=$(awk -v u="$(kv "$out" probe_rtt_us)" 'BEGIN {printf "%.3f", u/1000}')
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
 # scale N: tportknockd alone with N events (the benchmark's own and N - 1
 # more on ports nobody knocks) under the spoofed first-knock flood: peak
 # RSS, CPU per million frames, ring drops, real knocks opened (issue 15).
@@ -194,6 +233,65 @@ scale() {
   for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   kill -9 "$pid" 2>/dev/null || true
 }
+
+doors() {
+  echo "== doors: last knock frame → first SYN-ACK from a port nftables hides"
+  # The knock sources' replies go to the client (which drops them; its
+  # packet socket sees them first), not to an unanswered ARP.
+  ip -n "$S" route add 10.197.0.0/16 via $CIP
+  ip netns exec "$S" nft -f - <<NFT
+table inet tpkbench {
+  set knocked { type ipv4_addr; flags timeout; }
+  chain input {
+    type filter hook input priority 0; policy accept;
+    tcp dport $DOOR_PORT ip saddr @knocked accept
+    tcp dport $DOOR_PORT drop
+  }
+}
+NFT
+  ip netns exec "$S" "$KB" listen --port $DOOR_PORT &
+  pids+=($!)
+  printf '[DOOR]\n sequence = 7000:tcp,7001:udp,7002:tcp\n tcpflags = syn\n seq_timeout = 10\n command = %s\n' \
+    "$NFT_CMD" >"$tmp/door-knockd.conf"
+  printf '<DOOR>\n sequence = %s\n timeout = 10\n start_command = %s\n</DOOR>\n' \
+    "$SEQ" "$NFT_CMD" >"$tmp/door-cmd.conf"
+  printf '<DOOR>\n sequence = %s\n timeout = 10\n nft_set = inet tpkbench knocked\n command_delay = %s\n</DOOR>\n' \
+    "$SEQ" 30 >"$tmp/door-kernel.conf"
+  printf '<DOOR>\n sequence = %s\n timeout = 10\n nft_set = inet tpkbench knocked\n command_delay = %s\n</DOOR>\n' \
+    "$SEQ" "$BURST_DELAY" >"$tmp/door-burst.conf"
+  chmod 600 "$tmp"/door-*.conf
+  # The three side by side, in this order, each from fresh sources.
+  door door_knockd 30000 "$KNOCKD" -i "$VS" -c "$tmp/door-knockd.conf" -p "$tmp/door-knockd.pid"
+  door door_cmd 31000 "$TPK" -c "$tmp/door-cmd.conf" -i "$VS" -p "$tmp/door-cmd.pid" -s "$tmp/door-cmd-state"
+  door door_kernel 32000 "$TPK" -c "$tmp/door-kernel.conf" -i "$VS" -p "$tmp/door-kernel.pid" -s "$tmp/door-kernel-state"
+
+  echo "== $BURST kernel doors in one burst (command_delay $BURST_DELAY s)"
+  local pid out d
+  ip netns exec "$S" "$TPK" -c "$tmp/door-burst.conf" -i "$VS" -p "$tmp/burst.pid" \
+    -s "$tmp/burst-state" -n $((BURST * 2)) >"$tmp/burst.log" 2>&1 &
+  pid=$!; pids+=("$pid")
+  for _ in $(seq 100); do grep -q 'ready:' "$tmp/burst.log" && break; sleep 0.1; done
+  "$KB" drops --pid "$pid" >/dev/null
+  out=$(ip netns exec "$C" "$KB" burst --dst $SIP --seq "$SEQ" --first 40000 --count "$BURST" \
+    --netns "$S" --set "inet tpkbench knocked" --pid "$pid" --delay "$BURST_DELAY")
+  d=$("$KB" drops --pid "$pid")
+  echo "   $out $d"
+  for k in send_ms open_all_ms open_cpu_s last_gone_after_delay_ms expire_window_ms expire_cpu_s; do
+    R[burst.$k]=$(kv "$out" $k)
+  done
+  R[burst.drops]=$(kv "$d" drops)
+  # The journal: every door recorded once, and done once closed.
+  R[burst.journal]=$(awk '$1 == "add" || $1 == "kadd" {live[$2] = 1} $1 == "done" {delete live[$2]}
+    END {n = 0; for (i in live) n++; print n}' "$tmp/burst-state/doors.journal")
+  R[burst.closed_log]=$(grep -c 'door closed by the kernel' "$tmp/burst.log" || true)
+  R[burst.errors]=$(grep -c 'kernel door not' "$tmp/burst.log" || true)
+  echo "   journal entries left: ${R[burst.journal]}, doors the daemon saw closed: ${R[burst.closed_log]}, netlink errors: ${R[burst.errors]}"
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+}
+
+if [ "${BENCH_ONLY:-}" = doors ]; then doors; exit 0; fi
+
 SCALE=${BENCH_SCALE-1 100 1000}
 
 echo "== /bin/sh -c floor"
@@ -203,6 +301,7 @@ bench tportknockd "$TPK" -c "$tmp/knock.conf" -i "$VS" -p "$tmp/tpk.pid" -s "$tm
 for n in $SCALE; do scale "$n"; done
 if [ "${BENCH_ONLY:-}" = tportknockd ]; then exit 0; fi
 bench knockd "$KNOCKD" -i "$VS" -c "$tmp/knockd.conf" -p "$tmp/knockd.pid"
+doors
 
 strip -o "$tmp/tpk.stripped" "$TPK"
 R[tportknockd.size]=$(stat -c %s "$tmp/tpk.stripped")
@@ -217,6 +316,7 @@ echo "$pipeline"
 
 # ---------------------------------------------------------------- report
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 == 0 || b + 0 == 0) print "—"; else printf "%.1f×", b/a }'; }
+yes_no() { if awk "BEGIN {exit !($1)}"; then echo "met"; else echo "**missed**"; fi; }
 kib() { awk -v k="$1" 'BEGIN {printf "%.1f MiB", k/1024}'; }
 T=tportknockd K=knockd
 cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
@@ -225,7 +325,7 @@ cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   echo
   echo "One run of \`make bench\` on $(date -u '+%F %H:%M UTC'): $(nproc) cores, $cpu_model, Linux $(uname -r)."
   echo "knockd $($KNOCKD -V 2>&1 | head -1 | sed 's/^knockd //') from Debian; tportknockd $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?') (release build)."
-  echo "The machine may be busy: compare the ratios, not single absolute times."
+  echo "The machine is shared with other work (load average $load_start at the start of the run, $(cut -d' ' -f1-3 /proc/loadavg) at its end, on $(nproc) cores): compare the ratios, not single absolute times."
   echo
   echo "| | tportknockd | knockd | knockd ÷ tportknockd |"
   echo "|---|---|---|---|"
@@ -267,9 +367,39 @@ cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
     done
     echo
   fi
+  echo "## Doors as a knocker sees them (issue 16)"
+  echo
+  echo "Last knock frame sent → first SYN-ACK from a TCP port that nftables hides until the door opens, $KNOCKS knocks each, one after the other in this run:"
+  echo
+  echo "| | knockd + \`nft add element\` | tportknockd + the same command | tportknockd kernel door (\`nft_set\`) |"
+  echo "|---|---|---|---|"
+  echo "| median | ${R[door_knockd.med]} ms | ${R[door_cmd.med]} ms | ${R[door_kernel.med]} ms |"
+  echo "| 90th percentile | ${R[door_knockd.p90]} ms | ${R[door_cmd.p90]} ms | ${R[door_kernel.p90]} ms |"
+  echo "| knocks that opened | ${R[door_knockd.n]} | ${R[door_cmd.n]} | ${R[door_kernel.n]} |"
+  echo "| knockd's median ÷ this median | 1× | $(ratio "${R[door_cmd.med]}" "${R[door_knockd.med]}") | $(ratio "${R[door_kernel.med]}" "${R[door_knockd.med]}") |"
+  echo
+  echo "The probe's own round trip (one more SYN to the open door) was ${R[door_kernel.rtt]} ms: the floor under these figures. The command is \`$NFT_CMD\`, run through \`/bin/sh -c\` by both daemons."
+  echo
+  echo "$BURST kernel doors opened in one burst (a knock each from $BURST new sources, $((BURST * 3)) frames sent back to back in ${R[burst.send_ms]} ms), \`command_delay = $BURST_DELAY\`:"
+  echo
+  echo "| | |"
+  echo "|---|---|"
+  echo "| all $BURST addresses in the set, from the first frame sent | ${R[burst.open_all_ms]} ms |"
+  echo "| daemon CPU meanwhile (user + system) | ${R[burst.open_cpu_s]} s |"
+  echo "| kernel ring drops | ${R[burst.drops]} |"
+  echo "| expiry: all gone, from the first one's due time | ${R[burst.expire_window_ms]} ms |"
+  echo "| expiry: the last one gone, from the moment all were seen open + $BURST_DELAY s | ${R[burst.last_gone_after_delay_ms]} ms |"
+  echo "| daemon CPU over the expiry (from 1 s before to 1 s after) | ${R[burst.expire_cpu_s]} s |"
+  echo "| doors the daemon logged closed by the kernel / journal entries left after | ${R[burst.closed_log]} / ${R[burst.journal]} |"
+  echo "| netlink errors | ${R[burst.errors]} |"
+  echo
+  echo "## Goals (issue 16), checked on this run"
+  echo
+  echo "- kernel door median at most 0.3 ms: $(yes_no "${R[door_kernel.med]} <= 0.3") (${R[door_kernel.med]} ms)"
+  echo "- kernel door at least 100× faster than knockd in the same run: $(yes_no "${R[door_kernel.med]} * 100 <= ${R[door_knockd.med]}") ($(ratio "${R[door_kernel.med]}" "${R[door_knockd.med]}"))"
+  echo
   echo "## Goals (issue 7), checked on this run"
   echo
-  yes_no() { if awk "BEGIN {exit !($1)}"; then echo "met"; else echo "**missed**"; fi; }
   echo "- median knock-to-command latency at most 2.5 ms: $(yes_no "${R[$T.lat_med]} <= 2.5") (${R[$T.lat_med]} ms)"
   tf=${R[$T.flood.opened]}
   all=0; [ "${tf%/*}" = "${tf#*/}" ] && all=1
@@ -292,6 +422,8 @@ cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   echo "- Load: \`trafgen -P 1\` on one core, at its top rate, for $LOAD_KNOCKS s, during which $LOAD_KNOCKS real knocks are sent, one per second (each waited for until the next). Noise: UDP to random ports from one address. Flood: TCP SYNs to the first knock port (7000) from random spoofed sources in 11.0.0.0/8. The rate is the client veth's tx counter over the window; CPU is the daemon's utime + stime over the same window; ring drops are the daemon's packet sockets' \`PACKET_STATISTICS\` over the window (read by borrowing the sockets with \`pidfd_getfd\`, so the same for libpcap)."
   echo "- Peak RSS: the daemon's VmHWM after the flood (tportknockd's source table is then full: 65,536 sources). Idle RSS: VmRSS 1 s after start-up."
   echo "- Start-up: from spawning the daemon to sending the first knock it acted on (the timing program knocks from a new source every millisecond until one opens)."
+  echo "- Doors (issue 16): the server namespace's nftables drop TCP port $DOOR_PORT except from the set \`inet tpkbench knocked\` (\`flags timeout\`), a listener holds the port, and the knock sources are routed back to the client. \`knockbench door\` knocks from a fresh source, stamps the wall clock right after the last \`sendto\`, then sends SYNs to the port from that source (every 1/40 of the time so far, 20 µs to 1 ms apart); a packet socket on the client's veth sees the first SYN-ACK and the kernel's receive timestamp (\`SO_TIMESTAMPNS\`) ends the measurement. knockd and the first tportknockd run \`$NFT_CMD\`; the kernel door is \`nft_set = inet tpkbench knocked\`, \`command_delay = 30\`. The state directory (journal) is on the machine's disk (\`$(df -T /tmp | awk 'NR == 2 {print $2}')\`). A kernel door without a stop command opens once its journal record is written (not synced)."
+  echo "- Burst: \`knockbench burst\` sends the knocks back to back from one raw socket, and a thread in the server namespace reads the set over netlink (one get per address, in knock order) until every address is there, then until every one is gone; the daemon's CPU is its utime + stime from \`/proc\` over the same windows; it runs with \`-n $((BURST * 2))\`."
   echo "- Pipeline: *batched* is what the daemon does (16 frames decoded and their sources prefetched, then matched), *one by one* is without the prefetch; *cold* pushes the table out of the caches between 300-frame bursts, as other processes do between the daemon's wake-ups under load (the daemon's real situation), *warm* does not."
   echo
   echo "## What limited tportknockd, and what was done (perf record -g under the flood: \`BENCH_PERF=DIR make bench\`)"
@@ -299,6 +431,6 @@ cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   echo "- Flood CPU: about 1.5 µs per frame before (bench/capture.sh measured 2 µs), almost all of it cache and TLB misses on the matcher's source index and on the evicted source's entry, one frame per wake-up so nothing overlapped, plus 12% in wake-ups. Now a pass that found 32 frames or more lets the next ones pile up for up to 1 ms (bursts of hundreds; a lone knock still wakes the daemon at once), frames are decoded 16 at a time with their index entries prefetched, and each eviction warms the victims four evictions ahead. Same machine, noisy: 1.4 → 0.9 → 0.2–0.5 µs per frame."
   echo "- Latency: above the \`/bin/sh\` floor, the largest items in the profile of the latency run are copy_page_range and unmap_page_range, i.e. forking the daemon for the shell (the runner's pre-exec hook rules out vfork/posix_spawn), and two thread hand-offs (poll loop → worker). Left as is: the goal is met."
   echo
-  echo "Reproduce (root, on a quiet machine; about 2 minutes): \`make bench\` (runs \`bench/run.sh\`)."
+  echo "Reproduce (root, on a quiet machine; about 3 minutes): \`make bench\` (runs \`bench/run.sh\`); \`BENCH_ONLY=doors\` for the door figures alone."
 } > "$OUT"
 echo "== wrote $OUT"

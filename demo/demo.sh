@@ -4,7 +4,9 @@
 # machine's own firewall is never touched.
 #
 #   server namespace: tportknockd, an nftables rule set that drops everything
-#                     but knocked sources, and a TCP service on port 22 (nc)
+#                     but the sources in a set, and a TCP service on port 22
+#                     (nc); the knock puts the knocker into the set for a
+#                     while (a kernel door: no command runs)
 #   client namespace: tportknock, and nc trying to reach the service
 #
 # Environment: TPK_BIN_DIR  directory holding tportknockd and tportknock
@@ -92,7 +94,7 @@ echo "    $srv ($srv_ip)  <->  $cli ($cli_ip)"
 step "server: nftables drops everything but sources in the set 'knocked'"
 cat >"$work/rules.nft" <<NFT
 table inet demo {
-    set knocked { type ipv4_addr; }
+    set knocked { type ipv4_addr; flags timeout; }
     chain input {
         type filter hook input priority 0; policy drop;
         ct state established,related accept
@@ -109,13 +111,13 @@ ip netns exec "$srv" nc -l -k "$srv_ip" 22 </dev/null >/dev/null 2>&1 &
 pids+=($!)
 
 step "server: tportknockd with one event (UDP, then TCP frames with exact flags)"
+echo "    a kernel door: the knocker joins the set for $delay s, the kernel removes it"
 umask 077
 cat >"$work/knock.conf" <<CONF
 <SSH>
  sequence      = udp:1234 tcp:543:fs tcp:123:frap tcp:2345:n
  timeout       = 10
- start_command = nft add element inet demo knocked { %IP% }
- stop_command  = nft delete element inet demo knocked { %IP% }
+ nft_set       = inet demo knocked
  command_delay = $delay
 </SSH>
 CONF
@@ -140,8 +142,7 @@ for _ in $(seq 50); do
     if grep -q "door opened" "$work/daemon.log"; then opened=1; break; fi
     sleep 0.1
 done
-# The daemon logs the door as opened when it starts the command; the
-# address is in the set only once nft has finished (slow on a busy machine).
+# The daemon logs the knock first, then the address in the set.
 if [ "$opened" = 1 ]; then
     opened=0
     for _ in $(seq 100); do
@@ -151,6 +152,7 @@ if [ "$opened" = 1 ]; then
 fi
 show_log
 [ "$opened" = 1 ] || { echo "the door did not open" >&2; exit 1; }
+in_srv nft list set inet demo knocked | grep elements | sed 's/^[[:space:]]*/    set: /'
 
 step "client: the service answers the knocker"
 try_ssh || { echo "the knock should have opened the door" >&2; exit 1; }
@@ -160,6 +162,11 @@ closed=0
 for _ in $(seq $((delay * 10 + 100))); do
     set_now=$(in_srv nft list set inet demo knocked)
     case "$set_now" in *"$cli_ip"*) ;; *) closed=1; break ;; esac
+    sleep 0.1
+done
+# The kernel removed it; the daemon notes the door closed at the same time.
+for _ in $(seq 20); do
+    grep -q "door closed" "$work/daemon.log" && break
     sleep 0.1
 done
 show_log

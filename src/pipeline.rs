@@ -20,6 +20,7 @@ use crate::capture::ring::FrameMeta;
 use crate::config::{self, Config};
 use crate::daemon::log::{Level, RateLimit};
 use crate::doors::journal::{Journal, JournalEntry};
+use crate::doors::kernel::{self, SetBackend};
 use crate::doors::runner::{Completion, RunnerStats};
 use crate::doors::{CommandRequest, DoorLimits, Doors, Opened};
 use crate::knock::matcher::{MatcherStats, Output, Skip, Trace};
@@ -145,6 +146,35 @@ impl Pipeline {
             requests: Vec::new(),
             step_lines: RateLimit::new(STEP_LINES_PER_SEC, now_ms),
         })
+    }
+
+    /// Kernel doors are written through `backend` from now on (the daemon's
+    /// netlink client).
+    pub fn set_backend(&mut self, backend: Box<dyn SetBackend>) {
+        self.doors.set_backend(backend);
+    }
+
+    /// Whether kernel doors can be written (a backend was given).
+    pub fn has_backend(&self) -> bool {
+        self.doors.has_backend()
+    }
+
+    /// Looks up every set `config` names through the backend: one message
+    /// per unusable set, with its fix (see [`kernel::check_sets`]). Without
+    /// a backend every set is unusable.
+    pub fn check_sets(&mut self, config: &Config) -> Vec<String> {
+        match self.doors.backend_mut() {
+            Some(backend) => kernel::check_sets(&config.events, backend),
+            None => kernel::sets_named(&config.events)
+                .iter()
+                .map(|s| format!("{s}: no netlink socket to write kernel doors"))
+                .collect(),
+        }
+    }
+
+    /// Open kernel doors (restored ones included).
+    pub fn kernel_doors(&self) -> usize {
+        self.doors.kernel_doors()
     }
 
     /// Logs every step matched, reset, ignored and timed out, at debug
@@ -349,14 +379,20 @@ impl Pipeline {
         self.doors.pending()
     }
 
-    /// `2 event(s): SSH WEB; 5 knock port(s)`.
+    /// `2 event(s): SSH WEB; 5 knock port(s)`, and `; kernel doors in 2
+    /// set(s)` when events name sets.
     pub fn describe(&self) -> String {
         let names: Vec<&str> = self.config.events.iter().map(|e| e.name.as_str()).collect();
+        let sets = kernel::sets_named(&self.config.events).len();
         format!(
-            "{} event(s): {}; {} knock port(s)",
+            "{} event(s): {}; {} knock port(s){}",
             names.len(),
             names.join(" "),
-            self.ports().len()
+            self.ports().len(),
+            match sets {
+                0 => String::new(),
+                n => format!("; kernel doors in {n} set(s)"),
+            }
         )
     }
 
@@ -376,7 +412,7 @@ impl Pipeline {
         }
         let d = self.doors.stats();
         format!(
-            "frames={} drops={kernel_drops} malformed={} not_local={} {} sources={} pending_stops={} doors={} refused={} retrying={} stop_failures={} journal_errors={} commands={} failed={} knocks(started/completed):{events}",
+            "frames={} drops={kernel_drops} malformed={} not_local={} {} sources={} pending_stops={} doors={} kernel_doors={} refused={} retrying={} stop_failures={} journal_errors={} netlink_errors={} commands={} failed={} knocks(started/completed):{events}",
             c.frames,
             c.malformed,
             c.not_local,
@@ -384,10 +420,12 @@ impl Pipeline {
             m.tracked,
             self.doors.pending(),
             d.open,
+            d.kernel_doors,
             d.refused,
             d.retrying,
             d.stop_failures,
             d.journal_errors,
+            d.netlink_errors,
             commands.run,
             commands.failed,
         )
@@ -658,7 +696,7 @@ mod tests {
     }
 
     fn commands(reqs: &[CommandRequest]) -> Vec<(CommandKind, &str)> {
-        reqs.iter().map(|r| (r.kind, r.action.text())).collect()
+        reqs.iter().map(|r| (r.kind, r.command.as_str())).collect()
     }
 
     fn completion(req: &CommandRequest, outcome: Outcome) -> Completion {
@@ -1110,8 +1148,8 @@ mod tests {
              link_multicast=0 other_pkttype=0 vlan=0 fragment=0 bad_checksum=0 bad_length=0 \
              src_unspecified=0 src_loopback=0 src_multicast=0 src_broadcast=0 src_own=0 \
              src_mapped=0 sources=1 pending_stops=1 \
-             doors=1 refused=0 retrying=0 stop_failures=0 journal_errors=0 \
-             commands=4 failed=1 knocks(started/completed): SSH=1/1 WEB=1/0"
+             doors=1 kernel_doors=0 refused=0 retrying=0 stop_failures=0 journal_errors=0 \
+             netlink_errors=0 commands=4 failed=1 knocks(started/completed): SSH=1/1 WEB=1/0"
         );
     }
 

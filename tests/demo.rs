@@ -50,10 +50,17 @@ fn demo_shows_hidden_open_and_closed_again_and_cleans_up() {
     assert!(attempts[0].ends_with("no answer (dropped by the firewall)"));
     assert!(attempts[1].ends_with("connected"));
     assert!(attempts[2].ends_with("no answer (dropped by the firewall)"));
-    // The daemon's own account of it is shown.
-    for needle in ["door opened", "SSH start: exited 0", "SSH stop: exited 0"] {
+    // The daemon's own account of it is shown: a kernel door, the address
+    // in the set with the delay as its timeout, closed by the kernel.
+    for needle in [
+        "door opened",
+        "door open: in nftables set 'inet demo knocked' for 2 s",
+        "set: elements = { 10.198.0.2 timeout 2s expires ",
+        "door closed by the kernel",
+    ] {
         assert!(out.contains(needle), "missing {needle:?}:\n{out}");
     }
+    assert!(!out.contains("command "), "no command runs:\n{out}");
     assert!(namespaces_of(pid).is_empty(), "namespaces left behind");
 }
 

@@ -118,6 +118,10 @@ fn describe(event: &Event, out: &mut dyn Write) -> std::io::Result<()> {
     }
     match (&event.stop_command, event.command_delay) {
         (Some(stop), Some(delay)) => writeln!(out, "  stop after {delay} s: {}", none(stop))?,
+        (None, Some(delay)) if !event.sets.is_empty() => writeln!(
+            out,
+            "  stop: none (the kernel closes the door after {delay} s)"
+        )?,
         _ => writeln!(out, "  stop: none")?,
     }
     if let Some(cmd6) = &event.stop_command_6 {
@@ -537,7 +541,7 @@ command closes the door itself (as an nft or ipset element with a timeout does)
     1. tcp/7001 with exactly FIN URG
     2. udp/8002
   start: none
-  stop: none
+  stop: none (the kernel closes the door after 30 s)
   kernel door for IPv4: nftables set 'inet filter knocked4', address kept 30 s
   kernel door for IPv6: ipset 'knocked6', address kept 30 s
 {name}: 1 event, 0 errors, 0 warnings
@@ -552,8 +556,10 @@ command closes the door itself (as an nft or ipset element with a timeout does)
         assert_eq!(status, 0, "{err}");
         assert_eq!(err, "");
         let events: Vec<&str> = out.lines().filter(|l| l.starts_with("event ")).collect();
-        assert_eq!(events.len(), 4, "{out}");
+        assert_eq!(events.len(), 6, "{out}");
         assert!(events[0].starts_with("event SSH (line "));
+        assert!(out.contains("  kernel door for IPv6: nftables set 'inet filter knocked6'"));
+        assert!(out.contains("  kernel door for IPv4: ipset 'knocked4', address kept 30 s"));
         let warnings: Vec<&str> = out.lines().filter(|l| l.starts_with("warning: ")).collect();
         assert_eq!(warnings.len(), 3, "{out}");
         assert!(warnings[0].contains(
@@ -564,7 +570,7 @@ command closes the door itself (as an nft or ipset element with a timeout does)
             "event SSH2 starts with tcp/110 with exactly FIN SYN RST PSH ACK URG, which ordinary \
              traffic can hit: tcp/110 is a common service port (pop3)"
         ));
-        assert!(out.ends_with(&format!("{name}: 4 events, 0 errors, 3 warnings\n")));
+        assert!(out.ends_with(&format!("{name}: 6 events, 0 errors, 3 warnings\n")));
     }
 
     #[test]

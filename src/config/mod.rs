@@ -1093,12 +1093,39 @@ mod tests {
             Err(e) => panic!("{e}"),
         };
         let names: Vec<&str> = c.events.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names, ["SSH", "SSH-nft", "OpenVPN", "SSH2"]);
+        assert_eq!(
+            names,
+            [
+                "SSH",
+                "SSH-kernel",
+                "SSH-ipset",
+                "SSH-nft",
+                "OpenVPN",
+                "SSH2"
+            ]
+        );
         let ssh = &c.events[0];
         assert_eq!(ssh.sequence, ok(SSH).events[0].sequence);
         assert_eq!((ssh.timeout, ssh.command_delay), (10, Some(30)));
 
-        let nft = &c.events[1];
+        let kernel = &c.events[1];
+        let specs =
+            |e: &Event| -> Vec<String> { e.sets.all().iter().map(|(t, _)| t.spec()).collect() };
+        assert_eq!(
+            specs(kernel),
+            ["nft inet filter knocked4", "nft inet filter knocked6"]
+        );
+        assert_eq!(kernel.command_delay, Some(30));
+        assert_eq!(kernel.start_for("10.0.0.1".parse().unwrap()), None);
+        let ipset = &c.events[2];
+        assert_eq!(specs(ipset), ["ipset knocked4", "ipset knocked6"]);
+        assert!(ipset
+            .stop_command
+            .as_deref()
+            .unwrap()
+            .contains("closed for %IP%"));
+
+        let nft = &c.events[3];
         assert_eq!(nft.sequence, steps("tcp:7001:fu udp:8002 tcp:9003:sr"));
         assert_eq!(
             nft.start_command,
@@ -1109,7 +1136,7 @@ mod tests {
             (None, None)
         );
 
-        let vpn = &c.events[2];
+        let vpn = &c.events[4];
         assert_eq!(
             vpn.sequence,
             steps("tcp:12430:a tcp:2711:i tcp:123:i tcp:8375:n tcp:1155:n")
@@ -1121,7 +1148,7 @@ mod tests {
         );
         assert_eq!(vpn.stop_command, None);
 
-        let ssh2 = &c.events[3];
+        let ssh2 = &c.events[5];
         assert_eq!(
             ssh2.sequence,
             steps("tcp:110:x tcp:110:up tcp:110:up tcp:110:n tcp:110:i")

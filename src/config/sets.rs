@@ -119,6 +119,28 @@ pub enum SetTarget {
     Ipset(IpsetName),
 }
 
+impl SetTarget {
+    /// The target as one line of plain words, `nft inet filter knocked4` or
+    /// `ipset knocked4`: what the doors journal keeps, and what
+    /// [`SetTarget::parse_spec`] reads back.
+    pub fn spec(&self) -> String {
+        match self {
+            SetTarget::Nft(s) => format!("nft {s}"),
+            SetTarget::Ipset(s) => format!("ipset {s}"),
+        }
+    }
+
+    /// Reads [`SetTarget::spec`]'s form back, with the same checks on
+    /// names as the configuration.
+    pub fn parse_spec(text: &str) -> Result<SetTarget, String> {
+        match text.split_once(' ') {
+            Some(("nft", rest)) => NftSet::parse(rest).map(SetTarget::Nft),
+            Some(("ipset", rest)) => IpsetName::parse(rest).map(SetTarget::Ipset),
+            _ => Err("expects 'nft FAMILY TABLE SET' or 'ipset NAME'".into()),
+        }
+    }
+}
+
 impl fmt::Display for SetTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -221,6 +243,26 @@ mod test {
         assert!(IpsetName::parse(&"k".repeat(32)).is_err());
         assert!(IpsetName::parse("a b").is_err());
         assert!(IpsetName::parse("").is_err());
+    }
+
+    #[test]
+    fn set_specs_round_trip_and_are_checked() {
+        for text in ["nft inet filter knocked4", "nft ip6 t k6", "ipset k-4"] {
+            let t = SetTarget::parse_spec(text).unwrap();
+            assert_eq!(t.spec(), text);
+        }
+        for bad in [
+            "",
+            "nft",
+            "nft inet filter",
+            "ipset",
+            "ipset a b",
+            "ipset k;reboot",
+            "iptables k",
+            "nft inet f k extra",
+        ] {
+            assert!(SetTarget::parse_spec(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

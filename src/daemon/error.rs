@@ -48,6 +48,10 @@ pub enum StartError {
     StateDir(StateDirError),
     /// The journal's writer thread could not start.
     JournalWriter(io::Error),
+    /// Kernel doors cannot be written: a set is missing or unusable (each
+    /// message names the event, the set, the reason and the fix), the
+    /// netlink socket cannot be opened, or CAP_NET_ADMIN is missing.
+    KernelDoors(Vec<String>),
 }
 
 impl StartError {
@@ -85,6 +89,7 @@ impl fmt::Display for StartError {
             StartError::Runner(e) => write!(f, "command runner: {e}"),
             StartError::StateDir(e) => write!(f, "{e}"),
             StartError::JournalWriter(e) => write!(f, "journal writer: {e}"),
+            StartError::KernelDoors(problems) => f.write_str(&problems.join("\n")),
         }
     }
 }
@@ -100,7 +105,9 @@ impl std::error::Error for StartError {
             | StartError::Capture { err: e, .. }
             | StartError::Runner(e)
             | StartError::JournalWriter(e) => Some(e),
-            StartError::StateDir(_) | StartError::Privilege { .. } => None,
+            StartError::StateDir(_) | StartError::Privilege { .. } | StartError::KernelDoors(_) => {
+                None
+            }
             StartError::Config(e) => Some(e),
             StartError::NoInterface(e) => Some(e),
         }

@@ -11,6 +11,7 @@ pub mod iflist;
 pub mod log;
 pub mod notify;
 mod options;
+mod sets;
 pub mod status;
 
 pub use error::StartError;
@@ -66,6 +67,8 @@ struct Daemon {
     clock: Instant,
     kernel_drops: u64,
     next_refresh_ms: Option<u64>,
+    /// CAP_NET_ADMIN, effective while kernel doors are configured or open.
+    admin: sets::AdminCap,
 }
 
 /// Wall-clock milliseconds: the journal's time, which survives a reboot.
@@ -110,7 +113,7 @@ pub fn start(mut opts: Options) -> i32 {
             d.run()
         }
         Err(e) => {
-            error!("{e}");
+            log_start_error(&e);
             e.exit_status()
         }
     }
@@ -183,11 +186,19 @@ fn detach(opts: Options) -> i32 {
             d.run()
         }
         Err(e) => {
-            error!("{e}");
+            log_start_error(&e);
             let status = e.exit_status();
             let _ = writer.write_all(format!("ERR {status} {e}\n").as_bytes());
             status
         }
+    }
+}
+
+/// One log line per line of `err` (the log escapes line breaks inside a
+/// line: a config with five errors would be one unreadable line).
+fn log_start_error(err: &StartError) {
+    for line in err.to_string().lines() {
+        error!("{line}");
     }
 }
 
@@ -232,21 +243,27 @@ impl Daemon {
         };
         let addrs = Addresses::open().map_err(StartError::Netlink)?;
         let ifindex = capture_index(&opts, &addrs).map_err(StartError::NoInterface)?;
-        // The netlink socket is open; the capture needs only CAP_NET_RAW,
-        // which the daemon keeps to re-open it. Give up the rest before the
-        // runner's threads exist (the sets are per thread).
-        drop_capabilities(opts.keep_caps)?;
+        // The rtnetlink socket is open; the capture needs only CAP_NET_RAW,
+        // which the daemon keeps to re-open it, and kernel doors
+        // CAP_NET_ADMIN. Give up the rest before the runner's threads exist
+        // (the sets are per thread).
+        let kernel = sets::configured(&config);
+        let managed = drop_capabilities(opts.keep_caps, kernel)?;
         let (journal, entries) = open_journal(&opts.state_dir)?;
         let now_ms = clock.elapsed().as_millis() as u64;
         let limits = DoorLimits {
             max_doors: opts.max_doors,
             max_per_source: opts.max_per_source,
         };
-        let mut pipeline = Pipeline::new(config, opts.max_sources, journal, limits, now_ms)
+        let mut pipeline = Pipeline::new(config.clone(), opts.max_sources, journal, limits, now_ms)
             .map_err(StartError::JournalWriter)?;
         pipeline.set_trace(opts.debug);
         pipeline.set_step_lines(opts.step_lines);
         pipeline.set_capture_all(ifindex == 0);
+        // Restored first, so that kernel doors still open count below.
+        let restored = pipeline.restore(entries, now_ms, now_unix_ms());
+        let mut admin = sets::AdminCap::new(managed, managed && kernel);
+        sets::prepare(&mut pipeline, &config, &mut admin).map_err(StartError::KernelDoors)?;
         let ring = open_ring(ifindex, &pipeline).map_err(|err| StartError::Capture {
             on: capture_name(&opts).into(),
             err,
@@ -257,7 +274,6 @@ impl Daemon {
             ..RunnerConfig::default()
         })
         .map_err(StartError::Runner)?;
-        let restored = pipeline.restore(entries, now_ms, now_unix_ms());
         let d = Daemon {
             next_refresh_ms: opts.refresh.map(|r| now_ms + r.as_millis() as u64),
             opts,
@@ -272,6 +288,7 @@ impl Daemon {
             control,
             clock,
             kernel_drops: 0,
+            admin,
         };
         d.submit(restored);
         Ok(d)
@@ -525,6 +542,13 @@ impl Daemon {
                 for w in config::check::all_warnings(&new, &self.opts.config) {
                     warn!("reload: {w}");
                 }
+                if let Err(problems) = sets::prepare(&mut self.pipeline, &new, &mut self.admin) {
+                    for m in &problems {
+                        error!("reload: {m}");
+                    }
+                    error!("reload failed: keeping the running configuration");
+                    return;
+                }
                 let now = self.now_ms();
                 self.pipeline.reload(new, now);
                 self.install_filter();
@@ -668,24 +692,28 @@ fn apply_global_options(opts: &mut Options, config: &Config) -> Result<(), Start
 }
 
 /// As root: commands keep `keep` (their bounding set), the daemon itself
-/// only what re-opening the capture socket needs.
-fn drop_capabilities(keep: Keep) -> Result<(), StartError> {
+/// only what re-opening the capture socket needs, and with `kernel` doors
+/// what writing sets needs. True if the capabilities were narrowed (so the
+/// daemon manages CAP_NET_ADMIN from here on).
+fn drop_capabilities(keep: Keep, kernel: bool) -> Result<bool, StartError> {
     let Keep::Only(keep) = keep else {
-        return Ok(());
+        return Ok(false);
     };
     if sysd::euid() != 0 {
-        return Ok(());
+        return Ok(false);
     }
-    let left = caps::restrict(keep, caps::DAEMON_NEEDS).map_err(StartError::Capabilities)?;
+    let own = if kernel {
+        caps::DAEMON_NEEDS | caps::KERNEL_DOORS_NEED
+    } else {
+        caps::DAEMON_NEEDS
+    };
+    let left = caps::restrict(keep, own).map_err(StartError::Capabilities)?;
     if !left.without(keep).is_empty() {
         // A service manager chose the bounding set (and withheld CAP_SETPCAP).
         info!("capabilities: commands keep {left} as the service manager set it (-k asked for {keep})");
     }
-    debug!(
-        "capabilities: commands keep {left}; the daemon keeps {}",
-        caps::DAEMON_NEEDS
-    );
-    Ok(())
+    debug!("capabilities: commands keep {left}; the daemon keeps {own}");
+    Ok(true)
 }
 
 /// A poll entry waiting for `fd` to become readable.

@@ -359,6 +359,7 @@ counters: frames=9 doors=5
             event: "SSH".into(),
             src: src.parse().unwrap(),
             stop_command: cmd.into(),
+            sets: Vec::new(),
         };
         let text = journal_text(
             Path::new("/var/lib/tportknockd/doors.journal"),

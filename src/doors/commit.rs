@@ -4,9 +4,14 @@
 //!
 //! The main loop pushes [`JournalOp`]s; each push says which batch will
 //! carry it. The writer takes everything pushed so far as one batch, writes
-//! and fsyncs it, marks the batch durable and wakes the main loop through
-//! [`JournalWriter::wake_fd`]. A door's open action is released only once
-//! the batch holding its close is durable (see `Doors::tick`).
+//! it (marks it written), fsyncs it, marks it durable and wakes the main
+//! loop through [`JournalWriter::wake_fd`]. A door's open action is
+//! released only once the batch holding its close is durable, or, for a
+//! kernel door whose close is the kernel's alone, once it is written: a
+//! written record survives the daemon's death, and what a power loss could
+//! take from the file it also takes from the kernel's sets (see
+//! `Doors::tick`). Such doors are pushed with [`JournalWriter::push_early`],
+//! and only then is the main loop woken after the write as well.
 //!
 //! Bounded: pending changes are keyed by door, a later change replacing an
 //! earlier one (a re-armed door's new due time replaces the old), so the
@@ -33,7 +38,12 @@ struct State {
     index: HashMap<JournalId, usize>,
     /// The batch changes pushed now will be written in.
     filling: Batch,
-    /// Every batch up to this one has been written (or failed, and logged).
+    /// Some change of the filling batch waits for it to be written only.
+    early: bool,
+    /// Every batch up to this one is in the file (or failed, and logged).
+    written: Batch,
+    /// Every batch up to this one has been written and synced (or failed,
+    /// and logged).
     durable: Batch,
     closing: bool,
     exited: bool,
@@ -83,6 +93,8 @@ impl JournalWriter {
                 pending: Vec::new(),
                 index: HashMap::new(),
                 filling: 1,
+                early: false,
+                written: 0,
                 durable: 0,
                 closing: false,
                 exited: false,
@@ -119,7 +131,19 @@ impl JournalWriter {
     /// Queues `op`; returns the batch that will carry it. Never blocks on
     /// the disk (only, briefly, on the queue's lock).
     pub fn push(&self, op: JournalOp) -> Batch {
+        self.push_as(op, false)
+    }
+
+    /// As [`push`](Self::push), for a change someone waits to see
+    /// [`written`](Self::written) (not only durable): the main loop is
+    /// woken after the write too.
+    pub fn push_early(&self, op: JournalOp) -> Batch {
+        self.push_as(op, true)
+    }
+
+    fn push_as(&self, op: JournalOp, early: bool) -> Batch {
         let mut st = lock(&self.shared.state);
+        st.early |= early;
         let id = op.id();
         match st.index.get(&id) {
             Some(&at) => {
@@ -139,9 +163,15 @@ impl JournalWriter {
         batch
     }
 
-    /// The last batch written (successfully or not).
+    /// The last batch written and synced (successfully or not).
     pub fn durable(&self) -> Batch {
         lock(&self.shared.state).durable
+    }
+
+    /// The last batch written to the file, synced or not (successfully or
+    /// not). Never behind [`durable`](Self::durable).
+    pub fn written(&self) -> Batch {
+        lock(&self.shared.state).written
     }
 
     /// Batches that could not be written.
@@ -228,7 +258,7 @@ fn writer(mut journal: Journal, shared: &Shared) {
     // is asked for; a failure here is retried (and reported) by that commit.
     let _ = journal.sync_name();
     loop {
-        let (ops, batch) = {
+        let (ops, batch, early) = {
             let mut st = lock(&shared.state);
             while st.pending.is_empty() && !st.closing {
                 st = shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
@@ -239,9 +269,16 @@ fn writer(mut journal: Journal, shared: &Shared) {
             st.index.clear();
             let batch = st.filling;
             st.filling += 1;
-            (std::mem::take(&mut st.pending), batch)
+            let early = std::mem::take(&mut st.early);
+            (std::mem::take(&mut st.pending), batch, early)
         };
-        let result = journal.commit(&ops);
+        let written = journal.write(&ops);
+        lock(&shared.state).written = batch;
+        if early {
+            shared.idle.notify_all();
+            let _ = (&shared.wake_tx).write(&[1]);
+        }
+        let result = written.and_then(|()| journal.sync());
         if let Err(e) = &result {
             let first = ops.iter().find_map(|op| match op {
                 JournalOp::Add(e) => Some(format!(" for {} from {}", e.event, e.src)),
@@ -257,6 +294,7 @@ fn writer(mut journal: Journal, shared: &Shared) {
         }
         {
             let mut st = lock(&shared.state);
+            debug_assert!(st.written >= batch);
             st.durable = batch;
             st.errors += u64::from(result.is_err());
         }
@@ -292,6 +330,24 @@ mod tests {
         assert_eq!(ids, [2, 3, 4, 5]);
         // The last due time pushed for each door is the one kept.
         assert_eq!(entries[0].due_unix_ms, 46);
+    }
+
+    #[test]
+    fn an_early_push_wakes_the_loop_once_written() {
+        let tmp = Tmp::new("commit-early");
+        let (journal, _, _) = Journal::open(&tmp.0).unwrap();
+        let w = JournalWriter::spawn(journal).unwrap();
+        let b = w.push_early(JournalOp::Add(entry(1, 1, "")));
+        let ready =
+            crate::sys::process::poll_readable([Some(w.wake_fd())], Some(Duration::from_secs(5)))
+                .unwrap();
+        assert_eq!(ready, [true]);
+        assert!(w.written() >= b, "woken before the write");
+        assert!(w.wait(b, Duration::from_secs(5)));
+        assert!(w.written() >= w.durable());
+        assert!(w.finish(Duration::from_secs(5)));
+        let (_, entries, _) = Journal::open(&tmp.0).unwrap();
+        assert_eq!(entries, [entry(1, 1, "")]);
     }
 
     #[test]

@@ -17,29 +17,117 @@
 //!   backoff, and at shutdown it is left to the journal for the next start;
 //! - a knock while the close runs opens the door again once it has ended.
 //!
-//! This file decides; [`super::Doors`] carries out (timers, journal,
-//! requests to the runner).
+//! - a kernel door's close at its due time leaves the elements to the
+//!   kernel, which removes them at that moment by their timeout; only
+//!   shutdown removes them early ([`Action::at_due`]).
+//!
+//! This file decides; [`super::Doors`] carries out (timers, journal, set
+//! operations over netlink, requests to the runner).
 
 use std::net::IpAddr;
 
+use crate::config::sets::SetTarget;
 use crate::doors::journal::JournalId;
 use crate::doors::runner::Outcome;
 use crate::doors::wheel::TimerId;
 
-/// What opening or closing a door does. One backend today: a shell command
-/// run by the runner. A kernel backend (a set element added and deleted
-/// over netlink) would be a second variant, driven through the same states.
+/// What opening or closing a door does: a shell command run by the runner,
+/// or a kernel door, whose set elements the daemon writes over netlink
+/// itself (synchronously, on its own thread) before the command that may
+/// come with it is handed to the runner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// `/bin/sh -c` with this text (already expanded).
     Shell(String),
+    /// The knocker's address in these sets, then a command if any.
+    Kernel(KernelAction),
+}
+
+/// The kernel part of an action: one operation on each of a door's sets
+/// for the knocker's address, then the event's command for it, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelAction {
+    /// Add or remove.
+    pub op: SetOp,
+    /// The sets for the knocker's address family, nftables first.
+    pub sets: Vec<SetTarget>,
+    /// Runs once the sets are written (`start_command` after an add,
+    /// `stop_command` after a remove), already expanded.
+    pub then: Option<String>,
+}
+
+/// What a kernel door does to its sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetOp {
+    /// Add the address with the door's delay as timeout, or refresh it to
+    /// the full delay if it is there.
+    Add,
+    /// Remove the address: the door closes before the kernel would close it.
+    Remove,
 }
 
 impl Action {
-    /// The text to show in logs and to keep in the journal.
+    /// The shell text to show in logs and to keep in the journal; empty for
+    /// a kernel door without a command.
     pub fn text(&self) -> &str {
         match self {
             Action::Shell(s) => s,
+            Action::Kernel(k) => k.then.as_deref().unwrap_or(""),
+        }
+    }
+
+    /// The sets a kernel door writes; none for a shell action.
+    pub fn sets(&self) -> &[SetTarget] {
+        match self {
+            Action::Shell(_) => &[],
+            Action::Kernel(k) => &k.sets,
+        }
+    }
+
+    /// What this close does when the door's time is up. A kernel door's
+    /// elements carry the same time as their timeout, so the kernel removes
+    /// them itself at that moment (whether or not the daemon still runs):
+    /// only the command is left to run, if there is one. `None`: nothing
+    /// to do. Removing them early is for shutdown (see [`Door::stop`]).
+    pub fn at_due(&self) -> Option<Action> {
+        match self {
+            Action::Shell(s) => Some(Action::Shell(s.clone())),
+            Action::Kernel(k) => k.then.clone().map(Action::Shell),
+        }
+    }
+}
+
+/// How an action ended, as far as its door is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    /// It ran, or may have, at least in part: there may be something to undo.
+    pub ran: bool,
+    /// It did all it had to.
+    pub ok: bool,
+}
+
+impl Ended {
+    /// Done, all of it.
+    pub const OK: Ended = Ended {
+        ran: true,
+        ok: true,
+    };
+
+    /// A command's outcome: one that never started did nothing; only exit
+    /// status 0 is success.
+    pub fn of(outcome: &Outcome) -> Ended {
+        Ended {
+            ran: !matches!(outcome, Outcome::Cancelled | Outcome::SpawnFailed(_)),
+            ok: outcome.success(),
+        }
+    }
+
+    /// Both parts of one action (sets, then command): it ran if either did,
+    /// and succeeded if both did.
+    pub fn and(self, other: Ended) -> Ended {
+        Ended {
+            ran: self.ran || other.ran,
+            ok: self.ok && other.ok,
         }
     }
 }
@@ -78,6 +166,9 @@ pub enum Do {
     Open,
     /// Run the close action.
     Close,
+    /// A kernel door was knocked again while open: write its sets again with
+    /// the full delay (no phase change; nothing else is in flight for it).
+    Refresh,
     /// The close failed: it is retried in `after_ms` (logged by the owner).
     Retry {
         /// Milliseconds until the next attempt.
@@ -135,6 +226,9 @@ pub struct Door {
     pub started: bool,
     /// Its timer on the owner's wheel, if it has one.
     pub timer: Option<TimerId>,
+    /// While the command of a kernel action runs: how its set operations
+    /// ended, to be joined with the command's end.
+    pub kernel_part: Option<Ended>,
 }
 
 impl Door {
@@ -167,9 +261,28 @@ impl Door {
         Do::Open
     }
 
-    /// A new knock for the door: push the close out, or open again.
+    /// A kernel door whose close is the kernel's alone (no stop command):
+    /// should the daemon die, nothing of it needs the daemon but the index
+    /// its journal record keeps.
+    pub fn closed_by_kernel_alone(&self) -> bool {
+        matches!(&self.close, Action::Kernel(k) if k.then.is_none())
+    }
+
+    /// A kernel door: its open writes sets (and its refresh does too).
+    pub fn is_kernel(&self) -> bool {
+        matches!(self.open, Some(Action::Kernel(_)))
+    }
+
+    /// A new knock for the door: push the close out (a kernel door's
+    /// elements are refreshed to the new time), or open again.
     pub fn knock(&mut self, due: Due) -> Do {
         match self.phase {
+            // Its sets were written: refresh them. (While journaling they
+            // are not yet, and will be written with the full delay.)
+            Phase::Opening | Phase::Open if self.is_kernel() => {
+                self.due = due;
+                Do::Refresh
+            }
             Phase::Journaling | Phase::Opening | Phase::Open => {
                 self.due = due;
                 Do::Nothing
@@ -204,12 +317,12 @@ impl Door {
         Do::Close
     }
 
-    /// The open action ended with `outcome`.
-    pub fn opened(&mut self, outcome: &Outcome, now_ms: u64, stopping: bool) -> Do {
+    /// The open action ended.
+    pub fn opened(&mut self, ended: Ended, now_ms: u64, stopping: bool) -> Do {
         if self.phase != Phase::Opening {
             return Do::Nothing;
         }
-        self.started |= ran(outcome);
+        self.started |= ended.ran;
         if !self.started {
             // Nothing ran, now or before: there is nothing to undo.
             return Do::Forget { done: true };
@@ -222,8 +335,8 @@ impl Door {
         Do::Nothing
     }
 
-    /// The close action ended with `outcome`.
-    pub fn closed(&mut self, outcome: &Outcome, now_ms: u64, stopping: bool) -> Do {
+    /// The close action ended.
+    pub fn closed(&mut self, ended: Ended, now_ms: u64, stopping: bool) -> Do {
         if self.phase != Phase::Closing {
             return Do::Nothing;
         }
@@ -239,7 +352,7 @@ impl Door {
             self.phase = Phase::Opening;
             return Do::Open;
         }
-        if outcome.success() {
+        if ended.ok {
             return Do::Forget { done: true };
         }
         if stopping {
@@ -267,11 +380,6 @@ impl Door {
     }
 }
 
-/// Whether an action with this outcome ran at all (or may have).
-fn ran(outcome: &Outcome) -> bool {
-    !matches!(outcome, Outcome::Cancelled | Outcome::SpawnFailed(_))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,6 +399,7 @@ mod tests {
             reopen: None,
             started: false,
             timer: None,
+            kernel_part: None,
         }
     }
 
@@ -304,6 +413,10 @@ mod tests {
     const OK: Outcome = Outcome::Exited(0);
     const FAIL: Outcome = Outcome::Exited(1);
 
+    fn e(outcome: &Outcome) -> Ended {
+        Ended::of(outcome)
+    }
+
     #[test]
     fn the_close_waits_for_the_open_even_when_already_due() {
         let mut d = door();
@@ -312,15 +425,15 @@ mod tests {
         assert_eq!(d.committed(), Do::Open);
         assert_eq!(d.timer(5), Do::Nothing, "no close while the open runs");
         assert_eq!(d.knock(due(0)), Do::Nothing, "no second open");
-        assert_eq!(d.opened(&OK, 5, false), Do::Close);
-        assert_eq!(d.closed(&OK, 6, false), Do::Forget { done: true });
+        assert_eq!(d.opened(e(&OK), 5, false), Do::Close);
+        assert_eq!(d.closed(e(&OK), 6, false), Do::Forget { done: true });
     }
 
     #[test]
     fn open_then_close_at_the_due_time_and_rearm() {
         let mut d = door();
         d.committed();
-        assert_eq!(d.opened(&OK, 10, false), Do::Nothing);
+        assert_eq!(d.opened(e(&OK), 10, false), Do::Nothing);
         assert_eq!((d.phase, d.timer_at()), (Phase::Open, Some(1_000)));
         assert_eq!(d.knock(due(1_500)), Do::Nothing);
         assert_eq!(d.timer_at(), Some(1_500));
@@ -333,7 +446,7 @@ mod tests {
     fn a_failed_close_is_retried_with_backoff_until_it_succeeds() {
         let mut d = door();
         d.committed();
-        d.opened(&OK, 10, false);
+        d.opened(e(&OK), 10, false);
         let mut now = 1_000;
         let mut waits = Vec::new();
         for outcome in [
@@ -347,7 +460,7 @@ mod tests {
             FAIL,
         ] {
             assert_eq!(d.timer(now), Do::Close);
-            match d.closed(&outcome, now, false) {
+            match d.closed(e(&outcome), now, false) {
                 Do::Retry { after_ms } => waits.push(after_ms),
                 other => panic!("{other:?}"),
             }
@@ -359,7 +472,7 @@ mod tests {
             [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000]
         );
         assert_eq!(d.timer(now), Do::Close);
-        assert_eq!(d.closed(&OK, now, false), Do::Forget { done: true });
+        assert_eq!(d.closed(e(&OK), now, false), Do::Forget { done: true });
     }
 
     #[test]
@@ -367,16 +480,16 @@ mod tests {
         for outcome in [FAIL, Outcome::Cancelled, Outcome::Terminated] {
             let mut d = door();
             d.committed();
-            d.opened(&OK, 10, false);
+            d.opened(e(&OK), 10, false);
             assert_eq!(d.stop(), Do::Close);
-            assert_eq!(d.closed(&outcome, 20, true), Do::Forget { done: false });
+            assert_eq!(d.closed(e(&outcome), 20, true), Do::Forget { done: false });
         }
         // A retrying door is closed once more at shutdown.
         let mut d = door();
         d.committed();
-        d.opened(&OK, 1_000, false);
+        d.opened(e(&OK), 1_000, false);
         d.timer(1_000);
-        d.closed(&FAIL, 1_000, false);
+        d.closed(e(&FAIL), 1_000, false);
         assert_eq!(d.stop(), Do::Close);
     }
 
@@ -386,7 +499,7 @@ mod tests {
         d.due = due(3_600_000);
         d.committed();
         assert_eq!(d.stop(), Do::Nothing);
-        assert_eq!(d.opened(&OK, 10, true), Do::Close);
+        assert_eq!(d.opened(e(&OK), 10, true), Do::Close);
         // Before the journal released it: it never opened, nothing to close.
         let mut d = door();
         assert_eq!(d.stop(), Do::Forget { done: true });
@@ -397,12 +510,12 @@ mod tests {
         for outcome in [Outcome::Cancelled, Outcome::SpawnFailed("fork".into())] {
             let mut d = door();
             d.committed();
-            assert_eq!(d.opened(&outcome, 10, false), Do::Forget { done: true });
+            assert_eq!(d.opened(e(&outcome), 10, false), Do::Forget { done: true });
         }
         // One that ran and failed may have done part of its work: close it.
         let mut d = door();
         d.committed();
-        assert_eq!(d.opened(&FAIL, 10, false), Do::Nothing);
+        assert_eq!(d.opened(e(&FAIL), 10, false), Do::Nothing);
         assert_eq!(d.timer(1_000), Do::Close);
     }
 
@@ -411,22 +524,99 @@ mod tests {
         for outcome in [OK, FAIL] {
             let mut d = door();
             d.committed();
-            d.opened(&OK, 1_000, false);
+            d.opened(e(&OK), 1_000, false);
             d.timer(1_000);
             assert_eq!(d.knock(due(5_000)), Do::Nothing);
             assert_eq!(d.journal_due(), due(5_000));
-            assert_eq!(d.closed(&outcome, 1_010, false), Do::Open);
-            assert_eq!(d.opened(&OK, 1_020, false), Do::Nothing);
+            assert_eq!(d.closed(e(&outcome), 1_010, false), Do::Open);
+            assert_eq!(d.opened(e(&OK), 1_020, false), Do::Nothing);
             assert_eq!(d.timer_at(), Some(5_000));
         }
         // While retrying: opens at once.
         let mut d = door();
         d.committed();
-        d.opened(&OK, 1_000, false);
+        d.opened(e(&OK), 1_000, false);
         d.timer(1_000);
-        d.closed(&FAIL, 1_000, false);
+        d.closed(e(&FAIL), 1_000, false);
         assert_eq!(d.knock(due(9_000)), Do::Open);
         assert_eq!((d.phase, d.failures), (Phase::Opening, 0));
+    }
+
+    fn kernel_door() -> Door {
+        let sets = vec![SetTarget::parse_spec("nft inet f k4").unwrap()];
+        Door {
+            open: Some(Action::Kernel(KernelAction {
+                op: SetOp::Add,
+                sets: sets.clone(),
+                then: None,
+            })),
+            close: Action::Kernel(KernelAction {
+                op: SetOp::Remove,
+                sets,
+                then: Some("logger closed".into()),
+            }),
+            ..door()
+        }
+    }
+
+    #[test]
+    fn a_kernel_door_is_refreshed_by_a_knock_once_its_sets_are_written() {
+        let mut d = kernel_door();
+        assert!(d.is_kernel() && !door().is_kernel());
+        // Not yet written: the add to come carries the full delay.
+        assert_eq!(d.knock(due(2_000)), Do::Nothing);
+        assert_eq!(d.committed(), Do::Open);
+        assert_eq!(d.knock(due(3_000)), Do::Refresh);
+        assert_eq!(d.opened(Ended::OK, 10, false), Do::Nothing);
+        assert_eq!(d.knock(due(4_000)), Do::Refresh);
+        assert_eq!(d.timer_at(), Some(4_000));
+        // Closing: as any door, it opens again (writes its sets) afterwards.
+        assert_eq!(d.timer(4_000), Do::Close);
+        assert_eq!(d.knock(due(9_000)), Do::Nothing);
+        assert_eq!(d.closed(Ended::OK, 4_001, false), Do::Open);
+    }
+
+    #[test]
+    fn a_kernel_close_at_its_time_only_runs_the_command() {
+        let d = kernel_door();
+        assert_eq!(
+            d.close.at_due(),
+            Some(Action::Shell("logger closed".into()))
+        );
+        assert_eq!(d.close.text(), "logger closed");
+        assert_eq!(d.close.sets().len(), 1);
+        assert_eq!(d.open.as_ref().unwrap().at_due(), None);
+        assert_eq!(d.open.as_ref().unwrap().text(), "");
+        let shell = Action::Shell("x".into());
+        assert_eq!(shell.at_due(), Some(shell.clone()));
+        assert!(shell.sets().is_empty());
+    }
+
+    #[test]
+    fn the_two_parts_of_an_action_end_together() {
+        let failed_set = Ended {
+            ran: false,
+            ok: false,
+        };
+        assert_eq!(
+            failed_set.and(e(&OK)),
+            Ended {
+                ran: true,
+                ok: false
+            }
+        );
+        assert!(Ended::OK.and(e(&Outcome::Cancelled)).ran);
+        assert_eq!(
+            failed_set.and(e(&Outcome::SpawnFailed("x".into()))),
+            failed_set
+        );
+        // A set that was written and a command that failed to start: there
+        // is something to close.
+        let mut d = kernel_door();
+        d.committed();
+        let ended = Ended::OK.and(e(&Outcome::SpawnFailed("x".into())));
+        assert_eq!(d.opened(ended, 10, false), Do::Nothing);
+        assert_eq!(d.phase, Phase::Open);
     }
 
     #[test]

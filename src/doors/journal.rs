@@ -1,11 +1,13 @@
 //! The doors journal: every pending stop is on disk before its door opens,
 //! so a crash, `kill -9` or power loss never leaves a door open for good.
 //!
-//! The file is append-only text, one self-checking record per line:
+//! The file is append-only text, one self-checking record per line, its
+//! first word naming its kind:
 //!
 //! ```text
 //! seq <next_id> <crc>
 //! add <id> <due_unix_ms> <delay_ms> <len>:<event> <ip> <len>:<command> <crc>
+//! kadd <id> <due_unix_ms> <delay_ms> <len>:<event> <ip> <len>:<command> <n> <len>:<set>… <crc>
 //! done <id> <crc>
 //! ```
 //!
@@ -13,8 +15,15 @@
 //! as eight lowercase hex digits. Event and command are escaped (`\\`, `\n`,
 //! `\r`, `\0`) so a record is always one physical line, and length-prefixed
 //! (length of the escaped text) so spaces inside need no quoting. A later
-//! `add` for the same id replaces the earlier one (a re-armed door); `seq`
-//! keeps ids growing across compactions.
+//! `add` or `kadd` for the same id replaces the earlier one (a re-armed
+//! door); `seq` keeps ids growing across compactions.
+//!
+//! `kadd` is a kernel door: `<ip>` is in the `<n>` sets that follow (1 to
+//! [`MAX_SETS`], each as `nft FAMILY TABLE SET` or `ipset NAME`) until
+//! `<due_unix_ms>` by the kernel's own timeout, and `<command>` (possibly
+//! empty) is its stop command. A door without sets is still written as
+//! `add`, as before kernel doors existed. A new kind of record is a new
+//! first word: an older daemon counts it as corrupt and skips it.
 //!
 //! Reading never panics: a line that fails its check is skipped and counted,
 //! a torn last line (power loss mid-write) is counted with a warning. When
@@ -29,6 +38,7 @@ use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::config::sets::SetTarget;
 use crate::sys::dir::Kind;
 use crate::sys::statedir::{StateDir, StateDirError};
 
@@ -38,6 +48,9 @@ pub const FILE_NAME: &str = "doors.journal";
 pub const TMP_NAME: &str = "doors.journal.tmp";
 /// Compact once the file has more lines than this and most are dead.
 const COMPACT_MIN_LINES: usize = 1_000;
+/// Most sets one kernel door may name in its record: one nftables set and
+/// one ipset for its address family, with room to spare.
+pub const MAX_SETS: usize = 4;
 /// Largest journal read at start. The door cap keeps a real one far below
 /// (4,096 doors of a few hundred bytes, plus dead lines until compaction).
 pub const MAX_FILE: u64 = 64 << 20;
@@ -81,8 +94,11 @@ pub struct JournalEntry {
     pub event: String,
     /// The knocking address.
     pub src: IpAddr,
-    /// Already expanded.
+    /// Already expanded; empty for a kernel door without a stop command.
     pub stop_command: String,
+    /// A kernel door's sets, which hold `src` until `due_unix_ms` (the
+    /// kernel removes it then); empty for a door of commands only.
+    pub sets: Vec<SetTarget>,
 }
 
 /// A change to the journal, written in batches by [`Journal::commit`].
@@ -119,6 +135,9 @@ pub struct Journal {
     /// The directory has been fsynced since the file was opened (or
     /// renamed into place), so the file's name survives a power cut.
     name_durable: bool,
+    /// Tests: how long each sync sleeps first (a slow disk).
+    #[cfg(test)]
+    sync_delay: std::time::Duration,
 }
 
 impl Journal {
@@ -202,6 +221,8 @@ impl Journal {
             next_id: parsed.next_id,
             compact_min_lines: COMPACT_MIN_LINES,
             name_durable: false,
+            #[cfg(test)]
+            sync_delay: std::time::Duration::ZERO,
         };
         if skipped > 0 || journal.lines > journal.live.len() + 1 {
             journal.compact().map_err(StateDirError::Io)?;
@@ -237,7 +258,25 @@ impl Journal {
     /// returns `Ok`, all of them are durable. On error none counts as written
     /// (a partial write is cut off again).
     pub fn commit(&mut self, ops: &[JournalOp]) -> io::Result<()> {
+        self.write(ops)?;
+        self.sync()
+    }
+
+    /// Makes everything written so far durable (`fdatasync`, and the
+    /// directory once, so that a new file's name is durable too).
+    pub fn sync(&mut self) -> io::Result<()> {
         self.sync_name()?;
+        #[cfg(test)]
+        std::thread::sleep(self.sync_delay);
+        self.file.sync_data()
+    }
+
+    /// Writes `ops` in order with one `write`, without waiting for the disk:
+    /// when it returns `Ok` they are in the kernel's page cache, so they
+    /// survive the daemon's death (`kill -9`) but not yet a power loss; a
+    /// [`Journal::sync`] makes them durable. On error none counts as
+    /// written (a partial write is cut off again).
+    pub fn write(&mut self, ops: &[JournalOp]) -> io::Result<()> {
         let mut text = String::new();
         let mut lines = 0;
         let mut added = std::collections::HashSet::new();
@@ -309,11 +348,7 @@ impl Journal {
     }
 
     fn append(&mut self, text: &str, records: usize) -> io::Result<()> {
-        let result = self
-            .file
-            .write_all(text.as_bytes())
-            .and_then(|()| self.file.sync_data());
-        match result {
+        match self.file.write_all(text.as_bytes()) {
             Ok(()) => {
                 self.len += text.len() as u64;
                 self.lines += records;
@@ -374,6 +409,12 @@ impl Journal {
         self.file = file;
     }
 
+    /// Test hook: every sync first sleeps `delay` (a slow disk).
+    #[cfg(test)]
+    pub(crate) fn set_sync_delay_for_test(&mut self, delay: std::time::Duration) {
+        self.sync_delay = delay;
+    }
+
     #[cfg(test)]
     pub(crate) fn set_compact_min_lines(&mut self, lines: usize) {
         self.compact_min_lines = lines;
@@ -381,10 +422,12 @@ impl Journal {
 }
 
 fn encode_add(e: &JournalEntry) -> String {
+    debug_assert!(e.sets.len() <= MAX_SETS);
     let event = escape(&e.event);
     let command = escape(&e.stop_command);
-    seal(format!(
-        "add {} {} {} {}:{} {} {}:{}",
+    let mut body = format!(
+        "{} {} {} {} {}:{} {} {}:{}",
+        if e.sets.is_empty() { "add" } else { "kadd" },
         e.id,
         e.due_unix_ms,
         e.delay_ms,
@@ -393,7 +436,16 @@ fn encode_add(e: &JournalEntry) -> String {
         e.src,
         command.len(),
         command
-    ))
+    );
+    if !e.sets.is_empty() {
+        body.push_str(&format!(" {}", e.sets.len()));
+        for set in &e.sets {
+            // Names are plain words (see config::sets): nothing to escape.
+            let spec = set.spec();
+            body.push_str(&format!(" {}:{spec}", spec.len()));
+        }
+    }
+    seal(body)
 }
 
 /// Appends the checksum and newline to a record body.
@@ -516,14 +568,29 @@ fn parse_line(line: &[u8]) -> Option<Record> {
     let record = match cur.word()? {
         "seq" => Record::Seq(cur.word()?.parse().ok()?),
         "done" => Record::Done(JournalId(cur.word()?.parse().ok()?)),
-        "add" => Record::Add(JournalEntry {
-            id: JournalId(cur.word()?.parse().ok()?),
-            due_unix_ms: cur.word()?.parse().ok()?,
-            delay_ms: cur.word()?.parse().ok()?,
-            event: unescape(cur.prefixed()?)?,
-            src: cur.word()?.parse().ok()?,
-            stop_command: unescape(cur.prefixed()?)?,
-        }),
+        kind @ ("add" | "kadd") => {
+            let mut entry = JournalEntry {
+                id: JournalId(cur.word()?.parse().ok()?),
+                due_unix_ms: cur.word()?.parse().ok()?,
+                delay_ms: cur.word()?.parse().ok()?,
+                event: unescape(cur.prefixed()?)?,
+                src: cur.word()?.parse().ok()?,
+                stop_command: unescape(cur.prefixed()?)?,
+                sets: Vec::new(),
+            };
+            if kind == "kadd" {
+                let n: usize = cur.word()?.parse().ok()?;
+                if n == 0 || n > MAX_SETS {
+                    return None;
+                }
+                for _ in 0..n {
+                    entry
+                        .sets
+                        .push(SetTarget::parse_spec(cur.prefixed()?).ok()?);
+                }
+            }
+            Record::Add(entry)
+        }
         _ => return None,
     };
     cur.0.is_empty().then_some(record)
@@ -610,6 +677,7 @@ pub(crate) mod tests {
             event: "ssh".into(),
             src: "10.199.0.2".parse().unwrap(),
             stop_command: cmd.into(),
+            sets: Vec::new(),
         }
     }
 
@@ -657,6 +725,7 @@ pub(crate) mod tests {
             event: "we ird\nname".into(),
             src: "fd00:199::2".parse().unwrap(),
             stop_command: "iptables -D x\nrm -rf / \\n \0 12:ab ffffffff".into(),
+            sets: Vec::new(),
         };
         {
             let (mut j, entries, skipped) = Journal::open(&dir).unwrap();
@@ -686,6 +755,75 @@ pub(crate) mod tests {
             fs::metadata(dir.join(FILE_NAME)).unwrap().mode() & 0o777,
             0o600
         );
+    }
+
+    fn kernel_entry(id: u64, due: u64, cmd: &str, sets: &[&str]) -> JournalEntry {
+        JournalEntry {
+            sets: sets
+                .iter()
+                .map(|s| SetTarget::parse_spec(s).unwrap())
+                .collect(),
+            ..entry(id, due, cmd)
+        }
+    }
+
+    #[test]
+    fn kernel_doors_are_kadd_records_and_come_back() {
+        let k = kernel_entry(
+            3,
+            1_700_000_030_000,
+            "",
+            &["nft inet filter k4", "ipset k4"],
+        );
+        assert_eq!(
+            encode_add(&k),
+            seal(
+                "kadd 3 1700000030000 30 3:ssh 10.199.0.2 0: 2 18:nft inet filter k4 8:ipset k4"
+                    .into()
+            )
+        );
+        // A door of commands only keeps the old record, which an older
+        // daemon reads.
+        assert!(encode_add(&entry(4, 5, "x")).starts_with("add 4 5 30 3:ssh 10.199.0.2 1:x "));
+        let tmp = Tmp::new("journal-kadd");
+        let with_stop = kernel_entry(5, 9, "logger gone %", &["nft ip6 t k6"]);
+        {
+            let (mut j, _, _) = Journal::open(&tmp.0).unwrap();
+            j.commit(&[
+                JournalOp::Add(k.clone()),
+                JournalOp::Add(entry(4, 5, "x")),
+                JournalOp::Add(with_stop.clone()),
+            ])
+            .unwrap();
+        }
+        let (_, entries, skipped) = Journal::open(&tmp.0).unwrap();
+        assert_eq!(skipped, 0);
+        assert_eq!(entries, [k, entry(4, 5, "x"), with_stop]);
+    }
+
+    #[test]
+    fn broken_kadd_records_are_skipped() {
+        let tmp = Tmp::new("journal-kadd-bad");
+        let base = "kadd 6 600 5 3:ssh 10.0.0.1 0:";
+        let mut text = String::new();
+        for tail in [
+            " 0",                       // no set
+            " 5 1:a 1:b 1:c 1:d 1:e",   // more than MAX_SETS
+            " 2 8:ipset k4",            // fewer than announced
+            " 1 8:ipset k4 8:ipset k6", // more than announced
+            " 1 13:ipset k4;rm x",      // a name the config would refuse
+            " 1 10:nft inet f",         // an nft set of two words
+            " 1 10:iptables k",         // unknown kind of set
+            "",                         // no count
+        ] {
+            text.push_str(&seal(format!("{base}{tail}")));
+        }
+        text.push_str(&seal(format!("{base} 1 8:ipset k4")));
+        fs::write(tmp.0.join(FILE_NAME), text).unwrap();
+        let (_, entries, skipped) = Journal::open(&tmp.0).unwrap();
+        assert_eq!(skipped, 8);
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].sets[0].spec(), "ipset k4");
     }
 
     #[test]

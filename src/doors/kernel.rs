@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::sets::{AddrFamily, IpsetName, NftSet, SetTarget};
+use crate::config::Event;
 use crate::sys::netlink as sys;
 use crate::wire::ipset;
 use crate::wire::nfnetlink::{
@@ -208,6 +209,98 @@ pub fn fix_line(
     }
 }
 
+/// Where the doors write kernel doors: [`KernelDoors`] in the daemon, a
+/// stand-in in tests of the door table. Calls are synchronous.
+pub trait SetBackend {
+    /// As [`KernelDoors::lookup`].
+    fn lookup(
+        &mut self,
+        target: &SetTarget,
+        family: AddrFamily,
+        timeout: Duration,
+    ) -> Result<(), KernelError>;
+    /// As [`KernelDoors::add`].
+    fn add(
+        &mut self,
+        target: &SetTarget,
+        addr: IpAddr,
+        timeout: Duration,
+    ) -> Result<(), KernelError>;
+    /// As [`KernelDoors::remove`].
+    fn remove(&mut self, target: &SetTarget, addr: IpAddr) -> Result<bool, KernelError>;
+}
+
+impl SetBackend for KernelDoors {
+    fn lookup(
+        &mut self,
+        target: &SetTarget,
+        family: AddrFamily,
+        timeout: Duration,
+    ) -> Result<(), KernelError> {
+        KernelDoors::lookup(self, target, family, timeout)
+    }
+
+    fn add(
+        &mut self,
+        target: &SetTarget,
+        addr: IpAddr,
+        timeout: Duration,
+    ) -> Result<(), KernelError> {
+        KernelDoors::add(self, target, addr, timeout)
+    }
+
+    fn remove(&mut self, target: &SetTarget, addr: IpAddr) -> Result<bool, KernelError> {
+        KernelDoors::remove(self, target, addr)
+    }
+}
+
+/// The config key that names a set of this kind for this family.
+fn key_name(target: &SetTarget, family: AddrFamily) -> &'static str {
+    match (target, family) {
+        (SetTarget::Nft(_), AddrFamily::V4) => "nft_set",
+        (SetTarget::Nft(_), AddrFamily::V6) => "nft_set_6",
+        (SetTarget::Ipset(_), AddrFamily::V4) => "ipset",
+        (SetTarget::Ipset(_), AddrFamily::V6) => "ipset_6",
+    }
+}
+
+/// Looks up every set `events` name (each set and family once): one
+/// message per set a door cannot use, naming the event, its key, the
+/// reason and the command that fixes it. Empty: all are usable.
+pub fn check_sets(events: &[Event], backend: &mut dyn SetBackend) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut problems = Vec::new();
+    for event in events {
+        let delay = Duration::from_secs(event.command_delay.unwrap_or(1).into());
+        for (target, family) in event.sets.all() {
+            if !seen.insert((target.clone(), family)) {
+                continue;
+            }
+            if let Err(e) = backend.lookup(&target, family, delay) {
+                problems.push(format!(
+                    "<{}> {}: kernel door unusable: {e}",
+                    event.name,
+                    key_name(&target, family)
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// Every distinct set `events` name, for messages.
+pub fn sets_named(events: &[Event]) -> Vec<SetTarget> {
+    let mut out: Vec<SetTarget> = Vec::new();
+    for event in events {
+        for (target, _) in event.sets.all() {
+            if !out.contains(&target) {
+                out.push(target);
+            }
+        }
+    }
+    out
+}
+
 /// The netlink client for kernel doors. Not thread-safe by design: the
 /// daemon's loop owns one.
 #[derive(Debug)]
@@ -309,7 +402,7 @@ impl KernelDoors {
     }
 
     /// Removes `addr` from `target`: `Ok(true)` if it was there, `Ok(false)`
-    /// if not (already expired, or never added).
+    /// if not (already expired, never added, or the set itself is gone).
     pub fn remove(&mut self, target: &SetTarget, addr: IpAddr) -> Result<bool, KernelError> {
         let result = check_names(target).and_then(|()| match target {
             SetTarget::Nft(s) => self.nft_remove(s, addr),
@@ -622,7 +715,9 @@ impl KernelDoors {
         );
         match self.exchange(seq, seq, &[seq], None, |_| Ok(())) {
             Ok(()) => Ok(true),
-            Err(Reason::Kernel(ipset::errno::EXIST)) => Ok(false),
+            // Not in the set, or no such set any more: either way the
+            // address is not let in through it.
+            Err(Reason::Kernel(ipset::errno::EXIST | libc::ENOENT)) => Ok(false),
             Err(e) => Err(e),
         }
     }

@@ -33,7 +33,7 @@ fn kinds(out: &[CommandRequest]) -> Vec<CommandKind> {
 }
 
 fn texts(out: &[CommandRequest]) -> Vec<&str> {
-    out.iter().map(|r| r.action.text()).collect()
+    out.iter().map(|r| r.command.as_str()).collect()
 }
 
 fn memory() -> Doors {
@@ -473,7 +473,7 @@ fn restart_runs_overdue_stops_and_schedules_the_rest() {
     doors.restore(entries, now_ms, now_unix_ms, &mut out);
     assert_eq!(kinds(&out), [CommandKind::Stop]);
     assert_eq!(
-        (out[0].event.as_str(), out[0].action.text()),
+        (out[0].event.as_str(), out[0].command.as_str()),
         ("soon", "iptables -D INPUT -s 10.199.0.2 -j ACCEPT")
     );
     run_all(&mut doors, now_ms, &mut out);
@@ -730,7 +730,7 @@ fn completions_of_unknown_or_foreign_commands_are_ignored() {
             kind: CommandKind::Stop,
             event: "x".into(),
             src: ip("10.0.0.1"),
-            action: Action::Shell("true".into()),
+            command: "true".into(),
             id: JournalId::new(777),
         },
         Outcome::Exited(0),

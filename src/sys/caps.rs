@@ -157,6 +157,10 @@ impl fmt::Debug for CapSet {
 pub const DEFAULT_KEEP: CapSet = CapSet::of(NET_ADMIN).union(CapSet::of(NET_RAW));
 /// What the daemon itself keeps after start-up.
 pub const DAEMON_NEEDS: CapSet = CapSet::of(NET_RAW);
+/// What it keeps effective besides while a kernel door is configured: the
+/// kernel checks `CAP_NET_ADMIN` of the sending thread on every nftables
+/// and ipset message.
+pub const KERNEL_DOORS_NEED: CapSet = CapSet::of(NET_ADMIN);
 
 /// What `-k` asks the commands to keep when the daemon runs as root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -364,6 +368,22 @@ pub fn restrict(commands: CapSet, own: CapSet) -> io::Result<CapSet> {
     Ok(bset)
 }
 
+/// Makes `caps` effective on the calling thread (`on`) or not, leaving
+/// them permitted either way. Raising a capability that is not permitted
+/// fails with `EPERM`: it was given up for good.
+pub fn set_effective(caps: CapSet, on: bool) -> io::Result<()> {
+    let mut held = current()?;
+    if on && !caps.without(held.permitted).is_empty() {
+        return Err(io::Error::from_raw_os_error(libc::EPERM));
+    }
+    held.effective = if on {
+        held.effective | caps
+    } else {
+        held.effective.without(caps)
+    };
+    set(held)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,6 +441,38 @@ mod tests {
         assert_eq!(caps.inheritable, CapSet::EMPTY);
         assert_eq!((bset, left), (DEFAULT_KEEP, DEFAULT_KEEP));
         assert_eq!(current().unwrap(), before, "other threads keep their sets");
+    }
+
+    /// Kernel doors: CAP_NET_ADMIN effective only while wanted, and raised
+    /// again only if it stayed permitted.
+    #[test]
+    fn effective_caps_come_and_go_within_the_permitted_set() {
+        if !current().unwrap().permitted.contains(SETPCAP) {
+            panic!("needs root (CAP_SETPCAP): run as root, e.g. `sudo make test`");
+        }
+        let steps = std::thread::spawn(|| {
+            let mut seen = Vec::new();
+            restrict(DEFAULT_KEEP, DAEMON_NEEDS | KERNEL_DOORS_NEED).unwrap();
+            seen.push(current().unwrap().effective);
+            set_effective(KERNEL_DOORS_NEED, false).unwrap();
+            seen.push(current().unwrap().effective);
+            set_effective(KERNEL_DOORS_NEED, true).unwrap();
+            seen.push(current().unwrap().effective);
+            // -k none and no kernel door at start: gone for good.
+            restrict(CapSet::EMPTY, DAEMON_NEEDS).unwrap();
+            let again = set_effective(KERNEL_DOORS_NEED, true).unwrap_err();
+            (seen, again.raw_os_error(), current().unwrap())
+        })
+        .join()
+        .unwrap();
+        let (seen, again, last) = steps;
+        let both = DAEMON_NEEDS | KERNEL_DOORS_NEED;
+        assert_eq!(seen, [both, DAEMON_NEEDS, both]);
+        assert_eq!(again, Some(libc::EPERM));
+        assert_eq!(
+            (last.effective, last.permitted),
+            (DAEMON_NEEDS, DAEMON_NEEDS)
+        );
     }
 
     /// Without CAP_SETPCAP (as under a unit's CapabilityBoundingSet=) the
