@@ -184,9 +184,10 @@ fn notify(state: &str) {
     }
 }
 
-/// The kernel filter for the pipeline's knock ports.
+/// The kernel filter for the pipeline's knock ports (and rotating
+/// events' whole port ranges).
 fn kernel_filter(pipeline: &Pipeline) -> filter::Program {
-    filter::build(&pipeline.ports(), RingConfig::default().snaplen)
+    filter::build_ranges(&pipeline.port_ranges(), RingConfig::default().snaplen)
 }
 
 /// A capture ring on `ifindex` (0: all interfaces) passing the pipeline's
@@ -222,6 +223,8 @@ impl Daemon {
         // runner's threads exist (the sets are per thread).
         drop_capabilities(opts.keep_caps)?;
         let (journal, entries) = open_journal(&opts.state_dir)?;
+        // Rotating sequences: the windows spent before the restart.
+        let burns = journal.as_ref().map(Journal::burns).unwrap_or_default();
         let now_ms = clock.elapsed().as_millis() as u64;
         let limits = DoorLimits {
             max_doors: opts.max_doors,
@@ -231,6 +234,8 @@ impl Daemon {
             .map_err(StartError::JournalWriter)?;
         pipeline.set_trace(opts.debug);
         pipeline.set_capture_all(ifindex == 0);
+        // Before the first frame: rotating events' windows, minus the spent ones.
+        pipeline.restore_burns(burns, now_ms, now_unix_ms());
         let ring = open_ring(ifindex, &pipeline).map_err(|err| StartError::Capture {
             on: capture_name(&opts).into(),
             err,
@@ -339,6 +344,8 @@ impl Daemon {
     /// a lost capture.
     fn timers(&mut self) {
         let now = self.now_ms();
+        // Rotating events follow the wall clock (steps too) on every pass.
+        self.pipeline.rotate(now, now_unix_ms());
         let due = self.pipeline.tick(now);
         self.submit(due);
         if self.next_refresh_ms.is_some_and(|t| now >= t) {

@@ -120,7 +120,15 @@ impl JournalWriter {
     /// the disk (only, briefly, on the queue's lock).
     pub fn push(&self, op: JournalOp) -> Batch {
         let mut st = lock(&self.shared.state);
-        let id = op.id();
+        let Some(id) = op.id() else {
+            // A burn is about no door: queued as it is. Each completes a
+            // rotating window once, so they are as bounded as the doors.
+            st.pending.push(op);
+            let batch = st.filling;
+            drop(st);
+            self.shared.work.notify_one();
+            return batch;
+        };
         match st.index.get(&id) {
             Some(&at) => {
                 if let Some(slot) = st.pending.get_mut(at) {
@@ -242,7 +250,7 @@ fn writer(mut journal: Journal, shared: &Shared) {
         if let Err(e) = &result {
             let first = ops.iter().find_map(|op| match op {
                 JournalOp::Add(e) => Some(format!(" for {} from {}", e.event, e.src)),
-                JournalOp::Done(_) => None,
+                JournalOp::Done(_) | JournalOp::Burn(_) => None,
             });
             crate::warn!(
                 "journal {}: cannot record stop{} and {} other change(s) (kept in memory only: \
