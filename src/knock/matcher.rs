@@ -69,6 +69,7 @@ use std::net::IpAddr;
 
 use crate::config::Event;
 use crate::knock::table::{Key, Seg, SourceTable, NIL};
+use crate::knock::template::PortRange;
 use crate::knock::{flags, FlagSpec, Knock, Proto, Step};
 
 /// Sources tracked at once unless the caller says otherwise.
@@ -415,8 +416,12 @@ pub struct Matcher {
     /// Next slot `expire` looks at, and when it last swept.
     sweep_pos: usize,
     swept_at: u64,
-    /// Bit per (proto, port): some event uses it / some event starts on it.
+    /// Bit per (proto, port): some event uses it (or a guard range holds
+    /// it) / some event starts on it.
     knock: Box<[u64]>,
+    /// Ports that count as knock ports though no step is there now (see
+    /// [`Matcher::set_guard_ranges`]).
+    guards: Vec<(Proto, PortRange)>,
     first: Box<[u64]>,
     firsts: FirstIndex,
     table: SourceTable<Attempts>,
@@ -488,6 +493,7 @@ impl Matcher {
             sweep_pos: 0,
             swept_at: 0,
             knock: vec![0; PORT_WORDS].into_boxed_slice(),
+            guards: Vec::new(),
             first: vec![0; PORT_WORDS].into_boxed_slice(),
             firsts: FirstIndex::default(),
             table: SourceTable::new(capacity),
@@ -515,6 +521,11 @@ impl Matcher {
             }
             if let Some(s) = ev.steps.first().filter(|_| ev.starts) {
                 bit_set(&mut self.first, port_bit(s.proto, s.port));
+            }
+        }
+        for &(proto, range) in &self.guards {
+            for port in range.first()..=range.last() {
+                bit_set(&mut self.knock, port_bit(proto, port));
             }
         }
         self.firsts = FirstIndex::build(&self.events);
@@ -950,6 +961,20 @@ impl Matcher {
             self.settle(s, &cur);
         }
         self.cur = cur;
+    }
+
+    /// Makes every port of `ranges` a knock port: a frame there that is not
+    /// the next step of an attempt resets it, as on a step's own port. For
+    /// rotating events, whose template ranges hold the ports of every
+    /// window: were frames to the ranges' other ports ignored, a guesser
+    /// could sweep one step's range after the other without ever being
+    /// reset, and would need the sum of the steps' choices in frames
+    /// instead of their product. Kept across reloads.
+    pub fn set_guard_ranges(&mut self, ranges: &[(Proto, PortRange)]) {
+        if self.guards != ranges {
+            self.guards = ranges.to_vec();
+            self.rebuild_ports();
+        }
     }
 
     /// Stops `event` from starting new attempts; attempts in progress go

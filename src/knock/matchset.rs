@@ -11,7 +11,10 @@
 //! (resets, retransmissions, timeouts, bounded state) apply unchanged.
 //! [`MatchSet::rotate`] follows the wall clock; when a rotor's windows
 //! change, its matcher is reloaded, which keeps the progress of every
-//! attempt in a window that stays.
+//! attempt in a window that stays. Every port of a rotating event's
+//! templates is a knock port ([`Matcher::set_guard_ranges`]): a frame
+//! there that is not the next step resets an attempt, so a guess must get
+//! every step right in a row.
 //!
 //! Event indices in [`Fired`] and [`Trace`] are those of the whole
 //! configuration; a fire of a rotating event names its window.
@@ -164,6 +167,9 @@ impl Group {
                 }
             }
         }
+        // Every port of a rotating event's templates resets attempts.
+        let guards: Vec<(Proto, PortRange)> = self.rotors.iter().flat_map(Rotor::ranges).collect();
+        self.matcher.set_guard_ranges(&guards);
         self.matcher.reload(&own, now);
         for i in draining {
             self.matcher.set_draining(i);
@@ -690,9 +696,10 @@ mod tests {
             );
             // …but takes no new knocker.
             assert_eq!(send(&mut set, "10.0.0.4", &s99, 10_002), []);
-            // After the timeout the drain is gone.
+            // After the timeout the drain is gone: what is due next is the
+            // next window.
             assert!(set.rotate(&events, 15_000, T0 + 15_000));
-            assert_eq!(set.ports().len(), 9, "three live windows of three steps");
+            assert_eq!(set.next_rotation_ms(), Some(20_000));
         }
 
         #[test]
@@ -766,6 +773,79 @@ mod tests {
                 ranges,
                 ["tcp:7000-7011", "udp:20000-29999", "udp:30001-30009"]
             );
+        }
+
+        /// A frame anywhere in the templates' ranges that is not the next
+        /// step resets the attempt, as on a fixed sequence's own ports.
+        #[test]
+        fn a_wrong_frame_in_the_ranges_resets_the_attempt() {
+            let events = [rot("R", 1)];
+            let mut set = MatchSet::new(&events, 64, 0);
+            set.rotate(&events, 0, T0);
+            let s = seq(&events[0], 100);
+            let wrong = Step {
+                port: if s[1].port == 29_999 {
+                    20_000
+                } else {
+                    s[1].port + 1
+                },
+                ..s[1]
+            };
+            assert_eq!(
+                send(&mut set, "10.0.0.2", &[s[0], wrong, s[1], s[2]], 1),
+                []
+            );
+            // Outside the ranges a frame changes nothing.
+            let outside = Step {
+                port: 19_999,
+                ..s[1]
+            };
+            assert_eq!(
+                send(&mut set, "10.0.0.3", &[s[0], outside, s[1], s[2]], 1),
+                [(0, Some(100))]
+            );
+        }
+
+        /// Sweeping one step's range after the other opens only where the
+        /// sweep happens to hold the three steps in a row: every frame of
+        /// it that is not the next step resets the attempt. (Were the
+        /// ranges' other ports ignored, such a sweep of 3 × 10 frames would
+        /// carry an attempt from each step's frame to the next one's, and
+        /// a guess would cost the sum of the steps' choices, not their
+        /// product.)
+        #[test]
+        fn sweeping_the_ranges_step_by_step_opens_only_by_chance() {
+            let mut e = rot("R", 1);
+            e.rotation.as_mut().unwrap().templates = vec!["udp:20000-20009".parse().unwrap(); 3];
+            let events = [e];
+            let sweep: Vec<Step> = (0..3)
+                .flat_map(|_| {
+                    (20000..=20009).map(|port| Step {
+                        port,
+                        ..seq(&events[0], 0)[0]
+                    })
+                })
+                .collect();
+            let (mut fires, mut expected) = (0, 0);
+            for w in 1..200u64 {
+                let mut set = MatchSet::new(&events, 64, 0);
+                set.rotate(&events, 0, w * 10_000);
+                fires += send(
+                    &mut set,
+                    &format!("10.0.{}.{}", w / 256, w % 256),
+                    &sweep,
+                    1,
+                )
+                .len();
+                expected += (w - 1..=w + 1)
+                    .map(|v| {
+                        let s = seq(&events[0], v);
+                        sweep.windows(3).filter(|t| *t == &s[..]).count()
+                    })
+                    .sum::<usize>();
+            }
+            assert_eq!(fires, expected);
+            assert!(expected < 30, "{expected} of 597 window sequences");
         }
     }
 }
