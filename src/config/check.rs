@@ -513,6 +513,26 @@ warning: {name}:1: event R is easy to guess: a guessed sequence opens with a cha
         assert!(!err.contains("00112233"));
     }
 
+    /// The example's commented rotating event, uncommented, is a clean
+    /// rotating event of about 46 bits.
+    #[test]
+    fn the_examples_rotating_event_is_sound() {
+        let example = include_str!("../../knock.conf.example");
+        let start = example.find("#<SSH-rotating>").expect("the rotating example");
+        let block: String = example[start..]
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| l.trim_start_matches('#').to_string() + "\n")
+            .collect();
+        let c = config(&block);
+        let r = c.events[0].rotation.as_ref().unwrap();
+        assert_eq!(r.templates.len(), 4);
+        let bits = crate::knock::rotate::GuessSpace::of(&r.templates).bits_per_window;
+        assert!((46.0..46.5).contains(&bits), "{bits}");
+        assert_eq!(rotating::warnings(&r.templates), Vec::<String>::new());
+        assert_eq!(warnings(&c, "k.conf"), Vec::<String>::new());
+    }
+
     #[test]
     fn checks_the_example_file() {
         let (status, out, err, name) = check(include_bytes!("../../knock.conf.example"), 0o600);
