@@ -190,7 +190,7 @@ fn a_replayed_knock_opens_nothing_now_in_the_next_window_or_after_a_restart() {
     client_knock(&pair, &conf, "ROT", 0);
     assert_eq!(
         wait_lines(&opened, 1, Duration::from_secs(3)),
-        [me.clone()],
+        std::slice::from_ref(&me),
         "log:\n{}",
         d.log_text()
     );
@@ -198,11 +198,21 @@ fn a_replayed_knock_opens_nothing_now_in_the_next_window_or_after_a_restart() {
     let knock = printed(&conf, "ROT", 0);
     assert_eq!(w, unix_ms() / (WINDOW * 1000));
     from(&pair, 3, &knock);
-    assert_eq!(settled(&opened), [me.clone()], "log:\n{}", d.log_text());
+    assert_eq!(
+        settled(&opened),
+        std::slice::from_ref(&me),
+        "log:\n{}",
+        d.log_text()
+    );
     // In the next window (where it is still live as the previous one).
     window_start(w + 1);
     from(&pair, 4, &knock);
-    assert_eq!(settled(&opened), [me.clone()], "log:\n{}", d.log_text());
+    assert_eq!(
+        settled(&opened),
+        std::slice::from_ref(&me),
+        "log:\n{}",
+        d.log_text()
+    );
     // After the daemon was killed (no shutdown of any kind) and restarted,
     // still within the window after it: the burn came back from the journal.
     d.proc.signal(libc::SIGKILL);
@@ -216,7 +226,12 @@ fn a_replayed_knock_opens_nothing_now_in_the_next_window_or_after_a_restart() {
         w + 1,
         "the restart took too long for the test to mean anything"
     );
-    assert_eq!(settled(&opened), [me.clone()], "log:\n{}", d2.log_text());
+    assert_eq!(
+        settled(&opened),
+        std::slice::from_ref(&me),
+        "log:\n{}",
+        d2.log_text()
+    );
     d2.expect_log(
         "spent window(s) of rotating sequences",
         Duration::from_secs(1),

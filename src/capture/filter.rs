@@ -215,10 +215,14 @@ enum Item {
     Mark(Label),
 }
 
+/// One protocol's ports as [`merged`] gives them: `(first, last)`,
+/// ascending, disjoint, not adjacent.
+type Spans = [(u16, u16)];
+
 /// Lays out the program; `None` if it would exceed the kernel's limit.
 /// `ports: None` builds the pass-all-TCP/UDP fallback; else the TCP and UDP
-/// port ranges, as [`merged`] gives them.
-fn assemble(ports: Option<(&[(u16, u16)], &[(u16, u16)])>, snaplen: u32) -> Option<Vec<Insn>> {
+/// port ranges.
+fn assemble(ports: Option<(&Spans, &Spans)>, snaplen: u32) -> Option<Vec<Insn>> {
     use op::*;
     use Item::*;
     use Label::*;
@@ -346,7 +350,7 @@ fn assemble(ports: Option<(&[(u16, u16)], &[(u16, u16)])>, snaplen: u32) -> Opti
 /// only the `jgt` over a large left half needs the long `ja` form. A single
 /// port is one `jeq`; a range is `jge first` (below it: drop, as every
 /// later range is higher still) and `jgt last` (above it: the next range).
-fn tree(ranges: &[(u16, u16)], snaplen: u32) -> Vec<Insn> {
+fn tree(ranges: &Spans, snaplen: u32) -> Vec<Insn> {
     use op::*;
     if ranges.is_empty() {
         return vec![ret(0)];

@@ -518,7 +518,9 @@ warning: {name}:1: event R is easy to guess: a guessed sequence opens with a cha
     #[test]
     fn the_examples_rotating_event_is_sound() {
         let example = include_str!("../../knock.conf.example");
-        let start = example.find("#<SSH-rotating>").expect("the rotating example");
+        let start = example
+            .find("#<SSH-rotating>")
+            .expect("the rotating example");
         let block: String = example[start..]
             .lines()
             .take_while(|l| l.starts_with('#'))

@@ -382,7 +382,7 @@ enum Key {
     Ipset,
     Ipset6,
     MaxDoors,
-    KeyFile,
+    SecretFile,
     Window,
 }
 
@@ -400,7 +400,7 @@ impl Key {
         Key::Ipset,
         Key::Ipset6,
         Key::MaxDoors,
-        Key::KeyFile,
+        Key::SecretFile,
         Key::Window,
     ];
     const KNOWN: &'static str = "sequence, timeout, start_command, stop_command, command_delay, \
@@ -421,7 +421,7 @@ impl Key {
             Key::Ipset => "ipset",
             Key::Ipset6 => "ipset_6",
             Key::MaxDoors => "max_doors",
-            Key::KeyFile => "key_file",
+            Key::SecretFile => "key_file",
             Key::Window => "window",
         }
     }
@@ -578,7 +578,7 @@ impl Block {
                 Err(e) => diag.at(n, format!("{}: {e}", key.name())),
             },
             Key::MaxDoors => self.max_doors = parse_count(key, value, MAX_DOORS, n, diag),
-            Key::KeyFile => self.key_file = Some(PathBuf::from(value)),
+            Key::SecretFile => self.key_file = Some(PathBuf::from(value)),
             Key::Window => self.window = parse_window(value, n, diag),
         }
     }
@@ -690,7 +690,7 @@ impl Block {
                 }
             }
         }
-        let rotating = self.seen(Key::KeyFile).is_some();
+        let rotating = self.seen(Key::SecretFile).is_some();
         let window_seen = self.seen(Key::Window).is_some();
         if !rotating {
             self.rotation_keys_missing(diag);
