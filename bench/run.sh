@@ -23,7 +23,8 @@
 # tportknockd binary, to compare two builds), BENCH_SCALE (event counts of
 # the event-scaling table, default "1 100 1000"; empty skips it),
 # BENCH_BURST (doors in the burst, default 10000), BENCH_BURST_DELAY (their
-# command_delay, default 20).
+# command_delay, default 20), BENCH_ROTATING (0 skips the rotating-sequence
+# noise run).
 set -euo pipefail
 if [ "$(id -u)" != 0 ]; then
   echo "bench/run.sh: must run as root (it creates network namespaces and raw sockets): sudo make bench" >&2
@@ -41,8 +42,9 @@ scripts/need-debs knockd netsniff-ng iproute2 binutils nftables
 echo "== building (release)"
 # The release profile strips symbols; perf needs them.
 if [ -n "${BENCH_PERF:-}" ]; then export CARGO_PROFILE_RELEASE_STRIP=false; fi
-cargo build --release -q --bin tportknockd --example knockbench
+cargo build --release -q --bin tportknockd --bin tportknock --example knockbench
 TPK=${BENCH_TPK:-$ROOT/target/release/tportknockd}
+TPKC=$ROOT/target/release/tportknock
 KB=$ROOT/target/release/examples/knockbench
 KNOCKD=$(command -v knockd)
 
@@ -124,7 +126,7 @@ load() {
   sleep 1
   "$KB" drops --pid "$dpid" >/dev/null
   perf=""
-  if [ -n "${BENCH_PERF:-}" ] && [ "${name#*.}" = flood ]; then
+  if [ -n "${BENCH_PERF:-}" ] && { [ "${name#*.}" = flood ] || [ "$name" = rotating.noise ]; }; then
     mkdir -p "$BENCH_PERF"
     perf record -q -g -p "$dpid" -o "$BENCH_PERF/${name%%.*}.perf.data" -- sleep 3 >/dev/null 2>&1 &
     perf=$!
@@ -145,7 +147,7 @@ load() {
   R[$name.core]=$(awk -v c=$((c1 - c0)) -v k="$TCK" -v s="$t0" -v e="$t1" 'BEGIN {printf "%.0f%%", 100*c/k/(e-s)}')
   R[$name.drops]=$(kv "$d" drops)
   R[$name.read]=$(( $(kv "$d" packets) - $(kv "$d" drops) ))
-  echo "   $name: ${R[$name.rate]} frames/s for ${R[$name.secs]} s, opened ${R[$name.opened]}, CPU ${R[$name.cpu]} s (${R[$name.core]} of a core), drops ${R[$name.drops]}"
+  echo "   $name: ${R[$name.rate]} frames/s for ${R[$name.secs]} s, opened ${R[$name.opened]}, CPU ${R[$name.cpu]} s (${R[$name.core]} of a core), drops ${R[$name.drops]}, read ${R[$name.read]}"
 }
 
 # bench NAME COMMAND…: one daemon through every measurement.
@@ -294,11 +296,38 @@ if [ "${BENCH_ONLY:-}" = doors ]; then doors; exit 0; fi
 
 SCALE=${BENCH_SCALE-1 100 1000}
 
+# rotating: tportknockd alone with the benchmark's event and a rotating one
+# whose four templates span 1,000 ports each (two of them UDP), under the
+# random-port UDP noise: frames past the kernel filter (which passes each
+# range whole, two comparisons), CPU, real knocks opened (issue 17).
+rotating() {
+  local out pid conf=$tmp/rotating.conf key=$tmp/rot.key
+  rm -f "$key"
+  "$TPKC" -K "$key" >/dev/null
+  {
+    cat "$tmp/knock.conf"
+    printf '<ROT>\n sequence = tcp:40000-40999:{s,fs,su} udp:50000-50999 tcp:41000-41999:s udp:51000-51999\n key_file = %s\n window = 30\n timeout = 10\n start_command = true\n</ROT>\n' "$key"
+  } > "$conf"
+  chmod 600 "$conf"
+  echo "== tportknockd with a rotating event (four 1,000-port ranges)"
+  out=$(ip netns exec "$C" "$KB" startup --dst $SIP --fifo "$FIFO" --seq "$SEQ" \
+    --first 62000 --log "$tmp/rotating.log" -- ip netns exec "$S" \
+    "$TPK" -c "$conf" -i "$VS" -p "$tmp/rotating.pid" -s "$tmp/state")
+  pid=$(kv "$out" pid); pids+=("$pid")
+  sleep 1
+  load rotating.noise "$pid" "$tmp/noise.cfg" 63000
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+}
+ROTATING=${BENCH_ROTATING-1}
+
 echo "== /bin/sh -c floor"
 sh_out=$(ip netns exec "$C" "$KB" shell --fifo "$FIFO" --count "$KNOCKS")
 echo "   $sh_out"
 bench tportknockd "$TPK" -c "$tmp/knock.conf" -i "$VS" -p "$tmp/tpk.pid" -s "$tmp/state"
 for n in $SCALE; do scale "$n"; done
+if [ "$ROTATING" != 0 ]; then rotating; fi
 if [ "${BENCH_ONLY:-}" = tportknockd ]; then exit 0; fi
 bench knockd "$KNOCKD" -i "$VS" -c "$tmp/knockd.conf" -p "$tmp/knockd.pid"
 doors
@@ -365,6 +394,21 @@ cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
     for n in $SCALE; do
       echo "| $n | $(kib "${R[scale$n.hwm]}") | ${R[scale$n.flood.rate]} | ${R[scale$n.flood.cpu_per_m]} s | ${R[scale$n.flood.drops]} | ${R[scale$n.flood.opened]} |"
     done
+    echo
+  fi
+  if [ "$ROTATING" != 0 ]; then
+    echo "## Rotating sequences (issue 17): random-port noise with 1,000-port ranges"
+    echo
+    echo "The random-port UDP noise above, once more with a rotating event added whose four templates span 1,000 ports each (\`tcp:40000-40999:{s,fs,su} udp:50000-50999 tcp:41000-41999:s udp:51000-51999\`, 30-second windows). The kernel filter passes each range whole (two comparisons, the same program in every window), so the 2,000 UDP ports of the ranges let about 3% of the noise through to the matcher, which drops it after one table probe."
+    echo
+    echo "| | without the rotating event | with it |"
+    echo "|---|---|---|"
+    echo "| noise frames/s | ${R[$T.noise.rate]} | ${R[rotating.noise.rate]} |"
+    echo "| frames the daemon read (past its filter, not dropped) | ${R[$T.noise.read]} | ${R[rotating.noise.read]} |"
+    echo "| daemon CPU (s) over ${R[$T.noise.secs]} / ${R[rotating.noise.secs]} s | ${R[$T.noise.cpu]} | ${R[rotating.noise.cpu]} (${R[rotating.noise.core]} of a core) |"
+    echo "| daemon CPU per million noise frames (s) | ${R[$T.noise.cpu_per_m]} | ${R[rotating.noise.cpu_per_m]} |"
+    echo "| kernel ring drops | ${R[$T.noise.drops]} | ${R[rotating.noise.drops]} |"
+    echo "| real knocks opened | ${R[$T.noise.opened]} | ${R[rotating.noise.opened]} |"
     echo
   fi
   echo "## Doors as a knocker sees them (issue 16)"

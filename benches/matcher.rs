@@ -298,6 +298,74 @@ fn main() {
     run("random-port noise", &random_noise, fresh);
     hash_costs(&pool);
     scaling(&pool, &flood, &realistic);
+    rotation_costs(&pool);
+}
+
+/// Issue 17: what a window change and a burn cost the capture thread with
+/// a full table: each reloads the matcher, which walks every slot. (The
+/// ring holds 16,384 frames: at 300,000 frames/s, 50 ms is its slack.)
+fn rotation_costs(pool: &[IpAddr]) {
+    use tportknockd::config::rotation::Rotation;
+    use tportknockd::crypto::key::Key;
+    use tportknockd::knock::matcher::Output;
+    use tportknockd::knock::matchset::MatchSet;
+    use tportknockd::knock::rotate::WindowLen;
+    let rot = Event {
+        name: "rot".into(),
+        timeout: 30,
+        rotation: Some(Rotation {
+            templates: vec!["tcp:40000-40999:s".parse().unwrap(); 4],
+            key_file: "k".into(),
+            window: WindowLen::new(30).unwrap(),
+            key: Some(Key::new(&[7; 32]).unwrap()),
+        }),
+        ..Event::default()
+    };
+    let mut evs = events();
+    evs.insert(1, rot);
+    let t0: u64 = 1_700_000_010_000; // window 56666667 begins
+    let w = t0 / 30_000;
+    let first = evs[1]
+        .rotation
+        .as_ref()
+        .unwrap()
+        .sequence("rot", w)
+        .unwrap()[0];
+    let mut times = Vec::new();
+    for _ in 0..RUNS {
+        let mut set = MatchSet::new(&evs, DEFAULT_CAPACITY, 0);
+        set.rotate(&evs, 0, t0);
+        let mut out = Output::new();
+        // Every source of the table half-way through the current window.
+        for &src in pool {
+            set.feed(
+                true,
+                &frame(src, Proto::Tcp, first.port, flags::SYN),
+                1,
+                &mut out,
+            );
+        }
+        assert_eq!(set.stats(evs.len()).tracked, pool.len());
+        let t = Instant::now();
+        set.rotate(&evs, 2, t0 + 30_000);
+        assert_eq!(
+            set.next_rotation_ms(),
+            Some(2 + 30_000),
+            "the window changed"
+        );
+        let roll = t.elapsed();
+        let t = Instant::now();
+        set.burn(&evs, 1, w + 1, 3);
+        let burn = t.elapsed();
+        black_box(&set);
+        times.push((roll.as_secs_f64() * 1e3, burn.as_secs_f64() * 1e3));
+    }
+    times.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (roll, burn) = times[RUNS / 2];
+    println!(
+        "rotating event, full table of {} sources: window change {roll:.1} ms, burn {burn:.1} ms (median of {RUNS})",
+        pool.len()
+    );
 }
 
 /// `n` events: "ssh" (the real knockers' sequence) and `n - 1` more, each

@@ -19,6 +19,8 @@ use crate::capture::admit::{self, Host, Refusals, Verdict};
 use crate::capture::ring::FrameMeta;
 use crate::config::{self, Config};
 use crate::daemon::log::{Level, RateLimit};
+use crate::doors::burn::Burn;
+use crate::doors::commit::Batch;
 use crate::doors::journal::{Journal, JournalEntry};
 use crate::doors::kernel::{self, SetBackend};
 use crate::doors::runner::{Completion, RunnerStats};
@@ -26,6 +28,7 @@ use crate::doors::{CommandRequest, DoorLimits, Doors, Opened};
 use crate::knock::matcher::{MatcherStats, Output, Skip, Trace};
 use crate::knock::matchset::MatchSet;
 use crate::knock::source::HostAddresses;
+use crate::knock::template::PortRange;
 use crate::knock::{FlagSpec, Knock, Proto};
 use crate::wire::Link;
 use crate::{debug, error, info, warn};
@@ -108,6 +111,22 @@ pub struct Pipeline {
     requests: Vec<CommandRequest>,
     /// Bounds the info lines a knock makes (steps, re-arms).
     step_lines: RateLimit,
+    /// Rotating sequences: completions whose burned window is on its way
+    /// to the journal, opened once it is durable (see [`Pipeline::rotate`]).
+    held: std::collections::VecDeque<HeldOpen>,
+    /// When the rotating events' windows next change (monotonic ms).
+    next_rotate_ms: Option<u64>,
+    /// The clocks last seen together: (monotonic ms, Unix ms).
+    clock: (u64, u64),
+}
+
+/// A rotating event's completion waiting for its burn to be durable.
+#[derive(Debug)]
+struct HeldOpen {
+    batch: Batch,
+    /// By name: a reload in between may move the event.
+    event: String,
+    src: IpAddr,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -145,6 +164,9 @@ impl Pipeline {
             },
             requests: Vec::new(),
             step_lines: RateLimit::new(STEP_LINES_PER_SEC, now_ms),
+            held: Default::default(),
+            next_rotate_ms: None,
+            clock: (now_ms, 0),
         })
     }
 
@@ -267,6 +289,7 @@ impl Pipeline {
     /// trace, opens a door for every completed sequence (one-time ones
     /// first marked used in their file) and returns what is left to do.
     pub fn finish(&mut self, now_ms: u64, now_unix_ms: u64) -> BatchEnd {
+        self.clock = (now_ms, now_unix_ms);
         self.match_queue(now_ms);
         debug_assert!(self.queue.is_empty());
         self.flush_trace(now_ms);
@@ -276,7 +299,9 @@ impl Pipeline {
             let mut fired = std::mem::take(&mut self.out.fired);
             let mut one_time_used = Vec::new();
             for f in fired.drain(..) {
-                if self.one_time_gate(f.event, f.src, &mut one_time_used) {
+                if let Some(w) = f.window {
+                    self.rotation_gate(f.event, w, f.src, now_ms, now_unix_ms);
+                } else if self.one_time_gate(f.event, f.src, &mut one_time_used) {
                     self.open_door(f.event, f.src, now_ms, now_unix_ms);
                 }
             }
@@ -294,18 +319,20 @@ impl Pipeline {
         }
     }
 
-    /// When [`tick`](Self::tick) next has work.
+    /// When [`tick`](Self::tick) (or, with rotating events,
+    /// [`rotate`](Self::rotate)) next has work.
     pub fn next_due_ms(&self) -> u64 {
-        match self.doors.next_due_ms() {
-            Some(t) => t.min(self.next_expire_ms),
-            None => self.next_expire_ms,
-        }
+        [self.doors.next_due_ms(), self.next_rotate_ms]
+            .into_iter()
+            .flatten()
+            .fold(self.next_expire_ms, u64::min)
     }
 
     /// Timers: returns the stops due by `now_ms`, and reclaims lapsed
     /// knock attempts once every [`EXPIRE_EVERY_MS`].
     pub fn tick(&mut self, now_ms: u64) -> Vec<CommandRequest> {
         self.doors.tick(now_ms, &mut self.requests);
+        self.release_held(now_ms);
         if now_ms >= self.next_expire_ms {
             self.matcher.expire(now_ms, &mut self.out);
             self.flush_trace(now_ms);
@@ -353,10 +380,16 @@ impl Pipeline {
         self.doors.wake_fd()
     }
 
-    /// Distinct (protocol, port) pairs some event knocks on, sorted: what
-    /// the kernel filter lets through.
+    /// Distinct (protocol, port) pairs some event knocks on now, sorted
+    /// (for a rotating event, those of the windows it holds).
     pub fn ports(&self) -> Vec<(Proto, u16)> {
         self.matcher.ports()
+    }
+
+    /// What the kernel filter lets through: the knock ports, and the whole
+    /// template ranges of rotating events, as disjoint sorted ranges.
+    pub fn port_ranges(&self) -> Vec<(Proto, PortRange)> {
+        self.matcher.port_ranges()
     }
 
     /// The running configuration.
@@ -383,12 +416,12 @@ impl Pipeline {
     /// set(s)` when events name sets.
     pub fn describe(&self) -> String {
         let names: Vec<&str> = self.config.events.iter().map(|e| e.name.as_str()).collect();
+        let ports: u32 = self.port_ranges().iter().map(|(_, r)| r.len()).sum();
         let sets = kernel::sets_named(&self.config.events).len();
         format!(
-            "{} event(s): {}; {} knock port(s){}",
+            "{} event(s): {}; {ports} knock port(s){}",
             names.len(),
             names.join(" "),
-            self.ports().len(),
             match sets {
                 0 => String::new(),
                 n => format!("; kernel doors in {n} set(s)"),
@@ -537,6 +570,110 @@ impl Pipeline {
             Opened::Refused(_) => {}
         }
     }
+
+    // ---- Rotating sequences (issue 17).
+
+    /// Follows the wall clock for rotating events: monotonic `now_ms` is
+    /// Unix time `now_unix_ms`. Call it at start and on every timer pass
+    /// (it is cheap when no window changes): windows change on time, and a
+    /// clock that stepped is followed at the next call. The kernel filter
+    /// passes the templates' whole ranges, so it never needs rebuilding.
+    pub fn rotate(&mut self, now_ms: u64, now_unix_ms: u64) {
+        self.clock = (now_ms, now_unix_ms);
+        self.matcher
+            .rotate(&self.config.events, now_ms, now_unix_ms);
+        self.next_rotate_ms = self.matcher.next_rotation_ms();
+    }
+
+    /// Re-applies the burned windows a previous run journaled: those of
+    /// rotating events that still have the same window length, from the
+    /// window before the current one on. Call before the first frame.
+    pub fn restore_burns(&mut self, burns: Vec<Burn>, now_ms: u64, now_unix_ms: u64) {
+        let mut applied = 0;
+        for b in burns {
+            let Some(i) = self.config.events.iter().position(|e| {
+                e.name == b.event
+                    && e.rotation
+                        .as_ref()
+                        .is_some_and(|r| r.window.secs() == b.window_secs)
+            }) else {
+                continue;
+            };
+            let current = now_unix_ms / 1000 / u64::from(b.window_secs);
+            if b.window + 1 >= current
+                && self.matcher.burn(&self.config.events, i, b.window, now_ms)
+            {
+                applied += 1;
+            }
+        }
+        if applied > 0 {
+            info!("journal: {applied} spent window(s) of rotating sequences from the last run");
+        }
+        self.rotate(now_ms, now_unix_ms);
+    }
+
+    /// A rotating event's sequence of window `w` completed: the window is
+    /// burned (taken out of the matcher, so the same frames from anyone
+    /// open nothing any more), and the door opens once the burn is in the
+    /// journal, so that a crash cannot bring the sequence back after the
+    /// door has opened. A second completion of a burned window opens
+    /// nothing.
+    fn rotation_gate(&mut self, event: usize, w: u64, src: IpAddr, now_ms: u64, now_unix_ms: u64) {
+        let Some(ev) = self.config.events.get(event) else {
+            return;
+        };
+        let Some(secs) = ev.rotation.as_ref().map(|r| r.window.secs()) else {
+            return;
+        };
+        let name = ev.name.clone();
+        if !self.matcher.burn(&self.config.events, event, w, now_ms) {
+            info!("{src} {name}: knock complete, but its window's sequence is spent: ignored");
+            return;
+        }
+        self.next_rotate_ms = self.matcher.next_rotation_ms();
+        let burn = Burn {
+            event: name.clone(),
+            window_secs: secs,
+            window: w,
+        };
+        match self.doors.journal_burn(burn) {
+            Some(batch) => {
+                debug!("{src} {name}: window {w} spent; opening once that is journaled");
+                self.held.push_back(HeldOpen {
+                    batch,
+                    event: name,
+                    src,
+                });
+            }
+            // No journal: the burn lives in memory only (as the doors' stops).
+            None => self.open_door(event, src, now_ms, now_unix_ms),
+        }
+    }
+
+    /// Opens the doors whose burn the journal has written.
+    fn release_held(&mut self, now_ms: u64) {
+        let Some(durable) = self.doors.journal_durable() else {
+            return;
+        };
+        // Wall time for the doors' due times, from the clocks last seen
+        // together: the held opens waited for a disk write only.
+        let (then_ms, then_unix_ms) = self.clock;
+        let now_unix_ms = then_unix_ms.saturating_add(now_ms.saturating_sub(then_ms));
+        while self.held.front().is_some_and(|h| h.batch <= durable) {
+            let Some(h) = self.held.pop_front() else {
+                break;
+            };
+            match self.config.events.iter().position(|e| e.name == h.event) {
+                Some(i) => self.open_door(i, h.src, now_ms, now_unix_ms),
+                None => info!(
+                    "{} {}: event gone in a reload before its door opened: not opened",
+                    h.src, h.event
+                ),
+            }
+        }
+    }
+
+    // ---- End of rotating sequences.
 
     /// For a one-time event: marks its sequence used in its file (fsync'ed
     /// before the door opens) and moves to the next; false when the door
@@ -1219,5 +1356,138 @@ mod tests {
             commands(&p.tick(20_000)),
             [(CommandKind::Stop, "close 10.0.0.1")]
         );
+    }
+
+    mod rotating {
+        use super::*;
+        use crate::crypto::key::Key;
+        use crate::knock::Step;
+
+        /// Start-only (no stop), so nothing but the burn holds the start.
+        const ROT: &str = "<ROT>\n sequence = udp:20000-29999 udp:20000-29999 udp:20000-29999\n \
+            key_file = rot.key\n window = 10\n timeout = 5\n start_command = open %IP%\n</ROT>\n";
+
+        fn config() -> Config {
+            let mut c = parse(ROT);
+            c.events[0].rotation.as_mut().unwrap().key = Some(Key::new(&[9; 32]).unwrap());
+            c
+        }
+
+        /// The real wall clock: the journal forgets burns of past windows.
+        fn unix_ms() -> u64 {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64
+        }
+
+        fn seq(c: &Config, unix_ms: u64) -> Vec<Step> {
+            let r = c.events[0].rotation.as_ref().unwrap();
+            r.sequence("ROT", unix_ms / 1000 / 10).unwrap()
+        }
+
+        fn knock(p: &mut Pipeline, src: &str, steps: &[Step], now: u64) {
+            for s in steps {
+                push(p, &frame(src, SERVER, s.port, None), now);
+            }
+        }
+
+        fn with_journal(dir: &Scratch, now: u64, unix: u64) -> Pipeline {
+            let (journal, _, _) = Journal::open(&dir.0).unwrap();
+            let burns = journal.burns();
+            let mut p =
+                Pipeline::new(config(), 64, Some(journal), DoorLimits::default(), now).unwrap();
+            p.restore_burns(burns, now, unix);
+            p
+        }
+
+        #[test]
+        fn the_door_opens_only_once_the_spent_window_is_journaled() {
+            let dir = Scratch::new("rot-journal");
+            let unix = unix_ms();
+            let mut p = with_journal(&dir, 0, unix);
+            let c = config();
+            knock(&mut p, "10.0.0.1", &seq(&c, unix), 1);
+            let end = p.finish(1, unix);
+            assert!(
+                end.requests.is_empty(),
+                "no start before the burn is durable"
+            );
+            assert!(p.doors_mut().sync_journal(Duration::from_secs(5)));
+            // The burn is on disk before the start is handed out.
+            let text =
+                std::fs::read_to_string(dir.0.join(crate::doors::journal::FILE_NAME)).unwrap();
+            let w = unix / 10_000;
+            assert!(text.starts_with(&format!("burn 10 {w} 3:ROT ")), "{text}");
+            let start = p.tick(2);
+            assert_eq!(commands(&start), [(CommandKind::Start, "open 10.0.0.1")]);
+            // The same frames, from anyone, open nothing now.
+            knock(&mut p, "10.0.0.2", &seq(&c, unix), 3);
+            knock(&mut p, "10.0.0.1", &seq(&c, unix), 3);
+            assert!(p.finish(3, unix).requests.is_empty());
+            assert!(p.doors_mut().sync_journal(Duration::from_secs(5)));
+            assert!(p.tick(4).is_empty());
+            assert_eq!(p.counters().fired, 1);
+            // Nor after a restart.
+            p.doors_mut().finish(Duration::from_secs(5));
+            drop(p);
+            let mut p = with_journal(&dir, 0, unix + 1);
+            knock(&mut p, "10.0.0.3", &seq(&c, unix), 1);
+            assert!(p.finish(1, unix + 1).requests.is_empty());
+            assert!(p.doors_mut().sync_journal(Duration::from_secs(5)));
+            assert!(p.tick(2).is_empty());
+            // The next window's sequence still opens.
+            let next = seq(&c, unix + 10_000);
+            knock(&mut p, "10.0.0.3", &next, 3);
+            let _ = p.finish(3, unix + 1);
+            assert!(p.doors_mut().sync_journal(Duration::from_secs(5)));
+            assert_eq!(
+                commands(&p.tick(4)),
+                [(CommandKind::Start, "open 10.0.0.3")]
+            );
+        }
+
+        #[test]
+        fn two_completions_in_one_batch_open_once() {
+            let unix = unix_ms();
+            let mut p = Pipeline::new(config(), 64, None, DoorLimits::default(), 0).unwrap();
+            p.rotate(0, unix);
+            let c = config();
+            knock(&mut p, "10.0.0.1", &seq(&c, unix), 1);
+            knock(&mut p, "10.0.0.2", &seq(&c, unix), 1);
+            // Without a journal the door opens at once.
+            let end = p.finish(1, unix);
+            assert_eq!(
+                commands(&end.requests),
+                [(CommandKind::Start, "open 10.0.0.1")]
+            );
+        }
+
+        #[test]
+        fn windows_follow_the_clock_and_the_filter_keeps_the_ranges() {
+            let unix = 1_700_000_009_500;
+            let mut p = Pipeline::new(config(), 64, None, DoorLimits::default(), 0).unwrap();
+            p.rotate(0, unix);
+            let c = config();
+            let ranges = p.port_ranges();
+            assert_eq!(ranges.len(), 1);
+            assert_eq!(ranges[0].1.to_string(), "20000-29999");
+            assert!(
+                p.describe().ends_with("; 10000 knock port(s)"),
+                "{}",
+                p.describe()
+            );
+            // The window changes at the next multiple of 10 s, in 500 ms.
+            assert_eq!(p.next_due_ms(), 500);
+            // Two windows later by the wall clock (a step): the old sequence
+            // is dead, the new one opens, the filter is the same.
+            let later = unix + 20_000;
+            p.rotate(5, later);
+            knock(&mut p, "10.0.0.1", &seq(&c, unix), 6);
+            assert!(p.finish(6, later).requests.is_empty());
+            knock(&mut p, "10.0.0.1", &seq(&c, later), 7);
+            assert_eq!(p.finish(7, later).requests.len(), 1);
+            assert_eq!(p.port_ranges(), ranges);
+        }
     }
 }

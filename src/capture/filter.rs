@@ -2,6 +2,10 @@
 //! TCP and UDP frames to a knock (protocol, destination port) ever reach the
 //! ring, and only their first `snaplen` bytes.
 //!
+//! Ports are given as ranges ([`build_ranges`]): a rotating event's
+//! template range (`tcp:40000-40999:s`) costs two comparisons whatever its
+//! width, and the program stays the same while the windows change.
+//!
 //! The program must work on an `any` socket, where every interface brings
 //! its own link header. It therefore never reads at fixed Ethernet offsets:
 //! the ethertype comes from the ancillary load `SKF_AD_PROTOCOL`
@@ -23,6 +27,7 @@
 //! would call a knock is lost, and a random-port flood with any number of
 //! extension headers stays in the kernel.
 
+use crate::knock::template::PortRange;
 use crate::knock::Proto;
 use crate::wire::ethernet::ethertype;
 use crate::wire::ipv6::{ext_length, ExtLength, WALKED_EXT_HEADERS};
@@ -64,6 +69,7 @@ pub mod op {
     pub const JA: u16 = 0x00;
     pub const JEQ: u16 = 0x10;
     pub const JGT: u16 = 0x20;
+    pub const JGE: u16 = 0x30;
     pub const JSET: u16 = 0x40;
 
     pub const K: u16 = 0x00;
@@ -87,7 +93,7 @@ const ETH_P_IP: u32 = ethertype::IPV4 as u32;
 const ETH_P_IPV6: u32 = ethertype::IPV6 as u32;
 const TCP: u32 = ip_proto::TCP as u32;
 const UDP: u32 = ip_proto::UDP as u32;
-/// Ports compared linearly at the leaves of the search tree.
+/// Port ranges compared linearly at the leaves of the search tree.
 const LEAF: usize = 8;
 
 /// A built program, usable wherever `&[Insn]` is expected.
@@ -128,20 +134,19 @@ const fn neg(off: i32) -> u32 {
 /// Builds the filter for these (protocol, destination port) pairs.
 /// Duplicates are fine. Frames that pass are cut to `snaplen` bytes.
 pub fn build(ports: &[(Proto, u16)], snaplen: u32) -> Program {
-    let mut tcp: Vec<u16> = ports
+    let ranges: Vec<(Proto, PortRange)> = ports
         .iter()
-        .filter(|(p, _)| *p == Proto::Tcp)
-        .map(|(_, port)| *port)
+        .filter_map(|&(p, port)| Some((p, PortRange::new(port, port)?)))
         .collect();
-    let mut udp: Vec<u16> = ports
-        .iter()
-        .filter(|(p, _)| *p == Proto::Udp)
-        .map(|(_, port)| *port)
-        .collect();
-    for set in [&mut tcp, &mut udp] {
-        set.sort_unstable();
-        set.dedup();
-    }
+    build_ranges(&ranges, snaplen)
+}
+
+/// Builds the filter for these (protocol, destination port range) pairs.
+/// Overlaps and duplicates are fine. Frames that pass are cut to
+/// `snaplen` bytes.
+pub fn build_ranges(ranges: &[(Proto, PortRange)], snaplen: u32) -> Program {
+    let tcp = merged(ranges, Proto::Tcp);
+    let udp = merged(ranges, Proto::Udp);
     if let Some(insns) = assemble(Some((&tcp, &udp)), snaplen) {
         return Program {
             insns,
@@ -149,7 +154,7 @@ pub fn build(ports: &[(Proto, u16)], snaplen: u32) -> Program {
         };
     }
     crate::warn!(
-        "{} distinct knock ports do not fit a {MAX_INSNS}-instruction filter: \
+        "{} distinct knock port ranges do not fit a {MAX_INSNS}-instruction filter: \
          every TCP/UDP frame goes to user space",
         tcp.len() + udp.len()
     );
@@ -158,6 +163,28 @@ pub fn build(ports: &[(Proto, u16)], snaplen: u32) -> Program {
         insns: assemble(None, snaplen).unwrap_or_else(|| vec![ret(snaplen)]),
         pass_all_ports: true,
     }
+}
+
+/// The ranges of `proto`, sorted, overlapping and adjacent ones merged:
+/// `(first, last)`, each `first` above the previous `last + 1`.
+fn merged(ranges: &[(Proto, PortRange)], proto: Proto) -> Vec<(u16, u16)> {
+    let mut all: Vec<(u16, u16)> = ranges
+        .iter()
+        .filter(|(p, _)| *p == proto)
+        .map(|(_, r)| (r.first(), r.last()))
+        .collect();
+    all.sort_unstable();
+    let mut out: Vec<(u16, u16)> = Vec::with_capacity(all.len());
+    for (first, last) in all {
+        match out.last_mut() {
+            Some((_, end)) if u32::from(first) <= u32::from(*end) + 1 => *end = (*end).max(last),
+            _ => out.push((first, last)),
+        }
+    }
+    debug_assert!(out
+        .windows(2)
+        .all(|w| u32::from(w[0].1) + 1 < u32::from(w[1].0)));
+    out
 }
 
 /// Jump targets of the fixed part of the program.
@@ -188,9 +215,14 @@ enum Item {
     Mark(Label),
 }
 
+/// One protocol's ports as [`merged`] gives them: `(first, last)`,
+/// ascending, disjoint, not adjacent.
+type Spans = [(u16, u16)];
+
 /// Lays out the program; `None` if it would exceed the kernel's limit.
-/// `ports: None` builds the pass-all-TCP/UDP fallback.
-fn assemble(ports: Option<(&[u16], &[u16])>, snaplen: u32) -> Option<Vec<Insn>> {
+/// `ports: None` builds the pass-all-TCP/UDP fallback; else the TCP and UDP
+/// port ranges.
+fn assemble(ports: Option<(&Spans, &Spans)>, snaplen: u32) -> Option<Vec<Insn>> {
     use op::*;
     use Item::*;
     use Label::*;
@@ -313,37 +345,59 @@ fn assemble(ports: Option<(&[u16], &[u16])>, snaplen: u32) -> Option<Vec<Insn>> 
     resolve(&p)
 }
 
-/// Binary search over sorted, distinct ports ending in short linear
+/// Binary search over sorted, disjoint port ranges ending in short linear
 /// chains; every leaf returns by itself, so no jump leaves the subtree and
-/// only the `jgt` over a large left half needs the long `ja` form.
-fn tree(ports: &[u16], snaplen: u32) -> Vec<Insn> {
+/// only the `jgt` over a large left half needs the long `ja` form. A single
+/// port is one `jeq`; a range is `jge first` (below it: drop, as every
+/// later range is higher still) and `jgt last` (above it: the next range).
+fn tree(ranges: &Spans, snaplen: u32) -> Vec<Insn> {
     use op::*;
-    if ports.is_empty() {
+    if ranges.is_empty() {
         return vec![ret(0)];
     }
-    if ports.len() <= LEAF {
-        let n = ports.len();
-        let mut out: Vec<Insn> = ports
-            .iter()
-            .enumerate()
-            .map(|(i, port)| Insn {
-                code: JMP | JEQ | K,
-                // to the `ret snaplen` at index n + 1; n ≤ LEAF fits a u8
-                jt: (n - i) as u8,
-                jf: 0,
-                k: u32::from(*port),
-            })
-            .collect();
+    if ranges.len() <= LEAF {
+        let size = |&(first, last): &(u16, u16)| if first == last { 1 } else { 2 };
+        let drop_at: usize = ranges.iter().map(size).sum();
+        let pass_at = drop_at + 1;
+        // Offset from the instruction at `pc` to `target`; a leaf holds at
+        // most 2 * LEAF + 2 instructions, so it fits a u8.
+        let to = |pc: usize, target: usize| (target - pc - 1) as u8;
+        let mut out: Vec<Insn> = Vec::with_capacity(pass_at + 1);
+        for &(first, last) in ranges {
+            let pc = out.len();
+            if first == last {
+                out.push(Insn {
+                    code: JMP | JEQ | K,
+                    jt: to(pc, pass_at),
+                    jf: 0,
+                    k: u32::from(first),
+                });
+            } else {
+                out.push(Insn {
+                    code: JMP | JGE | K,
+                    jt: 0,
+                    jf: to(pc, drop_at),
+                    k: u32::from(first),
+                });
+                out.push(Insn {
+                    code: JMP | JGT | K,
+                    jt: 0,
+                    jf: to(pc + 1, pass_at),
+                    k: u32::from(last),
+                });
+            }
+        }
+        debug_assert_eq!(out.len(), drop_at);
         out.push(ret(0));
         out.push(ret(snaplen));
         return out;
     }
     // Split at a multiple of LEAF so the leaves come out full: fewer
-    // leaves, fewer `ret` pairs, more ports under the instruction limit.
-    let mid = (ports.len() / LEAF / 2).max(1) * LEAF;
-    let left = tree(&ports[..mid], snaplen);
-    let right = tree(&ports[mid..], snaplen);
-    let pivot = u32::from(ports[mid - 1]);
+    // leaves, fewer `ret` pairs, more ranges under the instruction limit.
+    let mid = (ranges.len() / LEAF / 2).max(1) * LEAF;
+    let left = tree(&ranges[..mid], snaplen);
+    let right = tree(&ranges[mid..], snaplen);
+    let pivot = u32::from(ranges[mid - 1].1);
     let mut out = Vec::with_capacity(left.len() + right.len() + 2);
     match u8::try_from(left.len()) {
         Ok(skip) => out.push(Insn {
@@ -501,6 +555,7 @@ mod tests {
                         JA => i.k as usize,
                         JEQ => jump(a == i.k),
                         JGT => jump(a > i.k),
+                        JGE => jump(a >= i.k),
                         JSET => jump(a & i.k != 0),
                         o => panic!("unsupported jump {o:#x}"),
                     };
@@ -823,5 +878,94 @@ mod tests {
             }
         }
         assert!(matches!(prog.last(), Some(i) if i.code == op::RET));
+    }
+
+    fn tcp_port(prog: &[Insn], port: u16) -> u32 {
+        run(prog, &eth(&with_dport(&TCP4_7000, 34, port)))
+    }
+
+    fn udp_port(prog: &[Insn], port: u16) -> u32 {
+        run(prog, &eth(&with_dport(&UDP6_7001, 54, port)))
+    }
+
+    fn range(first: u16, last: u16) -> PortRange {
+        PortRange::new(first, last).unwrap()
+    }
+
+    /// Ranges pass exactly their ports, edges included, next to single
+    /// ports, overlapping and adjacent ranges.
+    #[test]
+    fn ranges_pass_exactly_their_ports() {
+        let ranges = [
+            (Proto::Tcp, range(40000, 40999)),
+            (Proto::Tcp, range(7000, 7000)),
+            (Proto::Tcp, range(40500, 41010)),
+            (Proto::Tcp, range(41011, 41011)),
+            (Proto::Tcp, range(1, 3)),
+            (Proto::Tcp, range(65530, 65535)),
+            (Proto::Udp, range(50000, 50999)),
+        ];
+        let prog = build_ranges(&ranges, SNAP);
+        assert!(!prog.pass_all_ports);
+        let tcp = |p: u16| {
+            (1..=3).contains(&p) || p == 7000 || (40000..=41011).contains(&p) || p >= 65530
+        };
+        for port in 1..=u16::MAX {
+            let want = if tcp(port) { SNAP } else { 0 };
+            assert_eq!(tcp_port(&prog, port), want, "tcp/{port}");
+            let want = if (50000..=50999).contains(&port) {
+                SNAP
+            } else {
+                0
+            };
+            assert_eq!(udp_port(&prog, port), want, "udp/{port}");
+        }
+    }
+
+    /// A 1000-port range costs two comparisons: the program is as short as
+    /// for a single port plus one instruction, and it is the same program
+    /// whatever ports of the range a window uses.
+    #[test]
+    fn a_wide_range_is_two_comparisons() {
+        let single = build(&[(Proto::Tcp, 40000)], SNAP);
+        let wide = build_ranges(&[(Proto::Tcp, range(40000, 40999))], SNAP);
+        assert_eq!(wide.len(), single.len() + 1);
+        // The range's ports one by one merge into the same range…
+        let each: Vec<(Proto, u16)> = (40000..41000).map(|p| (Proto::Tcp, p)).collect();
+        assert_eq!(build(&each, SNAP), wide);
+        // …while ports that are not adjacent take a comparison each.
+        let every_other: Vec<(Proto, u16)> =
+            (40000..41000).step_by(2).map(|p| (Proto::Tcp, p)).collect();
+        let per_port = build(&every_other, SNAP);
+        assert!(per_port.len() > wide.len() + 500, "{}", per_port.len());
+        // Single ports given as ranges build the program they always did.
+        let ports = [(Proto::Tcp, 7000), (Proto::Udp, 7001), (Proto::Tcp, 9)];
+        let as_ranges: Vec<(Proto, PortRange)> =
+            ports.iter().map(|&(p, n)| (p, range(n, n))).collect();
+        assert_eq!(build(&ports, SNAP), build_ranges(&as_ranges, SNAP));
+    }
+
+    /// Many disjoint ranges: exact within the limit, jumps inside.
+    #[test]
+    fn many_ranges_exact_within_limit() {
+        let ranges: Vec<(Proto, PortRange)> = (0..1000u16)
+            .map(|i| (Proto::Udp, range(10 + i * 60, 10 + i * 60 + 29)))
+            .collect();
+        let prog = build_ranges(&ranges, SNAP);
+        assert!(!prog.pass_all_ports, "{} insns", prog.len());
+        for port in 1..=61_000u16 {
+            let k = port.wrapping_sub(10);
+            let want = port >= 10 && k / 60 < 1000 && k % 60 < 30;
+            assert_eq!(
+                udp_port(&prog, port),
+                if want { SNAP } else { 0 },
+                "udp/{port}"
+            );
+        }
+        for (pc, i) in prog.iter().enumerate() {
+            if i.code & 0x07 == op::JMP && i.code & 0xf0 != op::JA {
+                assert!(pc + 1 + usize::from(i.jt.max(i.jf)) < prog.len());
+            }
+        }
     }
 }

@@ -4,10 +4,16 @@
 //! [`segment`]; without the privilege for one, SYN steps fall back to a
 //! plain non-blocking `connect`, as `knock` does, so a SYN/UDP sequence
 //! needs no privileges.
+//!
+//! For a rotating event (`-c FILE -e EVENT` naming an event with
+//! `key_file`), the client reads the key under the daemon's rules and sends
+//! the current window's sequence; `-p` prints it instead, `-o` shifts the
+//! clock it is computed for.
 
 pub mod segment;
 
 use crate::config;
+use crate::knock::rotate::{unix_now, WindowLen};
 use crate::knock::{flags, FlagSpec, Proto, Step, StepError};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::ffi::OsStr;
@@ -33,8 +39,13 @@ const SYN_LINGER: Duration = Duration::from_millis(2);
 /// Source ports are drawn from the dynamic range (RFC 6335).
 const SRC_PORT_BASE: u16 = 49152;
 
+/// Largest `-o`: ten years either way, far beyond any clock error, far
+/// within the window arithmetic.
+pub const MAX_CLOCK_OFFSET: i64 = 10 * 365 * 86_400;
+
 const USAGE: &str = "usage: tportknock [-46uv] [-d MS] HOST STEP...\n       \
-                     tportknock [-46v] [-d MS] -c FILE -e EVENT HOST\n       \
+                     tportknock [-46v] [-d MS] [-o SECONDS] -c FILE -e EVENT HOST\n       \
+                     tportknock -p [-v] [-o SECONDS] -c FILE -e EVENT\n       \
                      tportknock -K FILE";
 
 const HELP: &str = "\
@@ -47,7 +58,14 @@ TCP flags: f FIN, s SYN, r RST, p PSH, a ACK, u URG, in any combination;
 x all six, n none (also meant when no flags are given), i any (sends SYN).
 
   -c, --config FILE  read the sequence of EVENT from FILE (a knock.conf)
-  -e, --event EVENT  the event whose sequence to knock (with -c)
+  -e, --event EVENT  the event whose sequence to knock (with -c); for a
+                     rotating event (one with key_file), the current
+                     window's sequence, from the key file it names
+  -p, --print        print EVENT's sequence (the current one, if it rotates)
+                     as STEPs on one line instead of knocking; no HOST
+  -o, --clock-offset SECONDS
+                     compute a rotating sequence for the clock shifted by
+                     SECONDS (negative: earlier), e.g. to test clock skew
   -d, --delay MS     wait MS milliseconds between frames (default 10)
   -u, --udp          a bare PORT is a UDP datagram instead of a TCP SYN
   -4, --ipv4         use only an IPv4 address of HOST
@@ -81,8 +99,13 @@ pub enum Sequence {
     Steps(Vec<Frame>),
     /// `-c FILE -e EVENT`.
     Event {
+        /// The knock.conf.
         file: PathBuf,
+        /// The event's name.
         name: String,
+        /// `-o`: seconds added to the clock a rotating sequence is
+        /// computed for.
+        clock_offset: i64,
     },
 }
 
@@ -102,6 +125,13 @@ pub enum Command {
     Help,
     Version,
     Knock(Options),
+    /// `-p -c FILE -e EVENT`: print the sequence (a [`Sequence::Event`]).
+    Print {
+        /// What to print.
+        sequence: Sequence,
+        /// `-v`: also say which window, on standard error.
+        verbose: bool,
+    },
     /// `-K FILE`: write a new key file.
     GenKey(PathBuf),
 }
@@ -154,15 +184,21 @@ pub fn main() -> i32 {
             &mut io::stderr(),
             "tportknock",
         ),
-        Ok(Command::Knock(opts)) => match run(&opts) {
-            Ok(()) => 0,
-            Err(e) => {
-                for line in e.0.lines() {
-                    say(io::stderr(), format_args!("tportknock: {line}"));
-                }
-                1
+        Ok(Command::Knock(opts)) => report(run(&opts)),
+        Ok(Command::Print { sequence, verbose }) => report(print(&sequence, verbose)),
+    }
+}
+
+/// Exit status 0, or 1 with the error on standard error.
+fn report(result: Result<(), Error>) -> i32 {
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            for line in e.0.lines() {
+                say(io::stderr(), format_args!("tportknock: {line}"));
             }
-        },
+            1
+        }
     }
 }
 
@@ -184,7 +220,9 @@ pub fn parse_args<S: AsRef<OsStr>>(args: &[S]) -> Result<Command, UsageError> {
         .optopt("e", "event", "", "EVENT")
         .optflag("h", "help", "")
         .optflag("V", "version", "")
-        .optopt("K", "genkey", "", "FILE");
+        .optopt("K", "genkey", "", "FILE")
+        .optflag("p", "print", "")
+        .optopt("o", "clock-offset", "", "SECONDS");
     let m = spec.parse(args).map_err(|e| UsageError(e.to_string()))?;
     if m.opt_present("h") {
         return Ok(Command::Help);
@@ -206,13 +244,26 @@ pub fn parse_args<S: AsRef<OsStr>>(args: &[S]) -> Result<Command, UsageError> {
         Some(text) => parse_delay(&text)?,
     };
     let verbose = m.opt_present("v");
+    let clock_offset = match m.opt_str("o") {
+        None => 0,
+        Some(text) => parse_clock_offset(&text)?,
+    };
+    let (config_file, event) = (m.opt_str("c"), m.opt_str("e"));
+    if m.opt_present("o") && (config_file.is_none() || event.is_none()) {
+        return Err(UsageError(
+            "-o shifts the clock of a rotating event's sequence: give it with -c FILE -e EVENT"
+                .into(),
+        ));
+    }
+    if m.opt_present("p") {
+        return print_args(config_file, event, clock_offset, verbose, &m);
+    }
     // knock's -u: what a port without a protocol means.
     let bare = if m.opt_present("u") {
         Proto::Udp
     } else {
         Proto::Tcp
     };
-    let (config_file, event) = (m.opt_str("c"), m.opt_str("e"));
     let mut free = m.free.into_iter();
     let host = match free.next() {
         Some(h) if !h.is_empty() => h,
@@ -235,6 +286,7 @@ pub fn parse_args<S: AsRef<OsStr>>(args: &[S]) -> Result<Command, UsageError> {
             Sequence::Event {
                 file: PathBuf::from(file),
                 name,
+                clock_offset,
             }
         }
         (Some(_), None) => return Err(UsageError("-c needs -e EVENT".into())),
@@ -259,9 +311,58 @@ pub fn parse_args<S: AsRef<OsStr>>(args: &[S]) -> Result<Command, UsageError> {
     }))
 }
 
+/// `-p`: an event's sequence, printed; only `-v` and `-o` go with it.
+fn print_args(
+    file: Option<String>,
+    event: Option<String>,
+    clock_offset: i64,
+    verbose: bool,
+    m: &getopts::Matches,
+) -> Result<Command, UsageError> {
+    let (Some(file), Some(name)) = (file, event) else {
+        return Err(UsageError(
+            "-p prints an event's sequence: give -c FILE -e EVENT".into(),
+        ));
+    };
+    if let Some(extra) = m.free.first() {
+        return Err(UsageError(format!(
+            "-p prints and sends nothing: give no HOST or STEP, not '{}'",
+            extra.escape_debug()
+        )));
+    }
+    if let Some(o) = ["d", "4", "6", "u"].iter().find(|o| m.opt_present(o)) {
+        return Err(UsageError(format!("-{o} has no meaning with -p")));
+    }
+    Ok(Command::Print {
+        sequence: Sequence::Event {
+            file: PathBuf::from(file),
+            name,
+            clock_offset,
+        },
+        verbose,
+    })
+}
+
+fn parse_clock_offset(text: &str) -> Result<i64, UsageError> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    match text.parse::<i64>() {
+        Ok(secs)
+            if secs.abs() <= MAX_CLOCK_OFFSET
+                && !digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Ok(secs)
+        }
+        _ => Err(UsageError(format!(
+            "-o wants whole seconds from -{MAX_CLOCK_OFFSET} to {MAX_CLOCK_OFFSET}, not '{}'",
+            text.escape_debug()
+        ))),
+    }
+}
+
 /// `-K FILE` stands alone: nothing else on the line has a meaning with it.
 fn genkey_args(file: String, m: &getopts::Matches) -> Result<Command, UsageError> {
-    let others = ["d", "4", "6", "v", "c", "e"];
+    let others = ["d", "4", "6", "v", "c", "e", "p", "o", "u"];
     if file.is_empty() || !m.free.is_empty() || others.iter().any(|o| m.opt_present(o)) {
         return Err(UsageError("-K takes a FILE and nothing else".into()));
     }
@@ -376,15 +477,68 @@ pub fn resolve(host: &str, family: Option<Family>) -> Result<IpAddr, Error> {
 
 /// The sequence of `name` in the knock.conf at `file`, read with the
 /// daemon's own parser (but without its ownership check: nothing runs).
-pub fn event_steps(file: &Path, name: &str) -> Result<Vec<Step>, Error> {
+/// A rotating event's key file is read under the daemon's rules, and its
+/// sequence is the current window's ([`Now`]).
+pub fn event_steps(file: &Path, name: &str, clock_offset: i64) -> Result<Vec<Step>, Error> {
+    event_sequence(file, name, clock_offset).map(|(steps, _)| steps)
+}
+
+/// For a rotating event: the window a sequence was computed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Window length.
+    pub window: WindowLen,
+    /// The (shifted) Unix time it was computed for.
+    pub unix_secs: u64,
+}
+
+impl Now {
+    /// `window 56666666 (30 s), 18 s left`.
+    pub fn describe(&self) -> String {
+        let w = self.window.index(self.unix_secs);
+        let left = self.window.next_change(self.unix_secs) - self.unix_secs;
+        format!("window {w} ({} s), {left} s left", self.window.secs())
+    }
+}
+
+/// [`event_steps`], and for a rotating event the window it used.
+pub fn event_sequence(
+    file: &Path,
+    name: &str,
+    clock_offset: i64,
+) -> Result<(Vec<Step>, Option<Now>), Error> {
     let shown = file.display().to_string();
     // The daemon's limits and messages: a regular file of bounded size
     // (`-c /dev/zero` or a FIFO must fail at once, not eat memory or hang).
     let bytes = config::read_limited(file).map_err(|e| Error(e.to_string()))?;
     let config = config::parse(&bytes, &shown).map_err(|e| Error(e.to_string()))?;
     let names: Vec<String> = config.events.iter().map(|e| e.name.clone()).collect();
-    match config.events.into_iter().find(|e| e.name == name) {
-        Some(event) if !event.sequence.is_empty() => Ok(event.sequence),
+    let found = config.events.into_iter().find(|e| e.name == name);
+    if let Some(mut rotation) = found.as_ref().and_then(|e| e.rotation.clone()) {
+        rotation
+            .load_key(file)
+            .map_err(|e| Error(format!("{shown}: event '{name}': key_file: {e}")))?;
+        let now = Now {
+            window: rotation.window,
+            unix_secs: unix_now(clock_offset),
+        };
+        let w = rotation.window.index(now.unix_secs);
+        let steps = rotation.sequence(name, w).ok_or_else(|| {
+            Error(format!(
+                "{shown}: event '{name}': no sequence for window {w}"
+            ))
+        })?;
+        return Ok((steps, Some(now)));
+    }
+    if clock_offset != 0 && found.is_some() {
+        return Err(Error(format!(
+            "{shown}: event '{}' has a fixed sequence (no key_file): -o applies to rotating \
+             events only",
+            name.escape_debug()
+        )));
+    }
+    match found {
+        Some(event) if !event.sequence.is_empty() => Ok((event.sequence, None)),
         Some(event) if event.one_time.is_some() => Err(Error(format!(
             "{shown}: event '{}' takes one-time sequences from a file; give the ports \
              of the current one on the command line",
@@ -406,12 +560,37 @@ pub fn event_steps(file: &Path, name: &str) -> Result<Vec<Step>, Error> {
     }
 }
 
+/// `-p`: the event's sequence as STEPs on one line of standard output
+/// (what `tportknock HOST STEP...` takes); with `verbose`, the window on
+/// standard error.
+pub fn print(sequence: &Sequence, verbose: bool) -> Result<(), Error> {
+    let Sequence::Event {
+        file,
+        name,
+        clock_offset,
+    } = sequence
+    else {
+        return Err(Error("-p prints an event's sequence".into()));
+    };
+    let (steps, now) = event_sequence(file, name, *clock_offset)?;
+    let texts: Vec<String> = steps.iter().map(|s| s.to_string()).collect();
+    say(io::stdout(), format_args!("{}", texts.join(" ")));
+    if let (true, Some(now)) = (verbose, now) {
+        say(io::stderr(), format_args!("tportknock: {}", now.describe()));
+    }
+    Ok(())
+}
+
 /// Knocks: resolves HOST, opens every socket the steps need (so a missing
 /// privilege stops the run before the first frame), then sends.
 pub fn run(opts: &Options) -> Result<(), Error> {
     let frames = match &opts.sequence {
         Sequence::Steps(frames) => frames.clone(),
-        Sequence::Event { file, name } => event_steps(file, name)?
+        Sequence::Event {
+            file,
+            name,
+            clock_offset,
+        } => event_steps(file, name, *clock_offset)?
             .into_iter()
             .map(|step| Frame {
                 text: step.to_string(),
@@ -764,7 +943,8 @@ mod tests {
             o.sequence,
             Sequence::Event {
                 file: "/etc/knock.conf".into(),
-                name: "SSH".into()
+                name: "SSH".into(),
+                clock_offset: 0,
             }
         );
         assert_eq!(parse_args(&["-h", "x"]), Ok(Command::Help));
@@ -850,7 +1030,179 @@ mod tests {
 
     #[test]
     fn missing_config_file_is_named() {
-        let e = event_steps(Path::new("/nonexistent/knock.conf"), "SSH").unwrap_err();
+        let e = event_steps(Path::new("/nonexistent/knock.conf"), "SSH", 0).unwrap_err();
         assert!(e.0.starts_with("/nonexistent/knock.conf: "), "{e}");
+    }
+
+    #[test]
+    fn print_and_clock_offset_options() {
+        let event = |offset| Sequence::Event {
+            file: "k.conf".into(),
+            name: "R".into(),
+            clock_offset: offset,
+        };
+        assert_eq!(
+            parse_args(&["-p", "-c", "k.conf", "-e", "R"]),
+            Ok(Command::Print {
+                sequence: event(0),
+                verbose: false
+            })
+        );
+        for args in [
+            &["--print", "-v", "-o", "-30", "-c", "k.conf", "-e", "R"][..],
+            &["-pv", "--clock-offset=-30", "--config=k.conf", "--event=R"],
+            &[
+                "-p",
+                "-v",
+                "--clock-offset",
+                "-30",
+                "-c",
+                "k.conf",
+                "-e",
+                "R",
+            ],
+        ] {
+            assert_eq!(
+                parse_args(args),
+                Ok(Command::Print {
+                    sequence: event(-30),
+                    verbose: true
+                }),
+                "{args:?}"
+            );
+        }
+        let o = knock(&["-o", "60", "-c", "k.conf", "-e", "R", "host"]);
+        assert_eq!(o.sequence, event(60));
+        let max = MAX_CLOCK_OFFSET.to_string();
+        assert_eq!(knock(&["-o", &max, "-c", "f", "-e", "R", "h"]).sequence, {
+            Sequence::Event {
+                file: "f".into(),
+                name: "R".into(),
+                clock_offset: MAX_CLOCK_OFFSET,
+            }
+        });
+        for (args, needle) in [
+            (
+                &["-p", "h"][..],
+                "-p prints an event's sequence: give -c FILE -e EVENT",
+            ),
+            (
+                &["-p", "-c", "f", "-e", "R", "host"][..],
+                "give no HOST or STEP, not 'host'",
+            ),
+            (
+                &["-p", "-4", "-c", "f", "-e", "R"][..],
+                "-4 has no meaning with -p",
+            ),
+            (
+                &["-p", "-d", "5", "-c", "f", "-e", "R"][..],
+                "-d has no meaning with -p",
+            ),
+            (&["-o", "30", "h", "1"][..], "give it with -c FILE -e EVENT"),
+            (
+                &["-o", "x", "-c", "f", "-e", "R", "h"][..],
+                "-o wants whole seconds",
+            ),
+            (
+                &["-o", "+5", "-c", "f", "-e", "R", "h"][..],
+                "-o wants whole seconds",
+            ),
+            (
+                &["-o", "-", "-c", "f", "-e", "R", "h"][..],
+                "-o wants whole seconds",
+            ),
+            (
+                &["-o", "", "-c", "f", "-e", "R", "h"][..],
+                "-o wants whole seconds",
+            ),
+            (
+                &["-o", "315360001", "-c", "f", "-e", "R", "h"][..],
+                "-o wants whole seconds",
+            ),
+            (&["-K", "k", "-p"][..], "-K takes a FILE and nothing else"),
+            (
+                &["-K", "k", "-o", "1"][..],
+                "-K takes a FILE and nothing else",
+            ),
+        ] {
+            let msg = usage_error(args);
+            assert!(msg.contains(needle), "{args:?}: {msg}");
+        }
+    }
+
+    /// A rotating event's sequence is the current window's, from the key
+    /// file beside the config; -o moves the window; the key file's rules
+    /// are the daemon's.
+    #[test]
+    fn a_rotating_event_gives_the_current_windows_sequence() {
+        use crate::testutil::Scratch;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = Scratch::new("client-rot");
+        let conf = dir.file(
+            "knock.conf",
+            "<R>\nsequence = tcp:40000-40999:{s,fs} udp:50000-50999\nkey_file = r.key\n\
+             window = 30\ntimeout = 5\nstart_command = x\n</R>\n\
+             <F>\nsequence = udp:1 udp:2\ntimeout = 5\nstart_command = x\n</F>\n",
+            0o644,
+        );
+        let key = dir.file("r.key", "000102030405060708090a0b0c0d0e0f\n", 0o600);
+        let config = config::parse(&std::fs::read(&conf).unwrap(), "k").unwrap();
+        let mut rotation = config.events[0].rotation.clone().unwrap();
+        rotation.load_key(&conf).unwrap();
+        for offset in [0i64, -30, 30, -3600] {
+            // Retried once should the window turn in between.
+            let got = (0..2)
+                .find_map(|_| {
+                    let before = rotation.window.index(unix_now(offset));
+                    let (steps, now) = event_sequence(&conf, "R", offset).unwrap();
+                    let now = now.unwrap();
+                    let w = rotation.window.index(now.unix_secs);
+                    (w == before).then_some((steps, w, now))
+                })
+                .unwrap();
+            assert_eq!(
+                got.0,
+                rotation.sequence("R", got.1).unwrap(),
+                "offset {offset}"
+            );
+            assert!(got
+                .2
+                .describe()
+                .starts_with(&format!("window {} (30 s), ", got.1)));
+        }
+        let now = rotation.window.index(unix_now(0));
+        let shifted = rotation.window.index(
+            event_sequence(&conf, "R", -60)
+                .unwrap()
+                .1
+                .unwrap()
+                .unix_secs,
+        );
+        assert!((now - 3..=now - 1).contains(&shifted), "{now} {shifted}");
+        // Fixed events print as they are; -o makes no sense for them.
+        assert_eq!(
+            event_sequence(&conf, "F", 0).unwrap(),
+            (steps_of("udp:1 udp:2"), None)
+        );
+        let e = event_steps(&conf, "F", 5).unwrap_err();
+        assert!(
+            e.0.contains("has a fixed sequence (no key_file): -o applies to rotating events only"),
+            "{e}"
+        );
+        // An open key file is refused, without a byte of it.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = event_steps(&conf, "R", 0).unwrap_err();
+        assert!(
+            e.0.contains("event 'R': key_file: ") && e.0.contains("fix: chmod 600"),
+            "{e}"
+        );
+        assert!(!e.0.contains("0001020304"));
+        std::fs::remove_file(&key).unwrap();
+        let e = event_steps(&conf, "R", 0).unwrap_err();
+        assert!(e.0.contains("tportknock --genkey"), "{e}");
+    }
+
+    fn steps_of(text: &str) -> Vec<Step> {
+        text.split_whitespace().map(step).collect()
     }
 }

@@ -28,7 +28,7 @@ pub fn run(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         }
         Ok(config) => {
             for event in &config.events {
-                let _ = describe(event, out);
+                let _ = describe(event, path, out);
             }
             let warnings = all_warnings(&config, path);
             for w in &warnings {
@@ -53,8 +53,19 @@ fn plural(n: usize, word: &str) -> String {
     }
 }
 
-fn describe(event: &Event, out: &mut dyn Write) -> std::io::Result<()> {
+/// `config` is the file's path, against which a relative `key_file` is read.
+fn describe(event: &Event, config: &Path, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "event {} (line {})", event.name, event.line)?;
+    if let Some(r) = &event.rotation {
+        let key_path = sanitize(&r.key_path(config).display().to_string());
+        rotating::describe(
+            &r.templates,
+            event.timeout,
+            r.window,
+            Path::new(&key_path),
+            out,
+        )?;
+    }
     if let Some(file) = &event.one_time {
         writeln!(
             out,
@@ -62,7 +73,9 @@ fn describe(event: &Event, out: &mut dyn Write) -> std::io::Result<()> {
             sanitize(&file.display().to_string())
         )?;
     }
-    if event.sequence.is_empty() {
+    if event.rotation.is_some() {
+        // Described above.
+    } else if event.sequence.is_empty() {
         writeln!(out, "  sequence: none left: event disabled")?;
     } else {
         writeln!(
@@ -308,6 +321,9 @@ pub fn warnings(config: &Config, file: &str) -> Vec<String> {
     let mut out = Vec::new();
     for (i, event) in config.events.iter().enumerate() {
         let at = |msg: String| format!("{file}:{}: event {} {msg}", event.line, event.name);
+        if let Some(r) = &event.rotation {
+            out.extend(rotating::warnings(&r.templates).into_iter().map(at));
+        }
         if let Some(first) = event.sequence.first() {
             let why = ordinary_traffic(first);
             if !why.is_empty() {
@@ -409,6 +425,7 @@ pub fn warnings(config: &Config, file: &str) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::testutil::Scratch;
+    use std::os::unix::fs::PermissionsExt;
 
     /// Runs the checker on `text` saved with `mode`: (status, out, err, file name).
     fn check(text: &[u8], mode: u32) -> (i32, String, String, String) {
@@ -548,6 +565,75 @@ command closes the door itself (as an nft or ipset element with a timeout does)
 "
             )
         );
+    }
+
+    #[test]
+    fn describes_a_rotating_event_and_warns_below_32_bits() {
+        let dir = Scratch::new("rot");
+        let key = "00112233445566778899aabbccddeeff\n";
+        dir.file("r.key", key, 0o600);
+        let text = "<R>\nsequence = tcp:40000-40999:{s,fs,su} udp:50000-50999\nkey_file = r.key\n\
+                    window = 10\ntimeout = 5\nstart_command = open %IP%\n</R>\n";
+        let path = dir.file("knock.conf", text, 0o600);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let status = run(&path, &mut out, &mut err);
+        let (out, err) = (
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        );
+        assert_eq!((status, err.as_str()), (0, ""));
+        let name = path.display();
+        assert_eq!(
+            out,
+            format!(
+                "event R (line 1)
+  rotating sequence: 2 frames within 5 s, drawn anew every 10 s from the key in {}
+    1. tcp/40000-40999 (1000 ports) with exactly one of: SYN | FIN SYN | SYN URG
+    2. udp/50000-50999 (1000 ports)
+  guess space: about 22 bits per window; with 3 windows live a guessed sequence opens with a chance of about 1 in 2^20
+  start: open %IP%
+  stop: none
+warning: {name}:1: event R is easy to guess: a guessed sequence opens with a chance of about 1 in 2^20 (about 22 bits per window, 3 windows live), below 1 in 2^32; widen the port ranges, add flag sets or add steps
+warning: {name}:1: event R opens a door that nothing closes: a start_command without a stop_command and without a kernel set; add stop_command (and command_delay), unless the start command closes the door itself (as an nft or ipset element with a timeout does)
+{name}: 1 event, 0 errors, 2 warnings
+",
+                dir.0.join("r.key").display()
+            )
+        );
+        assert!(!out.contains("00112233"), "-C never shows the key");
+        // The key file is checked as the daemon would: open to others, refused.
+        std::fs::set_permissions(dir.0.join("r.key"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(run(&path, &mut out, &mut err), 1);
+        let err = String::from_utf8(err).unwrap();
+        assert!(
+            err.contains("refusing the key") && err.contains("fix: chmod 600"),
+            "{err}"
+        );
+        assert!(!err.contains("00112233"));
+    }
+
+    /// The example's commented rotating event, uncommented, is a clean
+    /// rotating event of about 46 bits.
+    #[test]
+    fn the_examples_rotating_event_is_sound() {
+        let example = include_str!("../../knock.conf.example");
+        let start = example
+            .find("#<SSH-rotating>")
+            .expect("the rotating example");
+        let block: String = example[start..]
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| l.trim_start_matches('#').to_string() + "\n")
+            .collect();
+        let c = config(&block);
+        let r = c.events[0].rotation.as_ref().unwrap();
+        assert_eq!(r.templates.len(), 4);
+        let bits = crate::knock::rotate::GuessSpace::of(&r.templates).bits_per_window;
+        assert!((46.0..46.5).contains(&bits), "{bits}");
+        assert_eq!(rotating::warnings(&r.templates), Vec::<String>::new());
+        assert_eq!(warnings(&c, "k.conf"), Vec::<String>::new());
     }
 
     #[test]

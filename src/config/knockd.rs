@@ -287,6 +287,7 @@ impl Section {
             one_time: self.one_time,
             sets: Default::default(),
             max_doors: None,
+            rotation: None,
         })
     }
 }

@@ -24,11 +24,14 @@ use std::net::IpAddr;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::knock::rotate::{WindowLen, LIVE_WINDOWS, MAX_WINDOW, MIN_WINDOW};
+use crate::knock::template::{Template, MAX_TEMPLATE_TEXT};
 use crate::knock::{FlagSpec, Step};
 
 pub mod check;
 pub mod knockd;
 pub mod onetime;
+pub mod rotation;
 pub mod sets;
 
 /// One `<NAME>` block (or knockd `[name]` section).
@@ -37,8 +40,8 @@ pub struct Event {
     pub name: String,
     /// Line of the opening tag, for messages.
     pub line: usize,
-    /// Empty only for a one-time event whose file has no unused line left:
-    /// such an event is disabled.
+    /// Empty for a rotating event (see `rotation`), and for a one-time
+    /// event whose file has no unused line left: such an event is disabled.
     pub sequence: Vec<Step>,
     /// Seconds, at least 1; the whole sequence must arrive within it,
     /// counted from its first frame.
@@ -69,6 +72,9 @@ pub struct Event {
     /// a completed knock is logged and refused. `None`: only the daemon's
     /// caps (`-n`, `-N`) apply.
     pub max_doors: Option<u32>,
+    /// knock.conf's `key_file` and `window`: the sequence changes every
+    /// window, drawn from these templates with the key.
+    pub rotation: Option<rotation::Rotation>,
 }
 
 impl Event {
@@ -156,9 +162,10 @@ pub const MAX_FILE: u64 = 16 * 1024 * 1024;
 /// put every step on one port: this bounds a frame's work and the
 /// matcher's tables whatever the file holds.
 pub const MAX_TOTAL_STEPS: usize = 65_536;
-/// `tcp:65535:fsrpau` is 16 bytes; anything much longer is not a frame and
-/// is not handed to `Step::from_str`, whose message would echo all of it.
-const MAX_FRAME_TEXT: usize = 32;
+/// The longest frame text handed to the parser, whose message would echo
+/// all of it: a step template with a port range and a full set of flag
+/// combinations (`tcp:65535:fsrpau` alone is 16 bytes).
+const MAX_FRAME_TEXT: usize = MAX_TEMPLATE_TEXT;
 /// How much of a piece of text a message echoes.
 const MAX_ECHO: usize = 60;
 /// Bad frames reported per `sequence` line before the rest are only counted.
@@ -194,7 +201,7 @@ pub fn parse(text: &[u8], file: &str) -> Result<Config, LoadError> {
 
 /// Refuses a configuration with more than [`MAX_TOTAL_STEPS`] steps.
 fn check_size(config: &Config, file: &str) -> Result<(), LoadError> {
-    let steps: usize = config.events.iter().map(|e| e.sequence.len()).sum();
+    let steps: usize = config.events.iter().map(matcher_steps).sum();
     if steps <= MAX_TOTAL_STEPS {
         return Ok(());
     }
@@ -206,6 +213,15 @@ fn check_size(config: &Config, file: &str) -> Result<(), LoadError> {
             config.events.len()
         )],
     })
+}
+
+/// Steps an event puts into the matchers: a rotating event holds the live
+/// windows' sequences and one that just left them.
+fn matcher_steps(event: &Event) -> usize {
+    match &event.rotation {
+        Some(r) => r.templates.len() * (LIVE_WINDOWS as usize + 1),
+        None => event.sequence.len(),
+    }
 }
 
 /// Reads `path` under the loader's limits (a regular file, at most
@@ -233,13 +249,20 @@ pub fn detect(text: &[u8]) -> Format {
 /// Reads and parses `path` for the daemon: refuses a file that group or
 /// others can write, or owned by someone other than root or the running user.
 /// The one-time sequence files a knockd config names are read (under the
-/// same rules) to fill in their events' sequences.
+/// same rules) to fill in their events' sequences, and the key files of
+/// rotating events under theirs ([`crate::crypto::keyfile`]: no access for
+/// group or others at all).
 pub fn load(path: &Path) -> Result<Config, LoadError> {
     let name = path.display().to_string();
     let (_, bytes) = open_private(path, false)?;
     let mut config = parse(&bytes, &name)?;
     let mut messages = Vec::new();
     for event in config.events.iter_mut() {
+        if let Some(rotation) = event.rotation.as_mut() {
+            if let Err(e) = rotation.load_key(path) {
+                messages.push(format!("{name}:{}: key_file: {e}", event.line));
+            }
+        }
         let Some(file) = &event.one_time else {
             continue;
         };
@@ -359,10 +382,12 @@ enum Key {
     Ipset,
     Ipset6,
     MaxDoors,
+    SecretFile,
+    Window,
 }
 
 impl Key {
-    const ALL: [Key; 12] = [
+    const ALL: [Key; 14] = [
         Key::Sequence,
         Key::Timeout,
         Key::StartCommand,
@@ -375,9 +400,12 @@ impl Key {
         Key::Ipset,
         Key::Ipset6,
         Key::MaxDoors,
+        Key::SecretFile,
+        Key::Window,
     ];
     const KNOWN: &'static str = "sequence, timeout, start_command, stop_command, command_delay, \
-         start_command_6, stop_command_6, nft_set, nft_set_6, ipset, ipset_6, max_doors";
+         start_command_6, stop_command_6, nft_set, nft_set_6, ipset, ipset_6, max_doors, \
+         key_file, window";
 
     fn name(self) -> &'static str {
         match self {
@@ -393,6 +421,8 @@ impl Key {
             Key::Ipset => "ipset",
             Key::Ipset6 => "ipset_6",
             Key::MaxDoors => "max_doors",
+            Key::SecretFile => "key_file",
+            Key::Window => "window",
         }
     }
 
@@ -440,7 +470,9 @@ struct Block {
     /// Line where each key (indexed by `Key as usize`) first appeared, even if
     /// its value was bad.
     seen: [Option<usize>; Key::ALL.len()],
-    sequence: Option<Vec<Step>>,
+    /// Templates: plain frames are one-choice templates, and become steps
+    /// unless the event is rotating.
+    sequence: Option<Vec<Template>>,
     timeout: Option<u32>,
     start_command: Option<String>,
     stop_command: Option<String>,
@@ -449,6 +481,8 @@ struct Block {
     stop_command_6: Option<String>,
     sets: sets::DoorSets,
     max_doors: Option<u32>,
+    key_file: Option<PathBuf>,
+    window: Option<WindowLen>,
 }
 
 impl Block {
@@ -468,6 +502,8 @@ impl Block {
             stop_command_6: None,
             sets: sets::DoorSets::default(),
             max_doors: None,
+            key_file: None,
+            window: None,
         }
     }
 
@@ -542,6 +578,41 @@ impl Block {
                 Err(e) => diag.at(n, format!("{}: {e}", key.name())),
             },
             Key::MaxDoors => self.max_doors = parse_count(key, value, MAX_DOORS, n, diag),
+            Key::SecretFile => self.key_file = Some(PathBuf::from(value)),
+            Key::Window => self.window = parse_window(value, n, diag),
+        }
+    }
+
+    /// The errors of an event without `key_file` that uses what only
+    /// rotating events have: `window`, port ranges or flag sets.
+    fn rotation_keys_missing(&self, diag: &mut Diag<'_>) {
+        if let Some(line) = self.seen(Key::Window) {
+            diag.at(
+                line,
+                "window without key_file: only a rotating event has windows; add key_file \
+                 (see ROTATING SEQUENCES in knock.conf(5)) or remove window",
+            );
+        }
+        let (Some(templates), Some(line)) = (&self.sequence, self.seen(Key::Sequence)) else {
+            return;
+        };
+        let mut drawn = templates.iter().filter(|t| t.choices() > 1);
+        if let Some(first) = drawn.next() {
+            let more = drawn.count();
+            let others = match more {
+                0 => String::new(),
+                1 => " and 1 more".into(),
+                n => format!(" and {n} more"),
+            };
+            diag.at(
+                line,
+                format!(
+                    "sequence: frame '{first}'{others} draw from a port range or a set of flag \
+                     combinations, which only a rotating event can: add key_file (a key made \
+                     by tportknock -K FILE; see ROTATING SEQUENCES in knock.conf(5)), or give \
+                     single ports and flags"
+                ),
+            );
         }
     }
 
@@ -619,6 +690,11 @@ impl Block {
                 }
             }
         }
+        let rotating = self.seen(Key::SecretFile).is_some();
+        let window_seen = self.seen(Key::Window).is_some();
+        if !rotating {
+            self.rotation_keys_missing(diag);
+        }
         if self.discard {
             return None;
         }
@@ -654,10 +730,29 @@ impl Block {
             (None, None) if !stop_given => (None, None),
             _ => return None,
         };
+        let templates = self.sequence?;
+        let (sequence, rotation) = if rotating {
+            if window_seen && self.window.is_none() {
+                return None;
+            }
+            let rotation = rotation::Rotation {
+                templates,
+                key_file: self.key_file?,
+                window: self.window.unwrap_or_default(),
+                key: None,
+            };
+            (Vec::new(), Some(rotation))
+        } else {
+            if window_seen || templates.iter().any(|t| t.choices() > 1) {
+                return None;
+            }
+            (templates.iter().map(|t| t.step(0)).collect(), None)
+        };
         Some(Event {
             name: self.name,
             line: self.line,
-            sequence: self.sequence?,
+            sequence,
+            rotation,
             timeout: self.timeout?,
             start_command: match self.start_command {
                 Some(cmd) => cmd,
@@ -675,7 +770,11 @@ impl Block {
     }
 }
 
-fn parse_sequence(value: &str, n: usize, diag: &mut Diag<'_>) -> Option<Vec<Step>> {
+/// The frames of a `sequence` line as templates: a plain frame is a
+/// template with one choice, and the same parser judges both, in the plain
+/// step parser's words. Whether ranges and sets are allowed (only with
+/// `key_file`) is decided when the block is complete.
+fn parse_sequence(value: &str, n: usize, diag: &mut Diag<'_>) -> Option<Vec<Template>> {
     let mut steps = Vec::new();
     let mut bad = 0usize;
     for frame in value.split_whitespace() {
@@ -685,7 +784,7 @@ fn parse_sequence(value: &str, n: usize, diag: &mut Diag<'_>) -> Option<Vec<Step
                 clip(frame)
             )
         } else {
-            match frame.parse::<Step>() {
+            match frame.parse::<Template>() {
                 Ok(step) => {
                     steps.push(step);
                     continue;
@@ -734,6 +833,26 @@ fn parse_seconds(
         ),
     );
     None
+}
+
+/// `window`: whole seconds from [`MIN_WINDOW`] to [`MAX_WINDOW`].
+fn parse_window(value: &str, n: usize, diag: &mut Diag<'_>) -> Option<WindowLen> {
+    let window = value
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| value.parse::<u32>().ok())
+        .flatten()
+        .and_then(WindowLen::new);
+    if window.is_none() {
+        diag.at(
+            n,
+            format!(
+                "window must be whole seconds from {MIN_WINDOW} to {MAX_WINDOW}, not '{}'",
+                clip(value)
+            ),
+        );
+    }
+    window
 }
 
 /// A count from 1 to `max`.
@@ -1238,7 +1357,7 @@ mod tests {
     fn unknown_key_names_the_known_ones() {
         assert_eq!(
             errors(block("E", "colour = red\n")),
-            ["k.conf:5: unknown key 'colour' (known keys: sequence, timeout, start_command, stop_command, command_delay, start_command_6, stop_command_6, nft_set, nft_set_6, ipset, ipset_6, max_doors)"]
+            ["k.conf:5: unknown key 'colour' (known keys: sequence, timeout, start_command, stop_command, command_delay, start_command_6, stop_command_6, nft_set, nft_set_6, ipset, ipset_6, max_doors, key_file, window)"]
         );
     }
 
@@ -1478,7 +1597,7 @@ mod tests {
                 "k.conf:1: 'junk' is outside any <NAME> … </NAME> block",
                 "k.conf:3: sequence: frame 'tcp:0': port must be a number from 1 to 65535, not '0'",
                 "k.conf:4: timeout must be whole seconds from 1 to 86400 (one day), not '0'",
-                "k.conf:6: unknown key 'foo' (known keys: sequence, timeout, start_command, stop_command, command_delay, start_command_6, stop_command_6, nft_set, nft_set_6, ipset, ipset_6, max_doors)",
+                "k.conf:6: unknown key 'foo' (known keys: sequence, timeout, start_command, stop_command, command_delay, start_command_6, stop_command_6, nft_set, nft_set_6, ipset, ipset_6, max_doors, key_file, window)",
                 "k.conf:8: event name 'A' already used by <A> at line 2",
                 "k.conf:12: closing tag </B> does not match <A> opened at line 8",
                 "k.conf:13: <C> is never closed (missing </C>)",
@@ -1787,6 +1906,172 @@ mod tests {
                 "k.conf:1: event <K> has no start_command; sequence, timeout and start_command are required",
                 "k.conf:4: command_delay without stop_command: there is nothing to run after the delay"
             ]
+        );
+    }
+
+    const HEX32: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n";
+
+    fn rotating(extra: &str) -> String {
+        format!(
+            "<R>\nsequence = tcp:40000-40999:{{s,fs,su}} udp:50000-50999 tcp:22:s\n\
+             timeout = 5\nstart_command = run %IP%\n{extra}</R>\n"
+        )
+    }
+
+    #[test]
+    fn key_file_makes_the_sequence_templates() {
+        let c = ok(&rotating("key_file = r.key\nwindow = 10\n"));
+        let ev = &c.events[0];
+        assert!(ev.sequence.is_empty());
+        let r = ev.rotation.as_ref().unwrap();
+        assert_eq!(r.key_file, Path::new("r.key"));
+        assert_eq!(r.window.secs(), 10);
+        assert_eq!(r.key, None, "parse reads no key file");
+        let texts: Vec<String> = r.templates.iter().map(|t| t.to_string()).collect();
+        assert_eq!(
+            texts,
+            ["tcp:40000-40999:{s,fs,su}", "udp:50000-50999", "tcp:22:s"]
+        );
+        // window defaults to 30 s; key_file may come before sequence.
+        let c = ok(
+            "<R>\nkey_file = /k\nsequence = udp:1-9 udp:5\ntimeout = 5\n\
+                    start_command = x\n</R>\n",
+        );
+        assert_eq!(c.events[0].rotation.as_ref().unwrap().window.secs(), 30);
+        // Plain events are unchanged: one-port, one-flag frames are steps.
+        let c = ok(&block("P", ""));
+        assert_eq!(c.events[0].sequence, steps("tcp:1:s tcp:2:f"));
+        assert_eq!(c.events[0].rotation, None);
+        assert_eq!(
+            ok("<P>\nsequence = tcp:7-7:s\ntimeout = 5\nstart_command = x\n</P>\n").events[0]
+                .sequence,
+            steps("tcp:7:s")
+        );
+    }
+
+    #[test]
+    fn ranges_sets_and_window_need_key_file() {
+        assert_eq!(
+            errors(rotating("")),
+            ["k.conf:2: sequence: frame 'tcp:40000-40999:{s,fs,su}' and 1 more draw from a port \
+              range or a set of flag combinations, which only a rotating event can: add key_file \
+              (a key made by tportknock -K FILE; see ROTATING SEQUENCES in knock.conf(5)), or \
+              give single ports and flags"]
+        );
+        assert_eq!(
+            errors("<P>\nsequence = tcp:7:{s,fs}\ntimeout = 5\nstart_command = x\n</P>\n"),
+            [
+                "k.conf:2: sequence: frame 'tcp:7:{s,fs}' draw from a port range or a set of flag \
+              combinations, which only a rotating event can: add key_file (a key made by \
+              tportknock -K FILE; see ROTATING SEQUENCES in knock.conf(5)), or give single \
+              ports and flags"
+            ]
+        );
+        assert_eq!(
+            errors(block("P", "window = 30\n")),
+            [
+                "k.conf:5: window without key_file: only a rotating event has windows; add \
+              key_file (see ROTATING SEQUENCES in knock.conf(5)) or remove window"
+            ]
+        );
+        for bad in ["4", "3601", "0", "-5", "30s", " ", "99999999999"] {
+            let errs = errors(rotating(&format!("key_file = k\nwindow = {bad}\n")));
+            let want = if bad.trim().is_empty() {
+                "k.conf:6: window has no value".to_string()
+            } else {
+                format!("k.conf:6: window must be whole seconds from 5 to 3600, not '{bad}'")
+            };
+            assert_eq!(errs, [want], "{bad:?}");
+        }
+        assert_eq!(
+            errors(rotating("key_file =\n")),
+            ["k.conf:5: key_file has no value"]
+        );
+        // Template errors are the plain step parser's.
+        assert_eq!(
+            errors(rotating("key_file = k\n").replace("udp:50000-50999", "udp:9-5")),
+            [
+                "k.conf:2: sequence: frame 'udp:9-5': port range 9-5 is backwards; write the \
+              lower port first"
+            ]
+        );
+    }
+
+    #[test]
+    fn rotating_events_count_every_window_they_hold_towards_the_step_limit() {
+        // 65,536 steps in all: 4 events of 4,096 templates in 4 windows
+        // each fit; one template more does not.
+        let event = |name: &str, n: usize| {
+            format!(
+                "<{name}>\nsequence = {}\nkey_file = k\ntimeout = 5\nstart_command = x\n</{name}>\n",
+                vec!["udp:1-9"; n].join(" ")
+            )
+        };
+        let full: String = ["A", "B", "C", "D"]
+            .iter()
+            .map(|n| event(n, 4096))
+            .collect();
+        assert!(parse(full.as_bytes(), "k.conf").is_ok());
+        let over = full + &event("E", 1);
+        let e = parse(over.as_bytes(), "k.conf").unwrap_err();
+        assert!(e.messages[0].contains("with 65540 steps in all"), "{e}");
+    }
+
+    #[test]
+    fn load_reads_the_key_beside_the_config_and_refuses_open_key_files() {
+        let dir = Scratch::new("rotkey");
+        let conf = dir.file("knock.conf", rotating("key_file = r.key\n"), 0o600);
+        let name = conf.display().to_string();
+        let e = load(&conf).unwrap_err();
+        assert_eq!(e.messages.len(), 1);
+        assert!(
+            e.messages[0].starts_with(&format!(
+                "{name}:1: key_file: {}: cannot open: ",
+                dir.0.join("r.key").display()
+            )) && e.messages[0].ends_with("writes a new key"),
+            "{e}"
+        );
+        let key = dir.file("r.key", HEX32, 0o600);
+        let c = load(&conf).unwrap();
+        let r = c.events[0].rotation.as_ref().unwrap();
+        assert_eq!(
+            r.key.as_ref().unwrap().as_bytes(),
+            (0u8..32).collect::<Vec<u8>>()
+        );
+        assert!(!format!("{c:?}").contains("0102"), "Debug shows no key");
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = load(&conf).unwrap_err();
+            let want = format!(
+                "{name}:1: key_file: {}: refusing the key: group or others have access to it \
+                 (mode {mode:04o}), and whoever reads it can knock; fix: chmod 600 {}",
+                key.display(),
+                key.display()
+            );
+            assert_eq!(e.messages, [want]);
+            assert!(!e.to_string().contains("0001020304"));
+        }
+    }
+
+    #[test]
+    fn load_refuses_a_key_file_owned_by_someone_else() {
+        assert_eq!(
+            crate::sys::daemon::euid(),
+            0,
+            "chown needs root: run `sudo cargo test --lib config`"
+        );
+        let dir = Scratch::new("rotown");
+        let conf = dir.file("knock.conf", rotating("key_file = r.key\n"), 0o600);
+        let key = dir.file("r.key", HEX32, 0o600);
+        std::os::unix::fs::chown(&key, Some(65534), None).unwrap();
+        let e = load(&conf).unwrap_err();
+        assert_eq!(e.messages.len(), 1);
+        assert!(
+            e.messages[0].contains(
+                "refusing the key: the file is owned by uid 65534, not by root or by uid 0 who \
+                 reads it"
+            ) && e.messages[0].ends_with(&format!("fix: chown 0 {}", key.display())),
+            "{e}"
         );
     }
 }

@@ -202,9 +202,10 @@ fn log_start_error(err: &StartError) {
     }
 }
 
-/// The kernel filter for the pipeline's knock ports.
+/// The kernel filter for the pipeline's knock ports (and rotating
+/// events' whole port ranges).
 fn kernel_filter(pipeline: &Pipeline) -> filter::Program {
-    filter::build(&pipeline.ports(), RingConfig::default().snaplen)
+    filter::build_ranges(&pipeline.port_ranges(), RingConfig::default().snaplen)
 }
 
 /// A capture ring on `ifindex` (0: all interfaces) passing the pipeline's
@@ -250,6 +251,8 @@ impl Daemon {
         let kernel = sets::configured(&config);
         let managed = drop_capabilities(opts.keep_caps, kernel)?;
         let (journal, entries) = open_journal(&opts.state_dir)?;
+        // Rotating sequences: the windows spent before the restart.
+        let burns = journal.as_ref().map(Journal::burns).unwrap_or_default();
         let now_ms = clock.elapsed().as_millis() as u64;
         let limits = DoorLimits {
             max_doors: opts.max_doors,
@@ -260,6 +263,8 @@ impl Daemon {
         pipeline.set_trace(opts.debug);
         pipeline.set_step_lines(opts.step_lines);
         pipeline.set_capture_all(ifindex == 0);
+        // Before the first frame: rotating events' windows, minus the spent ones.
+        pipeline.restore_burns(burns, now_ms, now_unix_ms());
         // Restored first, so that kernel doors still open count below.
         let restored = pipeline.restore(entries, now_ms, now_unix_ms());
         let mut admin = sets::AdminCap::new(managed, managed && kernel);
@@ -376,6 +381,8 @@ impl Daemon {
     /// a lost capture.
     fn timers(&mut self) {
         let now = self.now_ms();
+        // Rotating events follow the wall clock (steps too) on every pass.
+        self.pipeline.rotate(now, now_unix_ms());
         let due = self.pipeline.tick(now);
         self.submit(due);
         if self.next_refresh_ms.is_some_and(|t| now >= t) {

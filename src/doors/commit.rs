@@ -144,7 +144,15 @@ impl JournalWriter {
     fn push_as(&self, op: JournalOp, early: bool) -> Batch {
         let mut st = lock(&self.shared.state);
         st.early |= early;
-        let id = op.id();
+        let Some(id) = op.id() else {
+            // A burn is about no door: queued as it is. Each completes a
+            // rotating window once, so they are as bounded as the doors.
+            st.pending.push(op);
+            let batch = st.filling;
+            drop(st);
+            self.shared.work.notify_one();
+            return batch;
+        };
         match st.index.get(&id) {
             Some(&at) => {
                 if let Some(slot) = st.pending.get_mut(at) {
@@ -282,7 +290,7 @@ fn writer(mut journal: Journal, shared: &Shared) {
         if let Err(e) = &result {
             let first = ops.iter().find_map(|op| match op {
                 JournalOp::Add(e) => Some(format!(" for {} from {}", e.event, e.src)),
-                JournalOp::Done(_) => None,
+                JournalOp::Done(_) | JournalOp::Burn(_) => None,
             });
             crate::warn!(
                 "journal {}: cannot record stop{} and {} other change(s) (kept in memory only: \

@@ -9,6 +9,7 @@
 //! add <id> <due_unix_ms> <delay_ms> <len>:<event> <ip> <len>:<command> <crc>
 //! kadd <id> <due_unix_ms> <delay_ms> <len>:<event> <ip> <len>:<command> <n> <len>:<set>… <crc>
 //! done <id> <crc>
+//! burn <window_secs> <window> <len>:<event> <crc>
 //! ```
 //!
 //! `<crc>` is the CRC-32 (IEEE) of everything before its separating space,
@@ -24,6 +25,7 @@
 //! empty) is its stop command. A door without sets is still written as
 //! `add`, as before kernel doors existed. A new kind of record is a new
 //! first word: an older daemon counts it as corrupt and skips it.
+//! `burn` records a spent window of a rotating sequence ([`super::burn`]).
 //!
 //! Reading never panics: a line that fails its check is skipped and counted,
 //! a torn last line (power loss mid-write) is counted with a warning. When
@@ -39,6 +41,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::sets::SetTarget;
+use crate::doors::burn::{self, Burn, Burns};
 use crate::sys::dir::Kind;
 use crate::sys::statedir::{StateDir, StateDirError};
 
@@ -108,14 +111,18 @@ pub enum JournalOp {
     Add(JournalEntry),
     /// The stop ran successfully: forget it.
     Done(JournalId),
+    /// A rotating sequence's window is spent (see [`super::burn`]).
+    Burn(Burn),
 }
 
 impl JournalOp {
-    /// The door the operation is about.
-    pub fn id(&self) -> JournalId {
+    /// The door the operation is about; `None` for a burn, which is about
+    /// no door.
+    pub fn id(&self) -> Option<JournalId> {
         match self {
-            JournalOp::Add(e) => e.id,
-            JournalOp::Done(id) => *id,
+            JournalOp::Add(e) => Some(e.id),
+            JournalOp::Done(id) => Some(*id),
+            JournalOp::Burn(_) => None,
         }
     }
 }
@@ -128,6 +135,8 @@ pub struct Journal {
     /// Length of the file's intact content; a failed append is cut back to it.
     len: u64,
     live: HashMap<JournalId, JournalEntry>,
+    /// Spent windows of rotating sequences that may still be live.
+    burns: Burns,
     /// Records in the file (live or dead).
     lines: usize,
     next_id: u64,
@@ -217,6 +226,7 @@ impl Journal {
             file,
             len: bytes.len() as u64,
             live: parsed.live,
+            burns: parsed.burns,
             lines: parsed.lines,
             next_id: parsed.next_id,
             compact_min_lines: COMPACT_MIN_LINES,
@@ -224,7 +234,8 @@ impl Journal {
             #[cfg(test)]
             sync_delay: std::time::Duration::ZERO,
         };
-        if skipped > 0 || journal.lines > journal.live.len() + 1 {
+        journal.burns.prune(burn::unix_secs());
+        if skipped > 0 || journal.lines > journal.records() {
             journal.compact().map_err(StateDirError::Io)?;
         }
         let mut entries: Vec<JournalEntry> = journal.live.values().cloned().collect();
@@ -252,6 +263,17 @@ impl Journal {
     /// Pending stops on record.
     pub fn live(&self) -> usize {
         self.live.len()
+    }
+
+    /// The burned windows on record that may still be live, for the
+    /// matchers at start.
+    pub fn burns(&self) -> Vec<Burn> {
+        self.burns.iter().cloned().collect()
+    }
+
+    /// Lines a compacted file has: `seq`, the live stops and the burns.
+    fn records(&self) -> usize {
+        1 + self.live.len() + self.burns.len()
     }
 
     /// Writes `ops` in order with one `write` and one `fdatasync`: when it
@@ -291,6 +313,7 @@ impl Journal {
                     text.push_str(&seal(format!("done {id}")))
                 }
                 JournalOp::Done(_) => continue,
+                JournalOp::Burn(b) => text.push_str(&seal(b.encode(escape))),
             }
             lines += 1;
         }
@@ -306,6 +329,10 @@ impl Journal {
                 }
                 JournalOp::Done(id) => {
                     self.live.remove(id);
+                }
+                JournalOp::Burn(b) => {
+                    self.burns.prune(burn::unix_secs());
+                    self.burns.insert(b.clone());
                 }
             }
         }
@@ -340,7 +367,7 @@ impl Journal {
     /// safe either way; a failed compaction only costs space and is retried
     /// later.
     fn maybe_compact(&mut self) {
-        if self.lines > self.compact_min_lines && self.lines > 2 * self.live.len() {
+        if self.lines > self.compact_min_lines && self.lines > 2 * self.records() {
             if let Err(e) = self.compact() {
                 crate::warn!("journal {}: compaction failed: {e}", self.path.display());
             }
@@ -372,6 +399,10 @@ impl Journal {
         for entry in &entries {
             text.push_str(&encode_add(entry));
         }
+        self.burns.prune(burn::unix_secs());
+        for b in self.burns.iter() {
+            text.push_str(&seal(b.encode(escape)));
+        }
         let dir = self.state.dir();
         let written = (|| {
             dir.remove_file(TMP_NAME)?;
@@ -397,7 +428,7 @@ impl Journal {
                 other => io::Error::other(other.to_string()),
             })?;
         self.len = text.len() as u64;
-        self.lines = entries.len() + 1;
+        self.lines = self.records();
         // The rename was made durable by the directory sync above.
         self.name_durable = true;
         Ok(())
@@ -490,6 +521,7 @@ fn unescape(text: &str) -> Option<String> {
 
 struct Parsed {
     live: HashMap<JournalId, JournalEntry>,
+    burns: Burns,
     lines: usize,
     corrupt: usize,
     torn: bool,
@@ -499,6 +531,7 @@ struct Parsed {
 fn parse(bytes: &[u8]) -> Parsed {
     let mut parsed = Parsed {
         live: HashMap::new(),
+        burns: Burns::default(),
         lines: 0,
         corrupt: 0,
         torn: false,
@@ -523,6 +556,7 @@ fn parse(bytes: &[u8]) -> Parsed {
                 parsed.next_id = parsed.next_id.max(id.0.saturating_add(1));
                 parsed.live.remove(&id);
             }
+            Some(Record::Burn(b)) => parsed.burns.insert(b),
             None => parsed.corrupt += 1,
         }
     }
@@ -556,6 +590,7 @@ enum Record {
     Seq(u64),
     Add(JournalEntry),
     Done(JournalId),
+    Burn(Burn),
 }
 
 fn parse_line(line: &[u8]) -> Option<Record> {
@@ -563,6 +598,9 @@ fn parse_line(line: &[u8]) -> Option<Record> {
     let (body, crc) = line.rsplit_once(' ')?;
     if crc.len() != 8 || u32::from_str_radix(crc, 16).ok()? != crc32(body.as_bytes()) {
         return None;
+    }
+    if let Some(rest) = body.strip_prefix("burn ") {
+        return Burn::decode(rest, unescape).map(Record::Burn);
     }
     let mut cur = Cursor(body);
     let record = match cur.word()? {

@@ -27,6 +27,7 @@
 //!   forgets the entries past their time (nothing to re-add or remove) and
 //!   keeps the others as open doors.
 
+pub mod burn;
 pub mod commit;
 pub mod door;
 pub mod journal;
@@ -597,6 +598,25 @@ impl Doors {
             .as_ref()
             .is_none_or(|j| j.wait(self.last_batch, limit))
     }
+
+    // ---- Rotating sequences (issue 17): burned windows in the journal.
+
+    /// Queues a burned window for the journal; the batch that carries it,
+    /// or `None` without a journal. The caller holds back what must not
+    /// happen before it is durable ([`Doors::journal_durable`]).
+    pub fn journal_burn(&mut self, burn: burn::Burn) -> Option<Batch> {
+        let batch = self.journal.as_ref()?.push(JournalOp::Burn(burn));
+        self.last_batch = batch;
+        Some(batch)
+    }
+
+    /// Every batch up to this one is written (or failed, and logged);
+    /// `None` without a journal.
+    pub fn journal_durable(&self) -> Option<Batch> {
+        self.journal.as_ref().map(JournalWriter::durable)
+    }
+
+    // ---- End of rotating sequences.
 
     /// Ends the journal's writer after it wrote what is queued (at most
     /// `limit`).

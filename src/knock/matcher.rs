@@ -64,10 +64,12 @@
 //! their steps and one index entry per event. `tests::memory_per_source_is_as_documented`
 //! pins these figures.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use crate::config::Event;
 use crate::knock::table::{Key, Seg, SourceTable, NIL};
+use crate::knock::template::PortRange;
 use crate::knock::{flags, FlagSpec, Knock, Proto, Step};
 
 /// Sources tracked at once unless the caller says otherwise.
@@ -92,6 +94,10 @@ pub struct Fired {
     pub event: usize,
     /// The source that knocked.
     pub src: IpAddr,
+    /// For a rotating event's sequence: the window it belongs to. The
+    /// matcher itself leaves it `None`; [`MatchSet`](super::matchset::MatchSet)
+    /// fills it in.
+    pub window: Option<u64>,
 }
 
 /// Debug-log detail of what the matcher did.
@@ -335,7 +341,19 @@ struct Ev {
     timeout: u32,
     timeout_ms: u64,
     usable: bool,
+    /// New attempts may start (false: draining, see [`Matcher::set_draining`]).
+    starts: bool,
     gate: Option<FlagSpec>,
+}
+
+/// What must be unchanged for an event's attempts to survive a reload:
+/// name, steps, timeout and flag gate.
+type Identity<'a> = (&'a str, &'a [Step], u32, Option<FlagSpec>);
+
+impl Ev {
+    fn identity(&self) -> Identity<'_> {
+        (&self.name, &self.steps, self.timeout, self.gate)
+    }
 }
 
 /// From (protocol, port) to the events whose first step is there: an
@@ -354,7 +372,7 @@ impl FirstIndex {
         let mut pairs: Vec<(u32, u16)> = events
             .iter()
             .enumerate()
-            .filter(|(_, e)| e.usable)
+            .filter(|(_, e)| e.usable && e.starts)
             .map(|(i, e)| (port_bit(e.steps[0].proto, e.steps[0].port) as u32, i as u16))
             .collect();
         pairs.sort_unstable();
@@ -468,8 +486,12 @@ pub struct Matcher {
     /// Next slot `expire` looks at, and when it last swept.
     sweep_pos: usize,
     swept_at: u64,
-    /// Bit per (proto, port): some event uses it / some event starts on it.
+    /// Bit per (proto, port): some event uses it (or a guard range holds
+    /// it) / some event starts on it.
     knock: Box<[u64]>,
+    /// Ports that count as knock ports though no step is there now (see
+    /// [`Matcher::set_guard_ranges`]).
+    guards: Vec<(Proto, PortRange)>,
     first: Box<[u64]>,
     firsts: FirstIndex,
     table: SourceTable<Attempts>,
@@ -524,6 +546,7 @@ fn build_events(events: &[Event]) -> Vec<Ev> {
             timeout: e.timeout,
             timeout_ms: u64::from(e.timeout) * 1000,
             usable: !e.sequence.is_empty() && e.sequence.len() <= MAX_STEPS && i < MAX_EVENTS,
+            starts: true,
             gate: e.tcp_gate,
         })
         .collect()
@@ -540,6 +563,7 @@ impl Matcher {
             sweep_pos: 0,
             swept_at: 0,
             knock: vec![0; PORT_WORDS].into_boxed_slice(),
+            guards: Vec::new(),
             first: vec![0; PORT_WORDS].into_boxed_slice(),
             firsts: FirstIndex::default(),
             table: SourceTable::new(capacity),
@@ -565,8 +589,13 @@ impl Matcher {
             for s in ev.steps.iter() {
                 bit_set(&mut self.knock, port_bit(s.proto, s.port));
             }
-            if let Some(s) = ev.steps.first() {
+            if let Some(s) = ev.steps.first().filter(|_| ev.starts) {
                 bit_set(&mut self.first, port_bit(s.proto, s.port));
+            }
+        }
+        for &(proto, range) in &self.guards {
+            for port in range.first()..=range.last() {
+                bit_set(&mut self.knock, port_bit(proto, port));
             }
         }
         self.firsts = FirstIndex::build(&self.events);
@@ -713,7 +742,11 @@ impl Matcher {
             if ev.steps.len() == 1 {
                 self.counts[event].1 += 1;
                 out.note(Trace::Fired { event, src });
-                out.fired.push(Fired { event, src });
+                out.fired.push(Fired {
+                    event,
+                    src,
+                    window: None,
+                });
             } else {
                 list.push(Attempt::new(
                     event,
@@ -830,7 +863,11 @@ impl Matcher {
                         max_step = max_step.max(step);
                     } else {
                         out.note(Trace::Fired { event, src });
-                        out.fired.push(Fired { event, src });
+                        out.fired.push(Fired {
+                            event,
+                            src,
+                            window: None,
+                        });
                         self.counts[event].1 += 1;
                     }
                     continue;
@@ -909,7 +946,11 @@ impl Matcher {
                 if ev.steps.len() == 1 {
                     self.counts[event].1 += 1;
                     out.note(Trace::Fired { event, src });
-                    out.fired.push(Fired { event, src });
+                    out.fired.push(Fired {
+                        event,
+                        src,
+                        window: None,
+                    });
                 } else {
                     next.push(Attempt::new(
                         event,
@@ -994,26 +1035,24 @@ impl Matcher {
     pub fn reload(&mut self, events: &[Event], now_ms: u64) {
         self.tick(now_ms);
         let new = build_events(events);
-        let mut taken = vec![false; self.events.len()];
-        // Old index → new index for the events that carry over.
+        // Old index → new index for the events that carry over. Found
+        // through a hash of what must be unchanged, so that a reload costs
+        // O(events), not O(events²): rotating events reload the matcher
+        // every window.
         let mut map: Vec<Option<usize>> = vec![None; self.events.len()];
         let mut counts = vec![(0, 0); new.len()];
-        for (e, n) in new.iter().enumerate() {
-            let found = self.events.iter().enumerate().position(|(i, o)| {
-                !taken[i]
-                    && o.usable
-                    && n.usable
-                    && o.name == n.name
-                    && o.steps == n.steps
-                    && o.timeout == n.timeout
-                    && o.gate == n.gate
-            });
-            if let Some(o) = found {
-                taken[o] = true;
+        let mut old: HashMap<Identity<'_>, std::collections::VecDeque<usize>> = HashMap::new();
+        for (i, o) in self.events.iter().enumerate().filter(|(_, o)| o.usable) {
+            old.entry(o.identity()).or_default().push_back(i);
+        }
+        for (e, n) in new.iter().enumerate().filter(|(_, n)| n.usable) {
+            // Equal events pair up in order, as a linear search would.
+            if let Some(o) = old.get_mut(&n.identity()).and_then(|q| q.pop_front()) {
                 map[o] = Some(e);
                 counts[e] = self.counts[o];
             }
         }
+        drop(old);
         self.events = new;
         self.counts = counts;
         self.rebuild_ports();
@@ -1034,6 +1073,30 @@ impl Matcher {
             self.settle(s, &cur);
         }
         self.cur = cur;
+    }
+
+    /// Makes every port of `ranges` a knock port: a frame there that is not
+    /// the next step of an attempt resets it, as on a step's own port. For
+    /// rotating events, whose template ranges hold the ports of every
+    /// window: were frames to the ranges' other ports ignored, a guesser
+    /// could sweep one step's range after the other without ever being
+    /// reset, and would need the sum of the steps' choices in frames
+    /// instead of their product. Kept across reloads.
+    pub fn set_guard_ranges(&mut self, ranges: &[(Proto, PortRange)]) {
+        if self.guards != ranges {
+            self.guards = ranges.to_vec();
+            self.rebuild_ports();
+        }
+    }
+
+    /// Stops `event` from starting new attempts; attempts in progress go
+    /// on until they complete or time out. A rotating event's window that
+    /// has left the live set drains this way. The next `reload` undoes it.
+    pub fn set_draining(&mut self, event: usize) {
+        if let Some(ev) = self.events.get_mut(event).filter(|e| e.starts) {
+            ev.starts = false;
+            self.rebuild_ports();
+        }
     }
 
     /// Is (proto, port) used by some event?
@@ -1364,7 +1427,14 @@ mod tests {
                 assert!(fired.is_empty());
             }
         }
-        assert_eq!(fired, vec![Fired { event: 0, src: a }]);
+        assert_eq!(
+            fired,
+            vec![Fired {
+                event: 0,
+                src: a,
+                window: None
+            }]
+        );
         assert_eq!(
             trace,
             vec![
@@ -1416,7 +1486,14 @@ mod tests {
             &mut fired,
             None,
         );
-        assert_eq!(fired, vec![Fired { event: 0, src: a }]);
+        assert_eq!(
+            fired,
+            vec![Fired {
+                event: 0,
+                src: a,
+                window: None
+            }]
+        );
         // Same port, different classic flags: not a retransmission → reset.
         knock(&mut m, a, "tcp:1:s", 0);
         let mut trace = Vec::new();
@@ -1730,7 +1807,14 @@ mod tests {
         let mut trace = Vec::new();
         fired.clear();
         feed(&mut m, s, Proto::Tcp, 1, 0, 0, &mut fired, Some(&mut trace));
-        assert_eq!(fired, vec![Fired { event: 2, src: s }]);
+        assert_eq!(
+            fired,
+            vec![Fired {
+                event: 2,
+                src: s,
+                window: None
+            }]
+        );
         assert_eq!((m.progress(s, 0), m.progress(s, 1)), (1, 1));
         check(&m);
     }
@@ -1749,7 +1833,18 @@ mod tests {
         // v4 and v4-mapped v6 are different sources.
         assert_eq!(
             fired,
-            vec![Fired { event: 0, src: a }, Fired { event: 0, src: b }]
+            vec![
+                Fired {
+                    event: 0,
+                    src: a,
+                    window: None
+                },
+                Fired {
+                    event: 0,
+                    src: b,
+                    window: None
+                }
+            ]
         );
         // One source's wrong frame does not disturb the other.
         knock(&mut m, a, "tcp:1", 0);
@@ -1927,7 +2022,8 @@ mod tests {
             fired,
             vec![Fired {
                 event: 0,
-                src: knocker
+                src: knocker,
+                window: None
             }]
         );
         assert!(m.stats().evictions >= 1_000_000 - 4);
@@ -2268,5 +2364,61 @@ mod tests {
         }
         let st = m.stats();
         assert!(st.events.iter().all(|e| e.completed > 10), "{st:?}");
+    }
+
+    /// A draining event finishes the attempts it has and starts no more,
+    /// while the other events sharing its ports go on as before; a reload
+    /// lets it start again.
+    #[test]
+    fn a_draining_event_finishes_attempts_but_starts_none() {
+        let events = [
+            event("old", "tcp:7000:s tcp:7001:s tcp:7002:s", 5),
+            event("new", "tcp:7000:s tcp:7003:s", 5),
+        ];
+        let mut m = Matcher::new(&events, 64, 0);
+        let (a, b) = (v4(1), v4(2));
+        assert_eq!(knock(&mut m, a, "tcp:7000:s tcp:7001:s", 0), []);
+        m.set_draining(0);
+        assert_eq!(m.progress(a, 0), 2, "progress survives");
+        assert_eq!(knock(&mut m, b, "tcp:7000:s", 1), []);
+        assert_eq!(m.progress(b, 0), 0, "no new attempt");
+        assert_eq!(m.progress(b, 1), 1, "the other event still starts");
+        assert_eq!(knock(&mut m, a, "tcp:7002:s", 2), [0]);
+        assert_eq!(knock(&mut m, b, "tcp:7001:s tcp:7002:s", 3), []);
+        // Still a knock port: a frame there resets the other event.
+        assert!(m.is_knock_port(Proto::Tcp, 7002));
+        assert_eq!(m.progress(b, 1), 0);
+        // A reset drained attempt does not restart either.
+        m.set_draining(0);
+        assert_eq!(knock(&mut m, a, "tcp:7000:s tcp:7001:s tcp:7002:s", 4), []);
+        m.reload(&events, 5);
+        assert_eq!(knock(&mut m, a, "tcp:7000:s tcp:7001:s tcp:7002:s", 6), [0]);
+        check(&m);
+    }
+
+    /// Reload pairs equal events in order and keeps progress and counts
+    /// of each, whatever the events around them.
+    #[test]
+    fn reload_pairs_equal_events_in_order() {
+        let a = event("same", "tcp:7000:s tcp:7001:s", 5);
+        let b = event("same", "tcp:7000:s tcp:7002:s", 5);
+        let mut m = Matcher::new(&[a.clone(), b.clone(), a.clone()], 64, 0);
+        let s = v4(9);
+        assert_eq!(knock(&mut m, s, "tcp:7000:s", 0), []);
+        assert_eq!(
+            (m.progress(s, 0), m.progress(s, 1), m.progress(s, 2)),
+            (1, 1, 1)
+        );
+        // b goes, a third copy of a arrives first: the old copies keep their
+        // progress in their new places, the new copy starts fresh.
+        let c = event("other", "udp:9 udp:10", 5);
+        m.reload(&[c, a.clone(), a.clone(), a], 1);
+        assert_eq!(
+            (0..4).map(|e| m.progress(s, e)).collect::<Vec<_>>(),
+            [0, 1, 1, 0]
+        );
+        let started: Vec<u64> = m.stats().events.iter().map(|e| e.started).collect();
+        assert_eq!(started, [0, 1, 1, 0]);
+        check(&m);
     }
 }

@@ -4,6 +4,7 @@
 pub mod matcher;
 pub mod matchset;
 pub mod rotate;
+pub mod rotor;
 pub mod source;
 pub(crate) mod table;
 pub mod template;

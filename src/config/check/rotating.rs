@@ -5,8 +5,8 @@
 //! and a guess space below
 //! [`MIN_GUESS_BITS`](crate::knock::rotate::MIN_GUESS_BITS) per guess.
 //!
-//! Ready for the config to call once events carry templates; the caller
-//! prefixes warnings with `FILE:LINE: event NAME `, as `check::warnings` does.
+//! `check::run` calls these for events with `key_file`; it prefixes the
+//! warnings with `FILE:LINE: event NAME `, as for every other warning.
 
 use std::io::Write;
 use std::path::Path;
