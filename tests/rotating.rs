@@ -288,7 +288,7 @@ fn events_with_different_keys_do_not_open_each_other() {
     );
 }
 
-/// The daemon stops at start with the fix, never showing the key.
+/// The daemon stops at start with the fix (exit 78: a config to fix), never showing the key.
 fn refused_at_start(dir: &TempDir, ns: &Netns, want: &str) {
     let log = dir.join("refused.log");
     let mut cmd = ns.command(BIN);
@@ -303,7 +303,7 @@ fn refused_at_start(dir: &TempDir, ns: &Netns, want: &str) {
     let mut p = spawn(cmd);
     let status = p.wait_timeout(Duration::from_secs(10)).expect("no exit");
     let text = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(status.code(), Some(1), "{text}");
+    assert_eq!(status.code(), Some(78), "{text}");
     assert!(text.contains(want), "{text}");
     let key = std::fs::read_to_string(dir.join("rot.key")).unwrap();
     assert!(!text.contains(&key.trim()[..8]), "the key is shown: {text}");
