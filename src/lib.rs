@@ -9,6 +9,7 @@
 //! `client` is `tportknock`.
 
 #![deny(unsafe_code)]
+#![deny(missing_docs, missing_debug_implementations)]
 
 pub mod capture;
 pub mod client;

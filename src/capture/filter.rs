@@ -37,49 +37,81 @@ use std::ops::Deref;
 /// One classic BPF instruction (`struct sock_filter`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Insn {
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub code: u16,
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub jt: u8,
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub jf: u8,
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub k: u32,
 }
 
 /// Instruction class, size, mode and operation bits (linux/bpf_common.h).
 pub mod op {
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const LD: u16 = 0x00;
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const LDX: u16 = 0x01;
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const ST: u16 = 0x02;
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const ALU: u16 = 0x04;
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const JMP: u16 = 0x05;
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const RET: u16 = 0x06;
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const MISC: u16 = 0x07;
 
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const W: u16 = 0x00;
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const H: u16 = 0x08;
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const B: u16 = 0x10;
 
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const IMM: u16 = 0x00;
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const ABS: u16 = 0x20;
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const IND: u16 = 0x40;
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const MEM: u16 = 0x60;
 
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const ADD: u16 = 0x00;
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const LSH: u16 = 0x60;
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const AND: u16 = 0x50;
 
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const JA: u16 = 0x00;
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const JEQ: u16 = 0x10;
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const JGT: u16 = 0x20;
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const JGE: u16 = 0x30;
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const JSET: u16 = 0x40;
 
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const K: u16 = 0x00;
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const X: u16 = 0x08;
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const TAX: u16 = 0x00;
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const TXA: u16 = 0x80;
 
     /// Base of the ancillary loads (`SKF_AD_OFF`) and their offsets.
     pub const AD_OFF: i32 = -0x1000;
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const AD_PROTOCOL: i32 = 0;
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const AD_PKTTYPE: i32 = 4;
     /// Loads at `NET_OFF + n` read byte `n` of the network header.
     pub const NET_OFF: i32 = -0x100000;
@@ -99,6 +131,7 @@ const LEAF: usize = 8;
 /// A built program, usable wherever `&[Insn]` is expected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Program {
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub insns: Vec<Insn>,
     /// True when the port set was too large for an exact program and the
     /// filter passes every TCP/UDP frame instead (the matcher still decides).

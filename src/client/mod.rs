@@ -82,20 +82,25 @@ TCP steps other than a plain SYN need root or CAP_NET_RAW.";
 /// Address family forced by `-4` / `-6`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
+    #[allow(missing_docs)] // not yet documented (issue 13)
     V4,
+    #[allow(missing_docs)] // not yet documented (issue 13)
     V6,
 }
 
 /// A step with its spelling on the command line, for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub text: String,
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub step: Step,
 }
 
 /// Where the steps come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sequence {
+    #[allow(missing_docs)] // not yet documented (issue 13)
     Steps(Vec<Frame>),
     /// `-c FILE -e EVENT`.
     Event {
@@ -112,18 +117,26 @@ pub enum Sequence {
 /// A knock to perform.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub host: String,
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub sequence: Sequence,
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub delay: Duration,
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub family: Option<Family>,
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub verbose: bool,
 }
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
+    #[allow(missing_docs)] // not yet documented (issue 13)
     Help,
+    #[allow(missing_docs)] // not yet documented (issue 13)
     Version,
+    #[allow(missing_docs)] // not yet documented (issue 13)
     Knock(Options),
     /// `-p -c FILE -e EVENT`: print the sequence (a [`Sequence::Event`]).
     Print {

@@ -169,6 +169,7 @@ enum Sent {
 }
 
 /// How stderr is written without waiting.
+#[derive(Debug)]
 enum Fd {
     /// A socket (e.g. the journal's): `send` with `MSG_DONTWAIT`.
     Socket(std::os::fd::OwnedFd),
@@ -182,6 +183,7 @@ enum Fd {
 }
 
 /// A line-oriented stream (stderr) with drop accounting.
+#[derive(Debug)]
 pub struct Stream {
     fd: Option<Fd>,
     /// `<N>` prefixes, no program name.
@@ -342,6 +344,7 @@ fn send_dontwait(fd: &std::os::fd::OwnedFd, bytes: &[u8]) -> Sent {
 
 /// syslog over a non-blocking datagram socket, RFC 3164 priorities
 /// (facility daemon).
+#[derive(Debug)]
 pub struct Syslog {
     sock: Option<UnixDatagram>,
     path: std::path::PathBuf,

@@ -128,6 +128,7 @@ impl JournalOp {
 }
 
 /// The open journal, holding its state directory (and so its lock).
+#[derive(Debug)]
 pub struct Journal {
     state: StateDir,
     path: PathBuf,

@@ -16,7 +16,9 @@ use std::str::FromStr;
 /// Transport protocol of a knock frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Proto {
+    #[allow(missing_docs)] // not yet documented (issue 13)
     Tcp,
+    #[allow(missing_docs)] // not yet documented (issue 13)
     Udp,
 }
 
@@ -29,6 +31,7 @@ impl Proto {
         }
     }
 
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const fn name(self) -> &'static str {
         match self {
             Proto::Tcp => "tcp",
@@ -46,11 +49,17 @@ impl fmt::Display for Proto {
 /// The six classic TCP flags as bits of the TCP flag byte. ECE, CWR and NS
 /// are deliberately absent: they never take part in matching.
 pub mod flags {
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const FIN: u8 = 0x01;
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const SYN: u8 = 0x02;
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const RST: u8 = 0x04;
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const PSH: u8 = 0x08;
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const ACK: u8 = 0x10;
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub const URG: u8 = 0x20;
     /// All six classic flags; mask a raw flag byte with this before comparing.
     pub const CLASSIC: u8 = 0x3f;
@@ -76,10 +85,12 @@ pub enum FlagSpec {
     Any,
     /// knockd's `TCPFlags`: the bits of `set` must be set and those of
     /// `clear` clear; the other classic flags do not matter.
+    #[allow(missing_docs)] // not yet documented (issue 13)
     Mask { set: u8, clear: u8 },
 }
 
 impl FlagSpec {
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub fn accepts(self, raw_flags: u8) -> bool {
         match self {
             FlagSpec::Exact(bits) => raw_flags & flags::CLASSIC == bits,
@@ -101,7 +112,9 @@ pub fn flag_names(bits: u8) -> Vec<&'static str> {
 /// One frame of a knock sequence: `protocol:port[:flags]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Step {
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub proto: Proto,
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub port: u16,
     /// Ignored for UDP, where it is always `Any`.
     pub flags: FlagSpec,
@@ -284,9 +297,13 @@ fn parse_flags(letters: &str) -> Result<FlagSpec, String> {
 /// What the decoder makes of one captured frame that could be a knock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Knock {
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub src: IpAddr,
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub dst: IpAddr,
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub proto: Proto,
+    #[allow(missing_docs)] // not yet documented (issue 13)
     pub dst_port: u16,
     /// Raw TCP flag byte (low 8 bits of the flags field); 0 for UDP.
     pub flags: u8,

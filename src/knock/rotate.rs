@@ -135,6 +135,13 @@ pub struct Words {
     next_block: u64,
 }
 
+/// Shows no word: they are derived from the key.
+impl std::fmt::Debug for Words {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Words").finish_non_exhaustive()
+    }
+}
+
 impl Words {
     /// The stream for `event` in window `window` under `key`.
     pub fn new(key: &Key, event: &str, window: u64) -> Words {

@@ -8,6 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Which side of a `fork` this is.
+#[derive(Debug)]
 pub enum Forked {
     /// The calling process.
     Parent,

@@ -7,6 +7,7 @@ use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// A signalfd for the signals the daemon handles.
+#[derive(Debug)]
 pub struct SignalFd {
     fd: OwnedFd,
 }

@@ -40,6 +40,7 @@ use std::process::ExitStatus;
 /// Invariant: `ptrs` holds one pointer into each of `owned`, in order, then
 /// a null pointer. The strings' buffers are on the heap and never change,
 /// so the pointers stay valid however this value moves.
+#[derive(Debug)]
 pub struct CStrings {
     owned: Vec<CString>,
     ptrs: Vec<*const libc::c_char>,
