@@ -195,7 +195,7 @@ door() {
   # tportknockd says when it is ready; knockd is given two seconds.
   case $name in
     *knockd) sleep 2 ;;
-    *) for _ in $(seq 100); do grep -q 'ready:' "$tmp/$name.log" && break; sleep 0.1; done ;;
+    *) for _ in $(seq 100); do grep -qs 'ready:' "$tmp/$name.log" && break; sleep 0.1; done ;;
   esac
   out=$(ip netns exec "$C" "$KB" door --dst $SIP --iface "$VC" --port $DOOR_PORT --seq "$SEQ" \
     --first "$first" --count "$KNOCKS" --interval-ms 20 --wait-ms 2000)
@@ -272,7 +272,7 @@ NFT
   ip netns exec "$S" "$TPK" -c "$tmp/door-burst.conf" -i "$VS" -p "$tmp/burst.pid" \
     -s "$tmp/burst-state" -n $((BURST * 2)) >"$tmp/burst.log" 2>&1 &
   pid=$!; pids+=("$pid")
-  for _ in $(seq 100); do grep -q 'ready:' "$tmp/burst.log" && break; sleep 0.1; done
+  for _ in $(seq 100); do grep -qs 'ready:' "$tmp/burst.log" && break; sleep 0.1; done
   "$KB" drops --pid "$pid" >/dev/null
   out=$(ip netns exec "$C" "$KB" burst --dst $SIP --seq "$SEQ" --first 40000 --count "$BURST" \
     --netns "$S" --set "inet tpkbench knocked" --pid "$pid" --delay "$BURST_DELAY")
