@@ -501,19 +501,25 @@ impl Pipeline {
         }
     }
 
-    /// One line for what the matcher did.
+    /// One line for what the matcher did. For an event whose steps are
+    /// secret ([`config::Event::withheld`]: rotating, one-time) it names
+    /// neither the step expected nor the frame: a frame that broke or
+    /// repeated a step may itself be a step of the live sequence (sent out
+    /// of order, retransmitted, or from a neighbouring window).
     fn trace_line(&self, t: &Trace) -> String {
         let event = |i: usize| self.config.events.get(i);
         let name = |i: usize| event(i).map(|e| e.name.as_str()).unwrap_or("?");
+        let withheld = |i: usize| event(i).and_then(|e| e.withheld());
+        let of = |i: usize| match event(i).map(|e| e.step_count()).unwrap_or(0) {
+            0 => String::new(),
+            n => format!(" of {n}"),
+        };
         match *t {
             Trace::Advanced {
                 event: e,
                 src,
                 step,
-            } => match event(e).map(|e| e.sequence.len()).filter(|&n| n > 0) {
-                Some(of) => format!("{src} {}: step {step} of {of}", name(e)),
-                None => format!("{src} {}: step {step}", name(e)),
-            },
+            } => format!("{src} {}: step {step}{}", name(e), of(e)),
             Trace::Reset {
                 event,
                 src,
@@ -521,7 +527,15 @@ impl Pipeline {
                 by,
                 expected,
             } => {
-                let mut line = format!("{src} {}: reset at step {step} by {by}", name(event));
+                let name = name(event);
+                if let Some(kind) = withheld(event) {
+                    return format!(
+                        "{src} {name}: reset at step {step}{} ({kind}: frame and expected step \
+                         withheld)",
+                        of(event)
+                    );
+                }
+                let mut line = format!("{src} {name}: reset at step {step} by {by}");
                 if let Some(next) = expected {
                     line += &format!(", expected {}", next.describe());
                 }
@@ -538,7 +552,13 @@ impl Pipeline {
                     Skip::Repeat => "repeats the last step",
                     Skip::TcpFlags => "its flags are not the event's TCPFlags",
                 };
-                format!("{src} {}: ignored {by} at step {step}: {why}", name(event))
+                match withheld(event) {
+                    Some(kind) => format!(
+                        "{src} {}: ignored a frame at step {step}: {why} ({kind}: frame withheld)",
+                        name(event)
+                    ),
+                    None => format!("{src} {}: ignored {by} at step {step}: {why}", name(event)),
+                }
             }
             Trace::TimedOut { event, src } => format!("{src} {}: timed out", name(event)),
             Trace::Fired { event, src } => format!("{src} {}: sequence complete", name(event)),
@@ -1105,6 +1125,28 @@ mod tests {
         assert!(p.ports().is_empty());
     }
 
+    /// `-d` on a one-time event: the next line is a secret until used,
+    /// so a repeat and a reset name neither the frame nor the step.
+    #[test]
+    fn trace_lines_of_a_one_time_event_name_no_step_of_the_next_line() {
+        let dir = Scratch::new("pipeline-otp-trace");
+        let (mut p, _) = one_time(&dir, "7000,7001,7002\n");
+        p.set_trace(true);
+        tcp_knocks(&mut p, "10.0.0.2", &[7000, 7000, 7002]);
+        let lines: Vec<String> = logged(&mut p, 0).into_iter().map(|(_, l)| l).collect();
+        assert_eq!(
+            lines,
+            [
+                "10.0.0.2 otp: step 1 of 3",
+                "10.0.0.2 otp: ignored a frame at step 1: repeats the last step \
+                 (one-time: frame withheld)",
+                "10.0.0.2 otp: reset at step 1 of 3 (one-time: frame and expected step \
+                 withheld)",
+            ]
+        );
+        assert!(lines.iter().all(|l| !l.contains("700")), "{lines:?}");
+    }
+
     #[test]
     fn a_one_time_sequence_completed_twice_in_one_batch_opens_once() {
         let dir = Scratch::new("pipeline-otp2");
@@ -1488,6 +1530,41 @@ mod tests {
             knock(&mut p, "10.0.0.1", &seq(&c, later), 7);
             assert_eq!(p.finish(7, later).requests.len(), 1);
             assert_eq!(p.port_ranges(), ranges);
+        }
+
+        /// `-d` on a rotating event: a step, a repeat and a reset by a
+        /// step sent out of order name no port of a live window, only the
+        /// step counts; the fixed event's reset test is
+        /// `steps_past_the_first_are_info_lines_resets_name_the_frame_with_d`.
+        #[test]
+        fn trace_lines_name_no_port_of_a_live_window() {
+            let unix = 1_700_000_005_000;
+            let mut p = Pipeline::new(config(), 64, None, DoorLimits::default(), 0).unwrap();
+            p.rotate(0, unix);
+            p.set_trace(true);
+            let c = config();
+            let live = seq(&c, unix);
+            knock(&mut p, "10.0.0.2", &[live[0], live[0], live[2]], 1);
+            let lines: Vec<String> = logged(&mut p, 1).into_iter().map(|(_, l)| l).collect();
+            assert_eq!(
+                lines,
+                [
+                    "10.0.0.2 ROT: step 1 of 3",
+                    "10.0.0.2 ROT: ignored a frame at step 1: repeats the last step \
+                     (rotating: frame withheld)",
+                    "10.0.0.2 ROT: reset at step 1 of 3 (rotating: frame and expected step \
+                     withheld)",
+                ]
+            );
+            for w in [unix - 10_000, unix, unix + 10_000] {
+                for step in seq(&c, w) {
+                    let port = step.port.to_string();
+                    assert!(
+                        lines.iter().all(|l| !l.contains(&port)),
+                        "port {port} of window {w} logged: {lines:?}"
+                    );
+                }
+            }
         }
     }
 }

@@ -79,7 +79,52 @@ pub struct Event {
     pub rotation: Option<rotation::Rotation>,
 }
 
+/// Why the log keeps an event's steps to itself (see [`Event::withheld`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Withheld {
+    /// A rotating event: its live windows' sequences.
+    Rotating,
+    /// A one-time event: its file's next unused line.
+    OneTime,
+}
+
+impl fmt::Display for Withheld {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Withheld::Rotating => "rotating",
+            Withheld::OneTime => "one-time",
+        })
+    }
+}
+
 impl Event {
+    /// `Some` when log lines must name neither this event's steps nor the
+    /// frames that hit or broke them: a rotating window's sequence and a
+    /// one-time event's next line open the door for whoever learns them
+    /// until they are spent, and the log is read by more people than the
+    /// 0600 config (journald: the `adm` group). `None` for a fixed
+    /// sequence, which `-d` names for troubleshooting (the man page says to
+    /// keep such a log as private as the config).
+    pub fn withheld(&self) -> Option<Withheld> {
+        if self.rotation.is_some() {
+            Some(Withheld::Rotating)
+        } else if self.one_time.is_some() {
+            Some(Withheld::OneTime)
+        } else {
+            None
+        }
+    }
+
+    /// Frames in a knock: the templates of a rotating event (whose
+    /// `sequence` is empty), else the sequence's steps (0 for a disabled
+    /// one-time event).
+    pub fn step_count(&self) -> usize {
+        match &self.rotation {
+            Some(r) => r.templates.len(),
+            None => self.sequence.len(),
+        }
+    }
+
     /// The start command for a knocker at `ip`, unexpanded; `None` when
     /// nothing is to run for its address family.
     pub fn start_for(&self, ip: IpAddr) -> Option<&str> {
