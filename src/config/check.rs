@@ -326,7 +326,17 @@ pub fn warnings(config: &Config, file: &str) -> Vec<String> {
         }
         if let Some(first) = event.sequence.first() {
             let why = ordinary_traffic(first);
-            if !why.is_empty() {
+            if let (false, Some(file)) = (why.is_empty(), &event.one_time) {
+                // This warning is logged at start and reload: the next
+                // line's step stays out of it ([`Event::withheld`]).
+                out.push(at(format!(
+                    "starts its next one-time sequence (the first unused line of {}) with a \
+                     step ordinary traffic can hit (not named here: this warning is logged, \
+                     and the line is secret until used); such traffic costs the daemon CPU \
+                     and memory and starts or derails knock attempts",
+                    file.display()
+                )));
+            } else if !why.is_empty() {
                 out.push(at(format!(
                     "starts with {}, which ordinary traffic can hit: {}; such traffic costs \
                      the daemon CPU and memory and starts or derails knock attempts",
@@ -775,6 +785,28 @@ error: {name}:5: <B> is never closed (missing </B>)
         ] {
             assert_eq!(warn(&[seq]), Vec::<String>::new(), "{seq}");
         }
+    }
+
+    /// The warning is logged at start and reload: for a one-time event it
+    /// names the file, not the next line's step.
+    #[test]
+    fn a_one_time_first_step_from_ordinary_traffic_is_not_named() {
+        let mut c = events(&["tcp:22:s tcp:2:f"]);
+        c.events[0].one_time = Some("/etc/knockd/otp".into());
+        let w: Vec<String> = warnings(&c, "k.conf")
+            .into_iter()
+            .filter(|w| !w.contains("nothing closes"))
+            .collect();
+        assert_eq!(
+            w,
+            [
+                "k.conf:1: event A starts its next one-time sequence (the first unused line of \
+              /etc/knockd/otp) with a step ordinary traffic can hit (not named here: this \
+              warning is logged, and the line is secret until used); such traffic costs the \
+              daemon CPU and memory and starts or derails knock attempts"
+            ]
+        );
+        assert!(!w[0].contains("22") && !w[0].contains("ssh"), "{w:?}");
     }
 
     #[test]
