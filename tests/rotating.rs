@@ -7,8 +7,9 @@
 //! address opens nothing in its own window, in the next one, nor after the
 //! daemon was killed and restarted; events with different keys do not open
 //! each other; a key file open to others or owned by someone else stops
-//! the daemon at start; and a spoofed flood of first knocks leaves memory
-//! bounded and a real knock opening.
+//! the daemon at start; a spoofed flood of first knocks leaves memory
+//! bounded and a real knock opening; and `-d`'s lines name no port or flag
+//! of a live window, while a fixed event's reset still names its step.
 //!
 //! Replays are the sequence `tportknock -p` prints (the one the client
 //! sends: the first knock of each test checks that), sent as hand-built
@@ -20,7 +21,9 @@ use common::*;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tportknockd::knock::{FlagSpec, Proto, Step};
+use tportknockd::crypto::key::Key;
+use tportknockd::knock::template::Template;
+use tportknockd::knock::{rotate, FlagSpec, Proto, Step};
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_tportknock");
 /// Seconds per window.
@@ -77,10 +80,13 @@ fn genkey(dir: &TempDir, name: &str) -> PathBuf {
     path
 }
 
+/// The step templates of [`event`].
+const TEMPLATES: &str = "tcp:40000-40999:{s,fs,su} udp:50000-50999 tcp:41000-41999:s";
+
 /// A rotating event NAME whose start command appends `NAME IP` to `opened`.
 fn event(name: &str, key: &str, opened: &Path) -> String {
     format!(
-        "<{name}>\n sequence = tcp:40000-40999:{{s,fs,su}} udp:50000-50999 tcp:41000-41999:s\n \
+        "<{name}>\n sequence = {TEMPLATES}\n \
          key_file = {key}\n window = {WINDOW}\n timeout = 4\n \
          start_command = echo {name} %IP% >> {}\n</{name}>\n",
         opened.display()
@@ -121,15 +127,17 @@ fn printed(conf: &Path, event: &str, offset: i64) -> Vec<Hit> {
     );
     let text = String::from_utf8(out.stdout).unwrap();
     text.split_whitespace()
-        .map(|t| {
-            let step: Step = t.parse().unwrap();
-            match (step.proto, step.flags) {
-                (Proto::Udp, _) => (UDP, step.port, 0),
-                (Proto::Tcp, FlagSpec::Exact(bits)) => (TCP, step.port, bits),
-                other => panic!("unexpected step {t}: {other:?}"),
-            }
-        })
+        .map(|t| hit(&t.parse().unwrap()))
         .collect()
+}
+
+/// The frame that matches a concrete step.
+fn hit(step: &Step) -> Hit {
+    match (step.proto, step.flags) {
+        (Proto::Udp, _) => (UDP, step.port, 0),
+        (Proto::Tcp, FlagSpec::Exact(bits)) => (TCP, step.port, bits),
+        other => panic!("unexpected step {step:?}: {other:?}"),
+    }
 }
 
 fn from(pair: &Pair, last_octet: u8, hits: &[Hit]) {
@@ -465,4 +473,86 @@ fn a_spoofed_flood_on_a_rotating_event_stays_bounded_and_a_real_knock_opens() {
         hwm <= RSS_BOUND_KB,
         "peak RSS {hwm} kB over the {RSS_BOUND_KB} kB bound"
     );
+}
+
+/// `-d` must not give a rotating event's live sequence to whoever reads the
+/// log (journald: the `adm` group): a step, its repeat and a reset by a
+/// step sent out of order name no port and no flags of any live window;
+/// the sequences are derived here from the key the test wrote. A fixed
+/// event's reset still names the frame and the step it expected.
+#[test]
+fn with_d_a_rotating_events_reset_logs_no_live_step_and_a_fixed_ones_names_it() {
+    let pair = Pair::new();
+    let dir = TempDir::new("rot6");
+    let opened = dir.join("opened");
+    let key: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(37) ^ 0xa5).collect();
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let key_file = dir.join("rot.key");
+    std::fs::write(&key_file, hex + "\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let fixed = format!(
+        "<FIX>\n sequence = tcp:7000:s udp:7001 tcp:7002:s\n timeout = 4\n \
+         start_command = echo FIX %IP% >> {}\n</FIX>\n",
+        opened.display()
+    );
+    write_config(&dir, &(event("ROT", "rot.key", &opened) + &fixed));
+    let d = start_daemon(&pair, &dir, &[]);
+    let key = Key::new(&key).unwrap();
+    let templates: Vec<Template> = TEMPLATES
+        .split_whitespace()
+        .map(|t| t.parse().unwrap())
+        .collect();
+    let live = |w: u64| rotate::derive(&key, "ROT", w, &templates).unwrap();
+    let w = mid_window();
+    let now = live(w);
+    // The first step, its repeat, then the third step out of order.
+    from(&pair, 21, &[hit(&now[0]), hit(&now[0]), hit(&now[2])]);
+    // The fixed event: its first step, then its port with other flags.
+    from(&pair, 22, &[(TCP, 7000, 0x02), (TCP, 7000, 0x12)]);
+    d.expect_log(
+        "10.199.0.22 FIX: reset at step 1 by tcp/7000 flags SA, expected udp/7001",
+        Duration::from_secs(3),
+    );
+    d.expect_log(
+        "10.199.0.21 ROT: reset at step 1 of 3 (rotating: frame and expected step withheld)",
+        Duration::from_secs(3),
+    );
+    let log = d.log_text();
+    assert!(
+        log.contains(
+            "10.199.0.21 ROT: ignored a frame at step 1: repeats the last step \
+             (rotating: frame withheld)"
+        ),
+        "{log}"
+    );
+    assert!(read_lines(&opened).is_empty(), "{log}");
+    // Every number in the log, but for those in the test's own names (a
+    // pid can be in the directory's and the interface's), is no port of a
+    // live window: the one the knock was in, its neighbours, and the next
+    // (should the window have changed meanwhile).
+    let scrubbed = log
+        .replace(&dir.path.display().to_string(), "DIR")
+        .replace(&pair.server_if, "IF");
+    let numbers: std::collections::HashSet<&str> = scrubbed
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|n| !n.is_empty())
+        .collect();
+    for v in w - 1..=w + 2 {
+        for step in live(v) {
+            let port = step.port.to_string();
+            assert!(
+                !numbers.contains(port.as_str()),
+                "port {port} of window {v} ({}) logged:\n{log}",
+                step.describe()
+            );
+            assert!(!log.contains(&step.describe()), "{log}");
+        }
+    }
+    // Nor their flags: the rotating event's lines name no frame at all.
+    for line in log.lines().filter(|l| l.contains(" ROT: ")) {
+        for word in ["flags", "exactly", "SYN", "FIN", "URG"] {
+            assert!(!line.contains(word), "{word} in {line}");
+        }
+    }
 }
