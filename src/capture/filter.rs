@@ -37,81 +37,88 @@ use std::ops::Deref;
 /// One classic BPF instruction (`struct sock_filter`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Insn {
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Opcode: a class, size, mode and operation from [`op`], OR-ed.
     pub code: u16,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Conditional jump: instructions skipped when the test holds. Jumps go
+    /// forward only, so every program ends.
     pub jt: u8,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Conditional jump: instructions skipped when it does not.
     pub jf: u8,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Operand: a constant, an offset to load from, or for a return the
+    /// bytes of the frame to keep (0 drops it).
     pub k: u32,
 }
 
 /// Instruction class, size, mode and operation bits (linux/bpf_common.h).
 pub mod op {
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Class: load into the accumulator A.
     pub const LD: u16 = 0x00;
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Class: load into the index register X.
     pub const LDX: u16 = 0x01;
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Class: store A in a scratch memory cell.
     pub const ST: u16 = 0x02;
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Class: arithmetic on A.
     pub const ALU: u16 = 0x04;
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Class: jump, always or comparing A.
     pub const JMP: u16 = 0x05;
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Class: end the program, keeping `k` bytes of the frame.
     pub const RET: u16 = 0x06;
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Class: moves between A and X ([`TAX`], [`TXA`]).
     pub const MISC: u16 = 0x07;
 
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Load size: a 32-bit word, read in network byte order.
     pub const W: u16 = 0x00;
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Load size: a 16-bit half word (ports, ethertypes).
     pub const H: u16 = 0x08;
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Load size: one byte (protocol numbers, header lengths).
     pub const B: u16 = 0x10;
 
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Mode: the constant `k` itself.
     pub const IMM: u16 = 0x00;
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Mode: the frame at offset `k`, or an ancillary or network-header
+    /// load ([`AD_OFF`], [`NET_OFF`]).
     pub const ABS: u16 = 0x20;
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Mode: the frame at offset X + `k`, for a header behind one of
+    /// variable length.
     pub const IND: u16 = 0x40;
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Mode: scratch memory cell `k`.
     pub const MEM: u16 = 0x60;
 
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// ALU operation: A += operand.
     pub const ADD: u16 = 0x00;
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// ALU operation: A <<= operand.
     pub const LSH: u16 = 0x60;
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// ALU operation: A &= operand.
     pub const AND: u16 = 0x50;
 
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Jump by `k`, always.
     pub const JA: u16 = 0x00;
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Jump if A == operand.
     pub const JEQ: u16 = 0x10;
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Jump if A > operand, unsigned.
     pub const JGT: u16 = 0x20;
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Jump if A >= operand, unsigned: with [`JGT`], a port range costs two
+    /// comparisons whatever its width.
     pub const JGE: u16 = 0x30;
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Jump if A & operand != 0: fragment offsets and other bit tests.
     pub const JSET: u16 = 0x40;
 
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Operand source: the constant `k`.
     pub const K: u16 = 0x00;
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Operand source: the index register X.
     pub const X: u16 = 0x08;
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Misc operation: X = A.
     pub const TAX: u16 = 0x00;
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Misc operation: A = X.
     pub const TXA: u16 = 0x80;
 
     /// Base of the ancillary loads (`SKF_AD_OFF`) and their offsets.
     pub const AD_OFF: i32 = -0x1000;
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Ancillary offset of `skb->protocol`: the ethertype on any link (the
+    /// inner one once the kernel took a VLAN tag off).
     pub const AD_PROTOCOL: i32 = 0;
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Ancillary offset of the packet type: frames this host sends
+    /// (`PACKET_OUTGOING`) are dropped.
     pub const AD_PKTTYPE: i32 = 4;
     /// Loads at `NET_OFF + n` read byte `n` of the network header.
     pub const NET_OFF: i32 = -0x100000;
@@ -131,7 +138,8 @@ const LEAF: usize = 8;
 /// A built program, usable wherever `&[Insn]` is expected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Program {
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// The instructions, at most [`MAX_INSNS`]: what `SO_ATTACH_FILTER`
+    /// takes.
     pub insns: Vec<Insn>,
     /// True when the port set was too large for an exact program and the
     /// filter passes every TCP/UDP frame instead (the matcher still decides).
