@@ -32,17 +32,17 @@
 //! the number of events in the configuration.
 //!
 //! # Bounded state
-//! A source gets a slot only once it has matched some event's first step,
-//! and loses it as soon as it has no attempt in progress. At most `capacity`
-//! sources are tracked, in the two-segment LRU of [`table`](super::table):
-//! a source past step 1 in some attempt is *protected*, and newcomers evict
-//! the least recently active *probation* source, so a flood of spoofed
-//! first knocks — any number of them — never evicts a knocker that has
-//! reached step 2; such a knocker is only displaced by more than the
-//! protected limit of *more recently active* step-2 sources. Between its
-//! first and second frames a knocker sits in probation and survives as long
-//! as fewer than `capacity - protected` newcomers (at least `capacity / 4`;
-//! all of `capacity` when nobody is protected) arrive in between.
+//! A source gets a slot only once it has matched some event's first step, and
+//! loses it as soon as it has no attempt in progress. At most `capacity`
+//! sources are tracked, in the two-segment LRU of the source table
+//! (`knock::table`): a source past step 1 in some attempt is *protected*, and
+//! newcomers evict the least recently active *probation* source, so a flood of
+//! spoofed first knocks — any number of them — never evicts a knocker that has
+//! reached step 2; such a knocker is only displaced by more than the protected
+//! limit of *more recently active* step-2 sources. Between its first and second
+//! frames a knocker sits in probation and survives as long as fewer than
+//! `capacity - protected` newcomers (at least `capacity / 4`; all of `capacity`
+//! when nobody is protected) arrive in between.
 //!
 //! When the spill pool is exhausted, a source that needs more than
 //! [`INLINE`] attempts first evicts up to [`SPILL_EVICTIONS`] other sources

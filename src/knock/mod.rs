@@ -16,9 +16,9 @@ use std::str::FromStr;
 /// Transport protocol of a knock frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Proto {
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// TCP: a step can also demand flags.
     Tcp,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// UDP: a step is the port alone.
     Udp,
 }
 
@@ -31,7 +31,7 @@ impl Proto {
         }
     }
 
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// The lower-case name that configs, steps (`tcp:123`) and logs use.
     pub const fn name(self) -> &'static str {
         match self {
             Proto::Tcp => "tcp",
@@ -49,17 +49,18 @@ impl fmt::Display for Proto {
 /// The six classic TCP flags as bits of the TCP flag byte. ECE, CWR and NS
 /// are deliberately absent: they never take part in matching.
 pub mod flags {
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Letter `f`: the sender has no more data.
     pub const FIN: u8 = 0x01;
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Letter `s`: opens a connection; what a plain knock sends.
     pub const SYN: u8 = 0x02;
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Letter `r`: aborts a connection.
     pub const RST: u8 = 0x04;
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Letter `p`: deliver the data at once.
     pub const PSH: u8 = 0x08;
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Letter `a`: the acknowledgment number is valid; every segment of an
+    /// established connection carries it.
     pub const ACK: u8 = 0x10;
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Letter `u`: the urgent pointer is valid; rare in ordinary traffic.
     pub const URG: u8 = 0x20;
     /// All six classic flags; mask a raw flag byte with this before comparing.
     pub const CLASSIC: u8 = 0x3f;
@@ -85,12 +86,17 @@ pub enum FlagSpec {
     Any,
     /// knockd's `TCPFlags`: the bits of `set` must be set and those of
     /// `clear` clear; the other classic flags do not matter.
-    #[allow(missing_docs)] // not yet documented (issue 13)
-    Mask { set: u8, clear: u8 },
+    Mask {
+        /// The flags that must be set.
+        set: u8,
+        /// The flags that must be clear; never one of `set`'s.
+        clear: u8,
+    },
 }
 
 impl FlagSpec {
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Whether a TCP frame whose flag byte is `raw_flags` satisfies this.
+    /// Only the classic flags count: ECE and CWR never do.
     pub fn accepts(self, raw_flags: u8) -> bool {
         match self {
             FlagSpec::Exact(bits) => raw_flags & flags::CLASSIC == bits,
@@ -112,9 +118,9 @@ pub fn flag_names(bits: u8) -> Vec<&'static str> {
 /// One frame of a knock sequence: `protocol:port[:flags]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Step {
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// The protocol the frame must use.
     pub proto: Proto,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// The destination port the frame must go to.
     pub port: u16,
     /// Ignored for UDP, where it is always `Any`.
     pub flags: FlagSpec,
@@ -297,13 +303,15 @@ fn parse_flags(letters: &str) -> Result<FlagSpec, String> {
 /// What the decoder makes of one captured frame that could be a knock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Knock {
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// The knocker: the frame's IP source, as it claims it (spoofable, so a
+    /// door opens for an address, never for a person).
     pub src: IpAddr,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// The frame's IP destination: events see it when it is an own
+    /// address, or the knockd `Target` they watch.
     pub dst: IpAddr,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// The frame's transport protocol.
     pub proto: Proto,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// The port knocked on.
     pub dst_port: u16,
     /// Raw TCP flag byte (low 8 bits of the flags field); 0 for UDP.
     pub flags: u8,
