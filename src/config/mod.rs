@@ -37,7 +37,9 @@ pub mod sets;
 /// One `<NAME>` block (or knockd `[name]` section).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Event {
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// The tag's or section's name, unique in the file: it names the event
+    /// in logs, `-S` and `tportknock -e`, and a rotating event's sequences are
+    /// derived from it (renaming one changes them).
     pub name: String,
     /// Line of the opening tag, for messages.
     pub line: usize,
@@ -49,7 +51,8 @@ pub struct Event {
     pub timeout: u32,
     /// Empty: nothing runs for IPv4 knockers (a knockd IPv6-only door).
     pub start_command: String,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Runs `command_delay` seconds after the start to close the door;
+    /// `None`: only a kernel set's timeout (or nothing) closes it.
     pub stop_command: Option<String>,
     /// Seconds after completion that `stop_command` runs.
     pub command_delay: Option<u32>,
@@ -159,24 +162,25 @@ pub enum Format {
 /// knockd's `[options]`; the command line overrides each.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct GlobalOptions {
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// knockd's `UseSyslog`: log to syslog as well as to stderr.
     pub use_syslog: bool,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// knockd's `LogFile` (absolute): also append every log line to it.
     pub log_file: Option<PathBuf>,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// knockd's `PidFile` (absolute); `-p` overrides it.
     pub pid_file: Option<PathBuf>,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// knockd's `Interface`, checked to look like a name; `-i` overrides it.
     pub interface: Option<String>,
 }
 
 /// A whole, valid configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Config {
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// In file order, which is the order of event indices in the matcher,
+    /// its traces and the stats line.
     pub events: Vec<Event>,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Which language the file was written in.
     pub format: Format,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// knockd's `[options]`; all unset for a knock.conf.
     pub options: GlobalOptions,
     /// Problems `load` found in one-time files: lines skipped, events
     /// disabled for want of a sequence.
@@ -187,7 +191,7 @@ pub struct Config {
 /// `FILE: message` when no line applies).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadError {
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// At least one, in file order.
     pub messages: Vec<String>,
 }
 
