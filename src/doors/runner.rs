@@ -68,12 +68,12 @@ pub struct Request {
     pub command: String,
 }
 
+/// How a command ended, from the worker's view.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[allow(missing_docs)] // not yet documented (issue 13)
 pub enum Outcome {
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// It exited with this status; only 0 counts as done.
     Exited(i32),
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// A signal (this number) ended it.
     Signaled(i32),
     /// Ran past `time_limit`; its process group was terminated.
     TimedOut,
@@ -81,7 +81,7 @@ pub enum Outcome {
     Terminated,
     /// Still queued when shutdown gave up waiting; never started.
     Cancelled,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// `/bin/sh` could not be started: why.
     SpawnFailed(String),
     /// Started but its exit status could not be collected (someone else
     /// reaped it, e.g. SIGCHLD set to SIG_IGN).
@@ -89,7 +89,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Whether it exited 0, the only outcome that counts as done: a stop
+    /// that ended otherwise is retried, as the door may still be open.
     pub fn success(&self) -> bool {
         *self == Outcome::Exited(0)
     }
@@ -115,9 +116,9 @@ impl fmt::Display for Outcome {
 pub struct Completion {
     /// The request's tag.
     pub tag: Option<JournalId>,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// The request's label.
     pub label: String,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// How it ended.
     pub outcome: Outcome,
     /// From spawn to reaping (zero if it never started).
     pub duration: Duration,
@@ -129,12 +130,13 @@ pub struct Completion {
     pub discarded: u64,
 }
 
+/// Limits of the pool and of each command.
 #[derive(Debug, Clone)]
-#[allow(missing_docs)] // not yet documented (issue 13)
 pub struct RunnerConfig {
     /// Most worker threads, hence commands running at once (0 counts as 1).
     pub max_running: usize,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// A command's whole process group is terminated after this long
+    /// (`-t`).
     pub time_limit: Duration,
     /// Between SIGTERM and SIGKILL to a timed-out group.
     pub kill_grace: Duration,
@@ -153,16 +155,17 @@ impl Default for RunnerConfig {
     }
 }
 
+/// Commands counted since start, for the stats line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[allow(missing_docs)] // not yet documented (issue 13)
 pub struct RunnerStats {
     /// Commands that were started and have finished, whatever the outcome.
     pub run: u64,
     /// Every outcome but `Exited(0)`, including cancelled ones.
     pub failed: u64,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Those ended by `time_limit` (also counted in `run` and `failed`).
     pub timed_out: u64,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Those never started, as shutdown gave up (counted in `failed`, not
+    /// `run`).
     pub cancelled: u64,
 }
 
@@ -215,8 +218,8 @@ struct Shared {
     abort_rx: UnixStream,
 }
 
+/// The pool of workers that run commands; see the module docs.
 #[derive(Debug)]
-#[allow(missing_docs)] // not yet documented (issue 13)
 pub struct Runner {
     shared: Arc<Shared>,
     wake_rx: UnixStream,
@@ -343,17 +346,17 @@ impl Runner {
         lock(&self.shared.state).workers
     }
 
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Commands a worker is running now.
     pub fn running(&self) -> usize {
         lock(&self.shared.state).running
     }
 
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Requests waiting for a worker.
     pub fn queued(&self) -> usize {
         lock(&self.shared.state).queue.len()
     }
 
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// The counters so far (a copy).
     pub fn stats(&self) -> RunnerStats {
         lock(&self.shared.state).stats
     }

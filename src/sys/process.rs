@@ -16,7 +16,9 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-#[allow(missing_docs)] // not yet documented (issue 13)
+/// Sets `O_NONBLOCK` on `fd`, keeping its other status flags. The runner
+/// sets it on a command's output pipe, so a read never holds a worker past
+/// the command's deadline.
 pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
     let fd = fd.as_raw_fd();
     // SAFETY: F_GETFL/F_SETFL on a descriptor the caller keeps open.
