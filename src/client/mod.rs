@@ -82,25 +82,25 @@ TCP steps other than a plain SYN need root or CAP_NET_RAW.";
 /// Address family forced by `-4` / `-6`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// `-4`: only an IPv4 address of HOST.
     V4,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// `-6`: only an IPv6 address of HOST.
     V6,
 }
 
 /// A step with its spelling on the command line, for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// As typed, e.g. `tcp:7000:fs` or `7000:udp`.
     pub text: String,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// What it was parsed to.
     pub step: Step,
 }
 
 /// Where the steps come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sequence {
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// `HOST STEP…`: the steps on the command line, in order.
     Steps(Vec<Frame>),
     /// `-c FILE -e EVENT`.
     Event {
@@ -117,26 +117,27 @@ pub enum Sequence {
 /// A knock to perform.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// HOST as given: a name or a literal (IPv6 optionally in brackets),
+    /// resolved by [`resolve`].
     pub host: String,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// The steps, or the event to take them from.
     pub sequence: Sequence,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// `-d`: the pause between frames, so they arrive in order.
     pub delay: Duration,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// `-4`/`-6`; `None`: the first address HOST resolves to.
     pub family: Option<Family>,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// `-v`: print each frame as it is sent.
     pub verbose: bool,
 }
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// `-h`, `--help`.
     Help,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// `-V`, `--version`.
     Version,
-    #[allow(missing_docs)] // not yet documented (issue 13)
+    /// Send a knock.
     Knock(Options),
     /// `-p -c FILE -e EVENT`: print the sequence (a [`Sequence::Event`]).
     Print {
