@@ -25,8 +25,9 @@ use crate::knock::{Proto, Step};
 /// forgotten first.
 pub const MAX_BURNED: usize = 64;
 
-/// A window whose sequence the matcher holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A window whose sequence the matcher holds. Its `Debug` shows the
+/// step count, never the steps: they are the live secret.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Held {
     /// The window's index (`floor(unix_secs / window)`).
     pub window: u64,
@@ -36,6 +37,16 @@ pub struct Held {
     /// dropped at monotonic time `t` (ms), when attempts begun in it have
     /// timed out.
     pub drain_until: Option<u64>,
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held")
+            .field("window", &self.window)
+            .field("steps", &self.steps.len())
+            .field("drain_until", &self.drain_until)
+            .finish()
+    }
 }
 
 /// The windows of one rotating event; see the module docs.
@@ -272,6 +283,19 @@ mod tests {
         // Same window: nothing to do.
         assert!(!r.advance(500, 1009));
         assert_eq!(r.next_due_ms(500, 1_009_000), 1_500);
+    }
+
+    #[test]
+    fn debug_shows_no_step_of_a_held_window() {
+        let mut r = Rotor::new(0, &event("R", 10, 5)).unwrap();
+        r.advance(0, 1000);
+        let text = format!("{r:?}");
+        assert!(text.contains("steps: 4"), "{text}");
+        // A derived Debug of the steps would print `Step { proto: …, port: … }`.
+        assert!(
+            !text.contains("port:") && !text.contains("Step {"),
+            "{text}"
+        );
     }
 
     #[test]
