@@ -10,8 +10,10 @@
 //!   holds addresses of the right family and supports timeouts; otherwise
 //!   its error carries the `nft …` / `ipset …` line that fixes it.
 //! * [`add`](KernelDoors::add) adds the address or refreshes it to the full
-//!   timeout, with no moment where it is absent (see [`Refresh`]; ipset
-//!   refreshes in place on every kernel).
+//!   timeout in one transaction: in place where the kernel can (ipset
+//!   always, nftables since Linux 6.12), else by replacing the element,
+//!   which older kernels do not make seamless for a lookup running at the
+//!   instant of the commit (see [`Refresh`]).
 //! * [`remove`](KernelDoors::remove) deletes it; absent is fine.
 //! * [`expires`](KernelDoors::expires) reads the time it has left.
 //!
@@ -45,20 +47,39 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 const RECV_BUF: usize = 64 * 1024;
 
 /// How [`KernelDoors::add`] refreshes an nftables element that is already
-/// there. Both keep the element present throughout: the packet path sees
-/// the old element or the new one, never neither.
+/// there. Both commit as one nf_tables transaction: a lookup that starts
+/// after the commit finds the element with its new timeout, one that ends
+/// before it finds the old one. They differ for a lookup that runs at the
+/// instant of the commit (see [`Refresh::Replace`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refresh {
     /// One `NEWSETELEM` with `NFTA_SET_ELEM_TIMEOUT` and
-    /// `NFTA_SET_ELEM_EXPIRATION`: since Linux 6.12 the kernel updates an
-    /// existing element's timeout in place. Older kernels accept the same
-    /// message but leave the old expiry (through 6.11 a re-add of an
+    /// `NFTA_SET_ELEM_EXPIRATION`: since Linux 6.12 `nft_add_set_elem()`
+    /// turns it into an update of the existing element, and
+    /// `nf_tables_commit()` rewrites that element's expiration. The element
+    /// is never removed, so no lookup can miss it. Older kernels accept the
+    /// same message but leave the old expiry (through 6.11 a re-add of an
     /// existing element is a silent no-op), so the door would shut early.
     InPlace,
     /// One batch of add, delete, add: the first add makes sure the element
     /// exists (so the delete cannot fail), the delete and the second add
-    /// replace it with one with a fresh timeout; the batch commits as one
-    /// transaction. Works on every kernel with element timeouts.
+    /// replace it with one with a fresh timeout. The only way before 6.12.
+    ///
+    /// Not seamless at the instant of the commit, and no batch can make it
+    /// so: `nf_tables_commit()` flips the generation cursor, then walks the
+    /// transactions in message order, so `nft_setelem_remove()` unlinks the
+    /// old element from the hash before `nft_setelem_activate()` makes the
+    /// new one valid in the old generation. A lookup (`nft_rhash_lookup()`
+    /// for a packet, `nft_rhash_get()` for a netlink `GETSETELEM`) that read
+    /// the cursor just before the flip and walks the bucket after the unlink
+    /// finds neither: the new element, inserted at the head of the bucket,
+    /// is not active in the generation it read. Another order cannot help:
+    /// the new element can only be inserted once the old one is deactivated
+    /// in the next generation, which only the delete does. Packet lookups
+    /// repeat such a miss since Linux 6.17 ("netfilter: nf_tables: restart
+    /// set lookup on base_seq change", in 6.16.8 and 6.12.48 too); on older
+    /// kernels a packet whose lookup runs at that instant goes on to the
+    /// rules after the set. Netlink reads never repeat it.
     Replace,
 }
 
