@@ -323,8 +323,13 @@ rotating() {
 ROTATING=${BENCH_ROTATING-1}
 
 echo "== /bin/sh -c floor"
-sh_out=$(ip netns exec "$C" "$KB" shell --fifo "$FIFO" --count "$KNOCKS")
-echo "   $sh_out"
+# Paced as the latency run's knocks (20 ms apart): back to back, the
+# shell's pages stay in the caches and the floor is lower than any knock's
+# shell can meet. Both are reported; the goal is checked against the paced one.
+sh_out=$(ip netns exec "$C" "$KB" shell --fifo "$FIFO" --count "$KNOCKS" --interval-ms 20)
+echo "   one every 20 ms: $sh_out"
+sh_b2b=$(ip netns exec "$C" "$KB" shell --fifo "$FIFO" --count "$KNOCKS")
+echo "   back to back: $sh_b2b"
 bench tportknockd "$TPK" -c "$tmp/knock.conf" -i "$VS" -p "$tmp/tpk.pid" -s "$tmp/state"
 for n in $SCALE; do scale "$n"; done
 if [ "$ROTATING" != 0 ]; then rotating; fi
@@ -376,7 +381,7 @@ cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   echo "| start-up: spawn to first knock acted on | ${R[$T.startup]} ms | ${R[$K.startup]} ms | $(ratio "${R[$T.startup]}" "${R[$K.startup]}") |"
   echo "| stripped binary | $((${R[$T.size]} / 1024)) KiB | $((${R[$K.size]} / 1024)) KiB (+ libpcap $((pcap_size / 1024)) KiB) | |"
   echo
-  echo "\`/bin/sh -c 'echo x > FIFO'\` alone, started by the timing program: median $(awk -v u="$(kv "$sh_out" median_us)" 'BEGIN {printf "%.2f", u/1000}') ms, 90th percentile $(awk -v u="$(kv "$sh_out" p90_us)" 'BEGIN {printf "%.2f", u/1000}') ms — the floor under any daemon that runs its command through a shell."
+  echo "\`/bin/sh -c 'echo x > FIFO'\` alone, started by the timing program one every 20 ms as the knocks are sent: median $(awk -v u="$(kv "$sh_out" median_us)" 'BEGIN {printf "%.2f", u/1000}') ms, 90th percentile $(awk -v u="$(kv "$sh_out" p90_us)" 'BEGIN {printf "%.2f", u/1000}') ms — the floor under any daemon that runs its command through a shell. Back to back, with the shell's pages warm in the caches: median $(awk -v u="$(kv "$sh_b2b" median_us)" 'BEGIN {printf "%.2f", u/1000}') ms."
   echo
   echo "Decoder + matcher in process, one core (\`cargo bench --bench pipeline\`: real Ethernet frames through \`wire::decode\` and \`Matcher::feed\`):"
   echo
