@@ -414,13 +414,18 @@ fn packet_socket_inodes(pid: i32) -> Vec<i32> {
     fds
 }
 
-/// The floor: `/bin/sh -c 'echo x > FIFO'` started from here.
+/// The floor: `/bin/sh -c 'echo x > FIFO'` started from here, one every
+/// `--interval-ms` (after the previous one ended), as the latency run's
+/// knocks are paced: back to back, the shell's pages and the caches stay
+/// warm and the floor is lower than what a knock's shell can meet.
 fn shell(a: &Args) {
     let fifo = a.get("fifo");
     let rx = fifo_lines(&fifo);
     let count = a.num("count", 50) as usize;
+    let interval = Duration::from_millis(a.num("interval-ms", 0));
     let mut lat = Vec::with_capacity(count);
     for i in 0..count {
+        std::thread::sleep(interval);
         let tag = format!("sh{i}");
         let t0 = Instant::now();
         let mut child = Command::new("/bin/sh")

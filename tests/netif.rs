@@ -410,3 +410,39 @@ fn notifications_not_from_the_kernel_are_ignored() {
     assert!(changes.is_empty(), "{changes:?}");
     assert!(!table.is_local(index, ip("192.0.2.99")));
 }
+
+/// The receive buffers start empty and grow to each reply: a table whose
+/// dump takes many datagrams (600 addresses, about 60 KiB of replies) is
+/// read whole, at start and on a refresh.
+#[test]
+fn a_dump_of_many_datagrams_is_read_whole() {
+    let pair = Pair::new();
+    let dev = pair.server_if.clone();
+    let batch: String = (0..600)
+        .map(|i| {
+            format!(
+                "address add 10.77.{}.{}/32 dev {dev}\n",
+                i / 250,
+                i % 250 + 1
+            )
+        })
+        .collect();
+    let file = std::env::temp_dir().join(format!("tpk-netif-batch-{}", std::process::id()));
+    std::fs::write(&file, batch).unwrap();
+    pair.server.must(&format!("ip -batch {}", file.display()));
+    let _ = std::fs::remove_file(&file);
+    let all = |t: &Addresses| {
+        let index = ifindex(&pair.server, &dev);
+        (0..600).all(|i| {
+            let a = ip(&format!("10.77.{}.{}", i / 250, i % 250 + 1));
+            t.is_local(index, a)
+        })
+    };
+    let mut table = open_in(&pair.server);
+    assert!(all(&table), "an address of the 600 is missing after open");
+    table.refresh().expect("refresh");
+    assert!(
+        all(&table),
+        "an address of the 600 is missing after a refresh"
+    );
+}

@@ -314,6 +314,8 @@ impl Daemon {
     }
 
     fn run(mut self) -> i32 {
+        // What start-up allocated and freed need not stay resident.
+        crate::sys::heap::trim();
         let mut busy = false;
         loop {
             // poll(2) skips a negative fd (revents stays 0): -1 while the
@@ -559,6 +561,7 @@ impl Daemon {
                 let now = self.now_ms();
                 self.pipeline.reload(new, now);
                 self.install_filter();
+                crate::sys::heap::trim();
                 info!("reloaded: {}", self.describe());
                 notify::status(&format!("reloaded: {}", self.describe()));
             }

@@ -216,6 +216,28 @@ pub fn derive(key: &Key, event: &str, window: u64, templates: &[Template]) -> Op
         .collect()
 }
 
+/// log2 of `n` (at least 1), to within 1e-12, without `f64::log2`: that
+/// one call was the daemon's only use of libm, which cost it 300 KiB of
+/// resident memory (the library's start-up relocations touch its text).
+/// The integer part is `ilog2`; each squaring of the mantissa, kept in
+/// [1, 2), yields the next binary digit of the fraction.
+fn log2(n: u32) -> f64 {
+    let n = n.max(1);
+    let int = n.ilog2();
+    let mut m = f64::from(n) / f64::from(1u32 << int);
+    let (mut frac, mut digit) = (0.0, 0.5);
+    for _ in 0..f64::MANTISSA_DIGITS {
+        debug_assert!((1.0..2.0).contains(&m));
+        m *= m;
+        if m >= 2.0 {
+            m /= 2.0;
+            frac += digit;
+        }
+        digit /= 2.0;
+    }
+    f64::from(int) + frac
+}
+
 /// How hard a rotating sequence is to guess.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GuessSpace {
@@ -230,10 +252,7 @@ impl GuessSpace {
     /// The guess space of `templates` with [`LIVE_WINDOWS`] live.
     pub fn of(templates: &[Template]) -> GuessSpace {
         GuessSpace {
-            bits_per_window: templates
-                .iter()
-                .map(|t| f64::from(t.choices()).log2())
-                .sum(),
+            bits_per_window: templates.iter().map(|t| log2(t.choices())).sum(),
             live_windows: LIVE_WINDOWS,
         }
     }
@@ -241,7 +260,7 @@ impl GuessSpace {
     /// log2 of the odds against one guessed sequence opening the door:
     /// each live window's sequence is a target.
     pub fn bits_per_guess(&self) -> f64 {
-        self.bits_per_window - f64::from(self.live_windows).log2()
+        self.bits_per_window - log2(self.live_windows)
     }
 
     /// `-C`'s words: `guess space: about 40 bits per window (…)`.
@@ -613,6 +632,19 @@ mod tests {
         }
         let chi = chi_square(&counts, &vec![per_choice as f64; n as usize]);
         assert!(chi < critical(f64::from(n - 1)), "chi2 {chi}");
+    }
+
+    #[test]
+    fn log2_without_libm_matches_std() {
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        let fixed = [1, 2, 3, 5, 1000, 3000, 65535, 65535 * 16, 1 << 31, u32::MAX];
+        let random = (0..10_000).map(|_| rng.next() as u32 | 1);
+        for n in fixed.into_iter().chain(random) {
+            let (ours, std) = (log2(n), f64::from(n).log2());
+            assert!((ours - std).abs() < 1e-12, "log2({n}): {ours} vs {std}");
+        }
+        assert_eq!(log2(1), 0.0);
+        assert_eq!(log2(1 << 20), 20.0);
     }
 
     #[test]

@@ -44,6 +44,7 @@ pub fn prefetch<T>(p: *const T) {
 
 pub mod daemon;
 pub mod dir;
+pub mod heap;
 pub mod netlink;
 pub mod random;
 pub mod signal;

@@ -96,18 +96,13 @@ fn dump_one(
 struct Dumper {
     sock: Socket,
     seq: u32,
-    buf: Vec<u8>,
 }
 
 impl Dumper {
     fn new() -> io::Result<Dumper> {
         let sock = route_socket()?;
         sock.set_read_timeout(Some(DUMP_TIMEOUT))?;
-        Ok(Dumper {
-            sock,
-            seq: 0,
-            buf: vec![0u8; 32 * 1024],
-        })
+        Ok(Dumper { sock, seq: 0 })
     }
 
     fn next_seq(&mut self) -> u32 {
@@ -117,13 +112,16 @@ impl Dumper {
     }
 
     fn dump(&mut self) -> io::Result<Table> {
+        // Grown to the largest reply (`recv_from` sizes it) and freed after:
+        // dumps are rare (start, `-r`, an overrun).
+        let mut buf = Vec::new();
         let mut table = Table::default();
         for _ in 0..DUMP_TRIES {
             table = Table::default();
             let seq = self.next_seq();
-            let links = dump_one(&self.sock, &mut self.buf, RTM_GETLINK, seq, &mut table)?;
+            let links = dump_one(&self.sock, &mut buf, RTM_GETLINK, seq, &mut table)?;
             let seq = self.next_seq();
-            let addrs = dump_one(&self.sock, &mut self.buf, RTM_GETADDR, seq, &mut table)?;
+            let addrs = dump_one(&self.sock, &mut buf, RTM_GETADDR, seq, &mut table)?;
             if !links && !addrs {
                 return Ok(table);
             }
@@ -163,7 +161,9 @@ impl Addresses {
             sock,
             dumper,
             table,
-            buf: vec![0u8; 32 * 1024],
+            // Grown by `recv_from` to the largest notification (a few
+            // hundred bytes), not allocated and zeroed for the worst case.
+            buf: Vec::new(),
         })
     }
 
