@@ -375,7 +375,7 @@ impl FirstIndex {
             .filter(|(_, e)| e.usable && e.starts)
             .map(|(i, e)| (port_bit(e.steps[0].proto, e.steps[0].port) as u32, i as u16))
             .collect();
-        pairs.sort_unstable();
+        crate::sort::sort(&mut pairs);
         // (key, start, end) per distinct first (protocol, port).
         let mut groups: Vec<(u32, u32, u32)> = Vec::new();
         for (i, &(key, _)) in pairs.iter().enumerate() {
@@ -1069,7 +1069,7 @@ impl Matcher {
                 }
                 None => false,
             });
-            cur.sort_unstable_by_key(Attempt::event);
+            crate::sort::sort_by_key(&mut cur, Attempt::event);
             self.settle(s, &cur);
         }
         self.cur = cur;

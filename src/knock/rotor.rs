@@ -156,7 +156,7 @@ impl Rotor {
                 });
             }
         }
-        kept.sort_by_key(|h| h.window);
+        crate::sort::sort_by_key(&mut kept, |h| h.window);
         kept.extend(drain);
         self.held = kept;
         // Windows below the live set stay gone unless the clock steps back.
