@@ -999,7 +999,9 @@ fn parse_knock_conf(text: &[u8], file: &str) -> Result<Config, LoadError> {
     let mut events = Vec::new();
     // Lower-cased name → (name, line): `SSH` and `ssh` would be confused in
     // logs and by the client.
-    let mut names: HashMap<String, (String, usize)> = HashMap::new();
+    // (Index into `firsts`, which holds the name as written and its line.)
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut firsts: Vec<(String, usize)> = Vec::new();
     let mut open: Option<Block> = None;
     let mut any_block = false;
 
@@ -1066,7 +1068,7 @@ fn parse_knock_conf(text: &[u8], file: &str) -> Result<Config, LoadError> {
             }
             if !discard {
                 let folded = name.to_ascii_lowercase();
-                if let Some((first, first_line)) = names.get(&folded) {
+                if let Some((first, first_line)) = names.get(&folded).map(|&i| &firsts[i]) {
                     diag.at(
                         n,
                         format!(
@@ -1077,7 +1079,8 @@ fn parse_knock_conf(text: &[u8], file: &str) -> Result<Config, LoadError> {
                     );
                     discard = true;
                 } else {
-                    names.insert(folded, (name.to_string(), n));
+                    names.insert(folded, firsts.len());
+                    firsts.push((name.to_string(), n));
                 }
             }
             open = Some(Block::new(name, n, discard));
