@@ -302,15 +302,17 @@ impl Journal {
     pub fn write(&mut self, ops: &[JournalOp]) -> io::Result<()> {
         let mut text = String::new();
         let mut lines = 0;
-        let mut added = std::collections::HashSet::new();
-        for op in ops {
+        // Ids added in this batch (to the op that added them: the map type
+        // the commit index uses, rather than a HashSet's own code).
+        let mut added: HashMap<JournalId, usize> = HashMap::new();
+        for (i, op) in ops.iter().enumerate() {
             match op {
                 JournalOp::Add(entry) => {
-                    added.insert(entry.id);
+                    added.insert(entry.id, i);
                     text.push_str(&encode_add(entry))
                 }
                 // Unknown ids (never journaled, or done already) need no line.
-                JournalOp::Done(id) if self.live.contains_key(id) || added.contains(id) => {
+                JournalOp::Done(id) if self.live.contains_key(id) || added.contains_key(id) => {
                     text.push_str(&seal(format!("done {id}")))
                 }
                 JournalOp::Done(_) => continue,
