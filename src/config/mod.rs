@@ -185,7 +185,29 @@ const MAX_FRAME_ERRORS: usize = 8;
 /// is printed with `Display`, so it only holds digits, hex letters, `.` and
 /// `:`, nothing a shell would interpret.
 pub fn expand(command: &str, ip: IpAddr) -> String {
-    command.replace("%IP%", &ip.to_string())
+    let ip = ip.to_string();
+    let mut out = String::with_capacity(command.len());
+    let mut rest = command;
+    while let Some(at) = find(rest, IP_MARK) {
+        out.push_str(&rest[..at]);
+        out.push_str(&ip);
+        rest = &rest[at + IP_MARK.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// What [`expand`] replaces.
+const IP_MARK: &str = "%IP%";
+
+/// Where `needle` (not empty) first occurs in `hay`. A plain scan: the
+/// standard `str::find`/`replace`/`contains` with a `&str` pattern link
+/// the Two-Way searcher (about 5 KB) for a few short commands.
+pub(crate) fn find(hay: &str, needle: &str) -> Option<usize> {
+    debug_assert!(!needle.is_empty());
+    hay.as_bytes()
+        .windows(needle.len())
+        .position(|w| w == needle.as_bytes())
 }
 
 /// The text after a UTF-8 byte order mark, which Windows editors like to
