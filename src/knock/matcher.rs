@@ -468,6 +468,7 @@ impl<'a> List<'a> {
         (!self.spilled).then(|| &self.small[..self.n])
     }
 
+    #[inline]
     fn as_slice(&self) -> &[Attempt] {
         if self.spilled {
             self.big
