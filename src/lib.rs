@@ -19,6 +19,7 @@ pub mod daemon;
 pub mod doors;
 pub mod knock;
 pub mod pipeline;
+mod sort;
 #[allow(unsafe_code)]
 pub mod sys;
 #[cfg(test)]

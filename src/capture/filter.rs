@@ -214,7 +214,7 @@ fn merged(ranges: &[(Proto, PortRange)], proto: Proto) -> Vec<(u16, u16)> {
         .filter(|(p, _)| *p == proto)
         .map(|(_, r)| (r.first(), r.last()))
         .collect();
-    all.sort_unstable();
+    crate::sort::sort(&mut all);
     let mut out: Vec<(u16, u16)> = Vec::with_capacity(all.len());
     for (first, last) in all {
         match out.last_mut() {

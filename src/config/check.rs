@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use crate::config::sets::AddrFamily;
-use crate::config::{self, Config, Event};
+use crate::config::{self, find, Config, Event};
 use crate::daemon::log::sanitize;
 use crate::knock::{flags, FlagSpec, Proto, Step};
 
@@ -365,7 +365,9 @@ pub fn warnings(config: &Config, file: &str) -> Vec<String> {
         let unclosed = [v4, v6]
             .into_iter()
             .filter(|&ip| {
-                event.start_for(ip).is_some_and(|c| !c.contains("timeout"))
+                event
+                    .start_for(ip)
+                    .is_some_and(|c| find(c, "timeout").is_none())
                     && event.stop_for(ip).is_none()
             })
             .count();
@@ -382,7 +384,8 @@ pub fn warnings(config: &Config, file: &str) -> Vec<String> {
                  nft or ipset element with a timeout does)"
             )));
         }
-        let start_has_ip = event.start_command.is_empty() || event.start_command.contains("%IP%");
+        let start_has_ip =
+            event.start_command.is_empty() || find(&event.start_command, "%IP%").is_some();
         if !start_has_ip {
             out.push(at(
                 "has a start_command without %IP%: it does the same whoever knocks \
@@ -391,7 +394,7 @@ pub fn warnings(config: &Config, file: &str) -> Vec<String> {
             ));
         }
         if let Some(stop) = &event.stop_command {
-            if start_has_ip && !stop.contains("%IP%") {
+            if start_has_ip && find(stop, "%IP%").is_none() {
                 out.push(at(
                     "has a stop_command without %IP% although start_command uses it: \
                      it cannot undo what start_command did for that address"

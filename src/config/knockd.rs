@@ -410,7 +410,9 @@ pub fn parse(text: &[u8], file: &str) -> Result<Config, LoadError> {
     let mut names: HashMap<String, usize> = HashMap::new();
     // None: before any section; Some(None): in [options].
     let mut current: Option<Option<Section>> = None;
-    let mut options_seen: HashMap<&'static str, usize> = HashMap::new();
+    // The [options] keys given so far, with their lines (four at most: a
+    // list, not another map type in the binary).
+    let mut options_seen: Vec<(&'static str, usize)> = Vec::new();
 
     for (n, raw) in super::content_lines(text) {
         let line = match text_line(raw) {
@@ -513,7 +515,7 @@ fn option(
     value: Option<&str>,
     n: usize,
     options: &mut GlobalOptions,
-    seen: &mut HashMap<&'static str, usize>,
+    seen: &mut Vec<(&'static str, usize)>,
     diag: &mut Diag<'_>,
 ) {
     let canonical = match key.to_ascii_lowercase().as_str() {
@@ -532,13 +534,14 @@ fn option(
             return;
         }
     };
-    if let Some(first) = seen.insert(canonical, n) {
+    if let Some(&(_, first)) = seen.iter().find(|(k, _)| *k == canonical) {
         diag.at(
             n,
             format!("{canonical} given twice in [options] (first at line {first})"),
         );
         return;
     }
+    seen.push((canonical, n));
     let value = match (canonical, value) {
         ("UseSyslog", None) => {
             options.use_syslog = true;

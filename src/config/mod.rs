@@ -234,7 +234,29 @@ const MAX_FRAME_ERRORS: usize = 8;
 /// is printed with `Display`, so it only holds digits, hex letters, `.` and
 /// `:`, nothing a shell would interpret.
 pub fn expand(command: &str, ip: IpAddr) -> String {
-    command.replace("%IP%", &ip.to_string())
+    let ip = ip.to_string();
+    let mut out = String::with_capacity(command.len());
+    let mut rest = command;
+    while let Some(at) = find(rest, IP_MARK) {
+        out.push_str(&rest[..at]);
+        out.push_str(&ip);
+        rest = &rest[at + IP_MARK.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// What [`expand`] replaces.
+const IP_MARK: &str = "%IP%";
+
+/// Where `needle` (not empty) first occurs in `hay`. A plain scan: the
+/// standard `str::find`/`replace`/`contains` with a `&str` pattern link
+/// the Two-Way searcher (about 5 KB) for a few short commands.
+pub(crate) fn find(hay: &str, needle: &str) -> Option<usize> {
+    debug_assert!(!needle.is_empty());
+    hay.as_bytes()
+        .windows(needle.len())
+        .position(|w| w == needle.as_bytes())
 }
 
 /// The text after a UTF-8 byte order mark, which Windows editors like to
@@ -1048,7 +1070,9 @@ fn parse_knock_conf(text: &[u8], file: &str) -> Result<Config, LoadError> {
     let mut events = Vec::new();
     // Lower-cased name → (name, line): `SSH` and `ssh` would be confused in
     // logs and by the client.
-    let mut names: HashMap<String, (String, usize)> = HashMap::new();
+    // (Index into `firsts`, which holds the name as written and its line.)
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut firsts: Vec<(String, usize)> = Vec::new();
     let mut open: Option<Block> = None;
     let mut any_block = false;
 
@@ -1115,7 +1139,7 @@ fn parse_knock_conf(text: &[u8], file: &str) -> Result<Config, LoadError> {
             }
             if !discard {
                 let folded = name.to_ascii_lowercase();
-                if let Some((first, first_line)) = names.get(&folded) {
+                if let Some((first, first_line)) = names.get(&folded).map(|&i| &firsts[i]) {
                     diag.at(
                         n,
                         format!(
@@ -1126,7 +1150,8 @@ fn parse_knock_conf(text: &[u8], file: &str) -> Result<Config, LoadError> {
                     );
                     discard = true;
                 } else {
-                    names.insert(folded, (name.to_string(), n));
+                    names.insert(folded, firsts.len());
+                    firsts.push((name.to_string(), n));
                 }
             }
             open = Some(Block::new(name, n, discard));

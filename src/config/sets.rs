@@ -21,7 +21,7 @@ pub use crate::wire::nftables::Family as NftFamily;
 use crate::wire::{ipset, nftables};
 
 /// Which knockers a set is for, and so the key type it must have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AddrFamily {
     /// IPv4 knockers: `ipv4_addr` / `hash:ip family inet`.
     V4,
@@ -40,7 +40,7 @@ impl AddrFamily {
 }
 
 /// An nftables set: `family table set`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NftSet {
     /// The table's family.
     pub family: NftFamily,
@@ -88,7 +88,7 @@ impl fmt::Display for NftSet {
 }
 
 /// The name of an ipset.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IpsetName(String);
 
 impl IpsetName {
@@ -111,7 +111,7 @@ impl fmt::Display for IpsetName {
 }
 
 /// Where a kernel door is kept.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SetTarget {
     /// An nftables set.
     Nft(NftSet),

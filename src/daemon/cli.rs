@@ -37,72 +37,94 @@ pub enum Mode {
     Version,
 }
 
+/// An option's description for getopts. Only the tests hand them over,
+/// to check [`USAGE`] against getopts' layout; the daemon parses without
+/// them, as `-h` prints `USAGE`, so their texts and formatting (about
+/// 3.7 KB) are not in the binary twice.
+macro_rules! desc {
+    ($($t:tt)*) => {{
+        #[cfg(test)]
+        let text = format!($($t)*);
+        #[cfg(not(test))]
+        let text = {
+            // Uses the arguments without formatting them.
+            let _ = format_args!($($t)*);
+            String::new()
+        };
+        text
+    }};
+}
+
 fn opts() -> getopts::Options {
     let runner = RunnerConfig::default();
     let mut o = getopts::Options::new();
     o.optopt(
         "c",
         "config",
-        "run with the knock sequences in FILE",
+        &desc!("run with the knock sequences in FILE"),
         "FILE",
     );
     o.optopt(
         "C",
         "check",
-        "check FILE, print its events and warnings, exit",
+        &desc!("check FILE, print its events and warnings, exit"),
         "FILE",
     );
     o.optflag(
         "S",
         "status",
-        "show the running daemon's open doors, pending stops and counters",
+        &desc!("show the running daemon's open doors, pending stops and counters"),
     );
     o.optopt(
         "i",
         "interface",
-        "capture on IFACE (default: all interfaces)",
+        &desc!("capture on IFACE (default: all interfaces)"),
         "IFACE",
     );
     o.optopt(
         "r",
         "refresh",
-        "also re-read own addresses every SEC seconds",
+        &desc!("also re-read own addresses every SEC seconds"),
         "SEC",
     );
-    o.optflag("l", "list", "list interfaces and exit");
+    o.optflag("l", "list", &desc!("list interfaces and exit"));
     o.optflag(
         "d",
         "debug",
-        "debug: log every step, reset (with its frame) and timeout",
+        &desc!("debug: log every step, reset (with its frame) and timeout"),
     );
     o.optflag(
         "q",
         "quiet",
-        "no 'step N of M' line for each knock step past the first",
+        &desc!("no 'step N of M' line for each knock step past the first"),
     );
-    o.optflag("D", "daemon", "run as a daemon (detach; log to syslog)");
+    o.optflag(
+        "D",
+        "daemon",
+        &desc!("run as a daemon (detach; log to syslog)"),
+    );
     o.optopt(
         "p",
         "pidfile",
-        &format!("pid file (default {DEFAULT_PIDFILE})"),
+        &desc!("pid file (default {DEFAULT_PIDFILE})"),
         "FILE",
     );
     o.optopt(
         "s",
         "state-dir",
-        &format!("state directory for the door journal (default {DEFAULT_STATE_DIR})"),
+        &desc!("state directory for the door journal (default {DEFAULT_STATE_DIR})"),
         "DIR",
     );
     o.optopt(
         "m",
         "max-sources",
-        &format!("sources tracked at once (default {DEFAULT_CAPACITY})"),
+        &desc!("sources tracked at once (default {DEFAULT_CAPACITY})"),
         "N",
     );
     o.optopt(
         "t",
         "command-timeout",
-        &format!(
+        &desc!(
             "terminate a command still running after SEC seconds (default {})",
             runner.time_limit.as_secs()
         ),
@@ -111,7 +133,7 @@ fn opts() -> getopts::Options {
     o.optopt(
         "j",
         "jobs",
-        &format!(
+        &desc!(
             "commands running at once (default {}; the rest queue)",
             runner.max_running
         ),
@@ -120,7 +142,7 @@ fn opts() -> getopts::Options {
     o.optopt(
         "n",
         "max-doors",
-        &format!(
+        &desc!(
             "doors open at once; further knocks are logged and refused (default {})",
             crate::doors::DEFAULT_MAX_DOORS
         ),
@@ -129,7 +151,7 @@ fn opts() -> getopts::Options {
     o.optopt(
         "N",
         "max-per-source",
-        &format!(
+        &desc!(
             "doors open at once for one source address (default {})",
             crate::doors::DEFAULT_MAX_PER_SOURCE
         ),
@@ -138,12 +160,14 @@ fn opts() -> getopts::Options {
     o.optopt(
         "k",
         "keep-caps",
-        "capabilities commands keep when run as root: a list like \
-         cap_net_admin,cap_net_raw (the default), none, or all",
+        &desc!(
+            "capabilities commands keep when run as root: a list like \
+         cap_net_admin,cap_net_raw (the default), none, or all"
+        ),
         "CAPS",
     );
-    o.optflag("V", "version", "print the version and exit");
-    o.optflag("h", "help", "print this help and exit");
+    o.optflag("V", "version", &desc!("print the version and exit"));
+    o.optflag("h", "help", &desc!("print this help and exit"));
     o
 }
 

@@ -16,8 +16,6 @@
 //! ([`Burn::expired`]). The daemon re-applies, at start, the burns of
 //! windows from the one before the current one on.
 
-use std::collections::BTreeSet;
-
 /// Burns a journal keeps at most; past it the oldest windows go first.
 /// Live burns are a few per rotating event (a window burns once, three
 /// are live), so this is only reached by a clock that stepped back and
@@ -85,20 +83,25 @@ impl Burn {
     }
 }
 
-/// The burns a journal holds, bounded by [`MAX_BURNS`].
+/// The burns a journal holds, bounded by [`MAX_BURNS`]: ascending and
+/// without duplicates (a sorted list: a BTreeSet would bring its own 4 KB
+/// of code, and inserting into 4,096 entries is a short move).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Burns(BTreeSet<Burn>);
+pub struct Burns(Vec<Burn>);
 
 impl Burns {
     /// Adds `burn`; past [`MAX_BURNS`] the lowest window goes.
     pub fn insert(&mut self, burn: Burn) {
-        self.0.insert(burn);
-        while self.0.len() > MAX_BURNS {
-            let oldest = self.0.iter().min_by_key(|b| b.window).cloned();
-            if let Some(b) = oldest {
-                self.0.remove(&b);
+        if let Err(at) = self.0.binary_search(&burn) {
+            self.0.insert(at, burn);
+        }
+        if self.0.len() > MAX_BURNS {
+            let oldest = (0..self.0.len()).min_by_key(|&i| self.0[i].window);
+            if let Some(i) = oldest {
+                self.0.remove(i);
             }
         }
+        debug_assert!(self.0.windows(2).all(|p| p[0] < p[1]));
     }
 
     /// Forgets the burns no longer needed at `unix_secs`.
@@ -176,6 +179,29 @@ mod tests {
         assert!(!b.expired(1019));
         assert!(b.expired(1020));
         assert!(!burn("R", 10, u64::MAX).expired(u64::MAX - 1));
+    }
+
+    #[test]
+    fn iterates_in_order_without_duplicates() {
+        let mut burns = Burns::default();
+        for b in [
+            burn("S", 30, 7),
+            burn("R", 10, 9),
+            burn("S", 30, 5),
+            burn("R", 10, 9),
+            burn("R", 20, 1),
+        ] {
+            burns.insert(b);
+        }
+        assert_eq!(
+            burns.iter().cloned().collect::<Vec<_>>(),
+            [
+                burn("R", 10, 9),
+                burn("R", 20, 1),
+                burn("S", 30, 5),
+                burn("S", 30, 7)
+            ]
+        );
     }
 
     #[test]

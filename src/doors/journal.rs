@@ -240,7 +240,7 @@ impl Journal {
             journal.compact().map_err(StateDirError::Io)?;
         }
         let mut entries: Vec<JournalEntry> = journal.live.values().cloned().collect();
-        entries.sort_by_key(|e| e.id);
+        crate::sort::sort_by_key(&mut entries, |e| e.id);
         Ok((journal, entries, skipped))
     }
 
@@ -302,15 +302,17 @@ impl Journal {
     pub fn write(&mut self, ops: &[JournalOp]) -> io::Result<()> {
         let mut text = String::new();
         let mut lines = 0;
-        let mut added = std::collections::HashSet::new();
-        for op in ops {
+        // Ids added in this batch (to the op that added them: the map type
+        // the commit index uses, rather than a HashSet's own code).
+        let mut added: HashMap<JournalId, usize> = HashMap::new();
+        for (i, op) in ops.iter().enumerate() {
             match op {
                 JournalOp::Add(entry) => {
-                    added.insert(entry.id);
+                    added.insert(entry.id, i);
                     text.push_str(&encode_add(entry))
                 }
                 // Unknown ids (never journaled, or done already) need no line.
-                JournalOp::Done(id) if self.live.contains_key(id) || added.contains(id) => {
+                JournalOp::Done(id) if self.live.contains_key(id) || added.contains_key(id) => {
                     text.push_str(&seal(format!("done {id}")))
                 }
                 JournalOp::Done(_) => continue,
@@ -396,7 +398,7 @@ impl Journal {
     fn compact(&mut self) -> io::Result<()> {
         let mut text = seal(format!("seq {}", self.next_id));
         let mut entries: Vec<&JournalEntry> = self.live.values().collect();
-        entries.sort_by_key(|e| e.id);
+        crate::sort::sort_by_key(&mut entries, |e| e.id);
         for entry in &entries {
             text.push_str(&encode_add(entry));
         }
@@ -583,7 +585,7 @@ pub fn read_pending(dir: &Path) -> io::Result<Vec<JournalEntry>> {
     let mut bytes = Vec::new();
     (&file).take(MAX_FILE).read_to_end(&mut bytes)?;
     let mut entries: Vec<JournalEntry> = parse(&bytes).live.into_values().collect();
-    entries.sort_by_key(|e| (e.due_unix_ms, e.id));
+    crate::sort::sort_by_key(&mut entries, |e| (e.due_unix_ms, e.id));
     Ok(entries)
 }
 
@@ -704,7 +706,7 @@ pub(crate) mod tests {
     pub(crate) fn parse_file(path: &Path) -> Vec<JournalEntry> {
         let bytes = std::fs::read(path).unwrap_or_default();
         let mut entries: Vec<JournalEntry> = parse(&bytes).live.into_values().collect();
-        entries.sort_by_key(|e| e.id);
+        crate::sort::sort_by_key(&mut entries, |e| e.id);
         entries
     }
 

@@ -129,11 +129,31 @@ impl fmt::Display for Reason {
             Reason::WrongKey(found) => write!(f, "its elements are {found}"),
             Reason::NoTimeout => f.write_str("it has no timeout support"),
             Reason::Unsupported(what) => write!(f, "it is {what}, which a door cannot use"),
-            Reason::TimeoutRange(t) => write!(f, "timeout {t:?} is out of its range"),
+            Reason::TimeoutRange(t) => write!(f, "timeout {} is out of its range", Span(*t)),
             Reason::Kernel(errno) => f.write_str(&errno_text(*errno)),
             Reason::Io(e) => write!(f, "netlink: {e}"),
-            Reason::NoAnswer => write!(f, "the kernel did not answer within {REPLY_TIMEOUT:?}"),
+            Reason::NoAnswer => write!(
+                f,
+                "the kernel did not answer within {}",
+                Span(REPLY_TIMEOUT)
+            ),
             Reason::Malformed(e) => write!(f, "unexpected answer from the kernel: {e}"),
+        }
+    }
+}
+
+/// A timeout in whole seconds (`30s`, as `Duration`'s `Debug` wrote it) or
+/// else milliseconds (`2250ms`), through integer formatting: `Debug`'s
+/// decimal fractions are 2 KB of code the daemon needs nowhere else.
+struct Span(Duration);
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0;
+        if d.subsec_nanos() == 0 {
+            write!(f, "{}s", d.as_secs())
+        } else {
+            write!(f, "{}ms", u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         }
     }
 }
@@ -289,14 +309,18 @@ fn key_name(target: &SetTarget, family: AddrFamily) -> &'static str {
 /// message per set a door cannot use, naming the event, its key, the
 /// reason and the command that fixes it. Empty: all are usable.
 pub fn check_sets(events: &[Event], backend: &mut dyn SetBackend) -> Vec<String> {
-    let mut seen = std::collections::HashSet::new();
+    // Sorted, searched by halves (a HashSet would be 2 KB more code).
+    let mut seen: Vec<(SetTarget, AddrFamily)> = Vec::new();
     let mut problems = Vec::new();
     for event in events {
         let delay = Duration::from_secs(event.command_delay.unwrap_or(1).into());
         for (target, family) in event.sets.all() {
-            if !seen.insert((target.clone(), family)) {
-                continue;
+            let key = (target, family);
+            match seen.binary_search(&key) {
+                Ok(_) => continue,
+                Err(at) => seen.insert(at, key.clone()),
             }
+            let (target, family) = key;
             if let Err(e) = backend.lookup(&target, family, delay) {
                 problems.push(format!(
                     "<{}> {}: kernel door unusable: {e}",
@@ -971,5 +995,26 @@ mod test {
         assert!(Reason::Kernel(libc::EPERM)
             .to_string()
             .contains("CAP_NET_ADMIN"));
+    }
+
+    #[test]
+    fn timeouts_read_in_whole_seconds_or_milliseconds() {
+        for (d, text) in [
+            (Duration::from_secs(30), "30s"),
+            (Duration::from_secs(0), "0s"),
+            (Duration::from_millis(500), "500ms"),
+            (Duration::from_millis(2_250), "2250ms"),
+            (Duration::from_nanos(1), "0ms"),
+        ] {
+            assert_eq!(Span(d).to_string(), text);
+        }
+        assert_eq!(
+            Reason::TimeoutRange(Duration::from_millis(2_250)).to_string(),
+            "timeout 2250ms is out of its range"
+        );
+        assert_eq!(
+            Reason::NoAnswer.to_string(),
+            "the kernel did not answer within 2s"
+        );
     }
 }

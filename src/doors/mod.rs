@@ -544,7 +544,7 @@ impl Doors {
         let ids: Vec<JournalId> = self.doors.keys().copied().collect();
         let mut ids = ids;
         // In due order, so the doors that should close first go first.
-        ids.sort_by_key(|id| self.doors.get(id).map(|d| (d.due.ms, d.id)));
+        crate::sort::sort_by_key(&mut ids, |id| self.doors.get(id).map(|d| (d.due.ms, d.id)));
         for id in ids {
             self.step(id, Door::stop, 0, out);
         }

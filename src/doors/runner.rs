@@ -668,7 +668,8 @@ impl Collector {
 
 fn log_completion(c: &Completion) {
     let ok = c.outcome.success();
-    let ms = c.duration.as_millis();
+    // u64: printing the u128 of as_millis() links 128-bit formatting.
+    let ms = u64::try_from(c.duration.as_millis()).unwrap_or(u64::MAX);
     for line in c.output.lines() {
         if ok {
             crate::info!("command {}: | {line}", c.label);

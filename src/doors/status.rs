@@ -94,7 +94,7 @@ impl Doors {
             };
             (id.get(), view)
         }));
-        out.sort_by_key(|(id, v)| (v.due_ms.is_none(), v.due_ms, *id));
+        crate::sort::sort_by_key(&mut out, |(id, v)| (v.due_ms.is_none(), v.due_ms, *id));
         out.into_iter().map(|(_, v)| v).collect()
     }
 }

@@ -215,7 +215,7 @@ impl<T> Wheel<T> {
         }
         self.heads.iter_mut().for_each(|h| *h = NIL);
         self.occupied = [0; LEVELS];
-        all.sort_by_key(|&(due, _)| due);
+        crate::sort::sort_by_key(&mut all, |&(due, _)| due);
         all.into_iter().map(|(_, item)| item).collect()
     }
 

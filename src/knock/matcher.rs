@@ -64,7 +64,6 @@
 //! their steps and one index entry per event. `tests::memory_per_source_is_as_documented`
 //! pins these figures.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 use crate::config::Event;
@@ -375,7 +374,7 @@ impl FirstIndex {
             .filter(|(_, e)| e.usable && e.starts)
             .map(|(i, e)| (port_bit(e.steps[0].proto, e.steps[0].port) as u32, i as u16))
             .collect();
-        pairs.sort_unstable();
+        crate::sort::sort(&mut pairs);
         // (key, start, end) per distinct first (protocol, port).
         let mut groups: Vec<(u32, u32, u32)> = Vec::new();
         for (i, &(key, _)) in pairs.iter().enumerate() {
@@ -469,6 +468,7 @@ impl<'a> List<'a> {
         (!self.spilled).then(|| &self.small[..self.n])
     }
 
+    #[inline]
     fn as_slice(&self) -> &[Attempt] {
         if self.spilled {
             self.big
@@ -1035,24 +1035,33 @@ impl Matcher {
     pub fn reload(&mut self, events: &[Event], now_ms: u64) {
         self.tick(now_ms);
         let new = build_events(events);
-        // Old index → new index for the events that carry over. Found
-        // through a hash of what must be unchanged, so that a reload costs
-        // O(events), not O(events²): rotating events reload the matcher
-        // every window.
+        // Old index → new index for the events that carry over. Found by
+        // binary search in the old events sorted by what must be unchanged,
+        // so that a reload costs O(events log events), not O(events²):
+        // rotating events reload the matcher every window. (Sorted, not
+        // hashed: a map keyed by identity was 4 KB more code.)
         let mut map: Vec<Option<usize>> = vec![None; self.events.len()];
         let mut counts = vec![(0, 0); new.len()];
-        let mut old: HashMap<Identity<'_>, std::collections::VecDeque<usize>> = HashMap::new();
-        for (i, o) in self.events.iter().enumerate().filter(|(_, o)| o.usable) {
-            old.entry(o.identity()).or_default().push_back(i);
-        }
+        let olds = &self.events;
+        let mut old: Vec<usize> = (0..olds.len()).filter(|&i| olds[i].usable).collect();
+        // Stable: equal old events stay in index order.
+        crate::sort::sort_by(&mut old, |&a, &b| {
+            olds[a].identity().cmp(&olds[b].identity())
+        });
+        // Per run of equal old events (at its first position): how many
+        // of them are paired already.
+        let mut taken = vec![0usize; old.len()];
         for (e, n) in new.iter().enumerate().filter(|(_, n)| n.usable) {
             // Equal events pair up in order, as a linear search would.
-            if let Some(o) = old.get_mut(&n.identity()).and_then(|q| q.pop_front()) {
+            let id = n.identity();
+            let run = old.partition_point(|&o| olds[o].identity() < id);
+            let at = run + taken.get(run).copied().unwrap_or(0);
+            if let Some(&o) = old.get(at).filter(|&&o| olds[o].identity() == id) {
+                taken[run] += 1;
                 map[o] = Some(e);
                 counts[e] = self.counts[o];
             }
         }
-        drop(old);
         self.events = new;
         self.counts = counts;
         self.rebuild_ports();
@@ -1069,7 +1078,7 @@ impl Matcher {
                 }
                 None => false,
             });
-            cur.sort_unstable_by_key(Attempt::event);
+            crate::sort::sort_by_key(&mut cur, Attempt::event);
             self.settle(s, &cur);
         }
         self.cur = cur;

@@ -396,7 +396,7 @@ impl MatchSet {
     /// rotating event: its held windows' ports).
     pub fn ports(&self) -> Vec<(Proto, u16)> {
         let mut out: Vec<(Proto, u16)> = self.groups().flat_map(|g| g.matcher.ports()).collect();
-        out.sort();
+        crate::sort::sort(&mut out);
         out.dedup();
         out
     }
@@ -418,7 +418,7 @@ impl MatchSet {
                     .map(|(p, range)| (p, range.first(), range.last())),
             );
         }
-        all.sort();
+        crate::sort::sort(&mut all);
         let mut out: Vec<(Proto, u16, u16)> = Vec::with_capacity(all.len());
         for (p, first, last) in all {
             match out.last_mut() {

@@ -76,8 +76,9 @@ pub mod flags {
     ];
 }
 
-/// What a step demands of a TCP frame's flags.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What a step demands of a TCP frame's flags. (`Ord`: an arbitrary but
+/// total order, by which the matcher finds unchanged events on reload.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FlagSpec {
     /// The six classic flags must equal these bits exactly (`n` is `Exact(0)`,
     /// `x` is `Exact(CLASSIC)`).
@@ -116,7 +117,7 @@ pub fn flag_names(bits: u8) -> Vec<&'static str> {
 }
 
 /// One frame of a knock sequence: `protocol:port[:flags]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Step {
     /// The protocol the frame must use.
     pub proto: Proto,

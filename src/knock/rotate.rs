@@ -266,11 +266,11 @@ impl GuessSpace {
     /// `-C`'s words: `guess space: about 40 bits per window (…)`.
     pub fn describe(&self) -> String {
         format!(
-            "guess space: about {:.0} bits per window; with {} windows live a guessed \
-             sequence opens with a chance of about 1 in 2^{:.0}",
-            self.bits_per_window,
+            "guess space: about {} bits per window; with {} windows live a guessed \
+             sequence opens with a chance of about 1 in 2^{}",
+            whole(self.bits_per_window),
             self.live_windows,
-            self.bits_per_guess()
+            whole(self.bits_per_guess())
         )
     }
 
@@ -279,15 +279,22 @@ impl GuessSpace {
         (self.bits_per_guess() < MIN_GUESS_BITS).then(|| {
             format!(
                 "is easy to guess: a guessed sequence opens with a chance of about 1 in \
-                 2^{:.0} (about {:.0} bits per window, {} windows live), below 1 in 2^{:.0}; \
+                 2^{} (about {} bits per window, {} windows live), below 1 in 2^{}; \
                  widen the port ranges, add flag sets or add steps",
-                self.bits_per_guess(),
-                self.bits_per_window,
+                whole(self.bits_per_guess()),
+                whole(self.bits_per_window),
                 self.live_windows,
-                MIN_GUESS_BITS
+                whole(MIN_GUESS_BITS)
             )
         })
     }
+}
+
+/// `bits` rounded to a whole number for the words above, printed as an
+/// integer: formatting an `f64` would link ~15 KB of float printing into the
+/// daemon for these two lines.
+fn whole(bits: f64) -> i64 {
+    bits.round() as i64
 }
 
 #[cfg(test)]

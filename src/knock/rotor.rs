@@ -12,8 +12,6 @@
 //! the matcher when [`Rotor::advance`] or [`Rotor::burn`] says the windows
 //! changed.
 
-use std::collections::BTreeSet;
-
 use crate::config::rotation::Rotation;
 use crate::config::Event;
 use crate::knock::template::PortRange;
@@ -61,7 +59,9 @@ pub struct Rotor {
     current: Option<u64>,
     /// Live windows ascending, then at most one draining window.
     held: Vec<Held>,
-    burned: BTreeSet<u64>,
+    /// Burned windows, ascending, at most [`MAX_BURNED`] (a sorted list:
+    /// a BTreeSet would bring its own 4 KB of code for 64 numbers).
+    burned: Vec<u64>,
     /// (started, completed) counted in windows the matcher no longer holds.
     past: (u64, u64),
 }
@@ -78,7 +78,7 @@ impl Rotor {
             timeout_ms: u64::from(event.timeout) * 1000,
             current: None,
             held: Vec::new(),
-            burned: BTreeSet::new(),
+            burned: Vec::new(),
             past: (0, 0),
         })
     }
@@ -156,7 +156,7 @@ impl Rotor {
             }
         }
         for w in first..=last {
-            if self.burned.contains(&w) || kept.iter().any(|h| h.window == w) {
+            if self.is_burned(w) || kept.iter().any(|h| h.window == w) {
                 continue;
             }
             if let Some(steps) = self.rotation.sequence(&self.name, w) {
@@ -167,11 +167,11 @@ impl Rotor {
                 });
             }
         }
-        kept.sort_by_key(|h| h.window);
+        crate::sort::sort_by_key(&mut kept, |h| h.window);
         kept.extend(drain);
         self.held = kept;
         // Windows below the live set stay gone unless the clock steps back.
-        self.burned = self.burned.split_off(&first);
+        self.burned.retain(|&b| b >= first);
         changed = true;
         self.debug_check();
         changed
@@ -181,11 +181,12 @@ impl Rotor {
     /// False if it was burned already (a second completion of the same
     /// sequence, e.g. from another source in the same batch).
     pub fn burn(&mut self, w: u64) -> bool {
-        if !self.burned.insert(w) {
-            return false;
+        match self.burned.binary_search(&w) {
+            Ok(_) => return false,
+            Err(at) => self.burned.insert(at, w),
         }
-        while self.burned.len() > MAX_BURNED {
-            self.burned.pop_first();
+        if self.burned.len() > MAX_BURNED {
+            self.burned.remove(0);
         }
         self.held.retain(|h| h.window != w);
         self.debug_check();
@@ -194,7 +195,7 @@ impl Rotor {
 
     /// Is window `w` burned?
     pub fn is_burned(&self, w: u64) -> bool {
-        self.burned.contains(&w)
+        self.burned.binary_search(&w).is_ok()
     }
 
     /// Seconds per window.
@@ -236,7 +237,8 @@ impl Rotor {
 
     fn debug_check(&self) {
         debug_assert!(self.held.iter().filter(|h| h.drain_until.is_some()).count() <= 1);
-        debug_assert!(self.held.iter().all(|h| !self.burned.contains(&h.window)));
+        debug_assert!(self.burned.windows(2).all(|p| p[0] < p[1]));
+        debug_assert!(self.held.iter().all(|h| !self.is_burned(h.window)));
         debug_assert!(self.burned.len() <= MAX_BURNED);
     }
 }

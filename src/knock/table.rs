@@ -318,6 +318,7 @@ impl<P: Copy> SourceTable<P> {
     }
 
     /// Links an unlinked `s` as the most recent of `seg`.
+    #[inline]
     fn push(&mut self, s: u32, seg: Seg) {
         let Some(ends) = self.ends(seg) else { return };
         let old = ends.head;
@@ -372,6 +373,7 @@ impl<P: Copy> SourceTable<P> {
     /// Evicts the least recently active probation source (protected only
     /// when probation is empty) other than `keep`; returns its slot, now
     /// free, whose payload the caller still has to clean up.
+    #[inline]
     pub(crate) fn evict(&mut self, keep: u32) -> Option<u32> {
         let skip = |tail: u32| match self.slots.get(keep as usize) {
             Some(k) if tail == keep => k.prev,

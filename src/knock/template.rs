@@ -362,7 +362,7 @@ impl FromStr for Template {
                 if bits.len() < 2 {
                     return err(NEEDS_TWO);
                 }
-                bits.sort_unstable();
+                crate::sort::sort(&mut bits);
                 let first = plain(first_text, Some(members[0]))?;
                 let last = plain(last_text, Some(members[0]))?;
                 (first, last.port, TemplateFlags::OneOf(bits))

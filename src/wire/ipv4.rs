@@ -92,6 +92,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The total length field (RFC 791): the packet as sent, not as captured.
+    #[inline]
     pub fn total_len(&self) -> usize {
         usize::from(be16(self.buffer.as_ref(), field::LENGTH.start))
     }

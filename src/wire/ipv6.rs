@@ -233,6 +233,7 @@ impl<T: AsRef<[u8]>> ExtHeader<T> {
     /// Header length in bytes, from the length field (byte 1) by the rule of
     /// [`ext_length`]. Needs only the first 2 bytes, so
     /// `check_len` can call it on a buffer of at least 8.
+    #[inline]
     pub fn header_len(&self) -> usize {
         let units = usize::from(self.buffer.as_ref()[ext_field::LENGTH]);
         match ext_length(self.kind) {

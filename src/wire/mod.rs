@@ -379,6 +379,7 @@ struct L4 {
 }
 
 impl L4 {
+    #[inline]
     fn decode(&self, protocol: u8, payload: &[u8]) -> Result<Option<Knock>, Malformed> {
         let (proto, dst_port, flags) = match protocol {
             ip_proto::TCP => {

@@ -94,7 +94,7 @@ pub const MAX_KEY_LEN: usize = 64;
 pub const MAX_NAME_LEN: usize = 255;
 
 /// An nf_tables table family (`NFPROTO_*`), as nft names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Family {
     /// `ip`: IPv4 only.
     Ip,

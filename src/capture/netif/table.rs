@@ -117,7 +117,7 @@ impl Link {
 
     fn rebuild_addrs(&mut self) {
         let mut addrs: Vec<IpAddr> = self.keys.iter().map(|k| k.local).collect();
-        addrs.sort_unstable();
+        crate::sort::sort(&mut addrs);
         addrs.dedup();
         self.iface.addrs = addrs;
     }
