@@ -654,10 +654,14 @@ fn burst(a: &Args) {
     );
     let netns = format!("/run/netns/{}", a.get("netns"));
     let srcs: Vec<Ipv4Addr> = (0..count).map(|i| source(first + i as u64)).collect();
-    // The checker: in the server namespace, walks the sources in order.
+    // The checker: in the server namespace, sweeps the sources not yet in
+    // the wanted state until all are, or until `limit` has passed; then
+    // reports when it ended and how many reached the state (a burst can
+    // lose frames to a full ring: that is a figure, not a failure).
     let (go_tx, go_rx) = channel::<()>();
-    let (done_tx, done_rx) = channel::<Instant>();
+    let (done_tx, done_rx) = channel::<(Instant, usize)>();
     let checker_srcs = srcs.clone();
+    let limit = delay;
     std::thread::spawn(move || {
         let f = File::open(&netns).unwrap_or_else(|e| fail(&format!("{netns}: {e}")));
         use std::os::fd::AsRawFd;
@@ -672,13 +676,23 @@ fn burst(a: &Args) {
                 .is_some()
         };
         let _ = go_rx.recv();
+        let mut opened = 0;
         for want in [true, false] {
-            for &src in &checker_srcs {
-                while present(src) != want {
+            let start = Instant::now();
+            let mut left: Vec<Ipv4Addr> = checker_srcs.clone();
+            while !left.is_empty() && start.elapsed() < limit + Duration::from_secs(30) {
+                left.retain(|&a| present(a) != want);
+                if !left.is_empty() {
                     std::thread::sleep(Duration::from_millis(if want { 1 } else { 5 }));
                 }
+                if want && start.elapsed() >= limit {
+                    break;
+                }
             }
-            let _ = done_tx.send(Instant::now());
+            if want {
+                opened = checker_srcs.len() - left.len();
+            }
+            let _ = done_tx.send((Instant::now(), if want { opened } else { left.len() }));
         }
     });
     let c0 = cpu_secs(pid);
@@ -688,18 +702,18 @@ fn burst(a: &Args) {
         k.knock(src).unwrap_or_else(|e| fail(&format!("send: {e}")));
     }
     let sent = t0.elapsed();
-    let all_open = done_rx
-        .recv_timeout(delay)
-        .unwrap_or_else(|_| fail("not every door opened within the delay"));
+    let (all_open, opened) = done_rx
+        .recv_timeout(delay + Duration::from_secs(5))
+        .unwrap_or_else(|_| fail("the set checker did not answer"));
     let c1 = cpu_secs(pid);
     // The elements expire between t0 + delay and all_open + delay.
     std::thread::sleep(
         (t0 + delay).saturating_duration_since(Instant::now() + Duration::from_secs(1)),
     );
     let c2 = cpu_secs(pid);
-    let all_gone = done_rx
-        .recv_timeout(delay + Duration::from_secs(30))
-        .unwrap_or_else(|_| fail("doors still open 30 s after their time"));
+    let (all_gone, still_open) = done_rx
+        .recv_timeout(delay + Duration::from_secs(60))
+        .unwrap_or_else(|_| fail("the set checker did not answer"));
     std::thread::sleep(Duration::from_secs(1));
     let c3 = cpu_secs(pid);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -709,8 +723,8 @@ fn burst(a: &Args) {
         - ms(due.saturating_duration_since(all_gone)))
     .round() as i64;
     println!(
-        "doors={count} send_ms={:.0} open_all_ms={:.0} open_cpu_s={:.2} \
-         last_gone_after_delay_ms={late} expire_window_ms={:.0} expire_cpu_s={:.2}",
+        "doors={count} opened={opened} still_open={still_open} send_ms={:.0} open_all_ms={:.0} \
+         open_cpu_s={:.2} last_gone_after_delay_ms={late} expire_window_ms={:.0} expire_cpu_s={:.2}",
         ms(sent),
         ms(all_open - t0),
         c1 - c0,
