@@ -345,6 +345,33 @@ struct Ev {
     gate: Option<FlagSpec>,
 }
 
+impl Ev {
+    /// Why a frame that does not advance an attempt at `step` (whose last
+    /// matched frame had classic flags `last`) leaves it in place instead of
+    /// resetting it: it repeats that frame (a retransmission), or it is TCP
+    /// with flags the event's gate ignores. `None`: the attempt resets. The
+    /// gate is only consulted when the frame would otherwise reset, so the
+    /// matching path pays nothing for it.
+    #[inline]
+    fn keeps(&self, step: usize, last: u8, proto: Proto, port: u16, fl: u8) -> Option<Skip> {
+        let repeat = self.steps.get(step - 1).is_some_and(|p| {
+            p.proto == proto
+                && p.port == port
+                && (proto == Proto::Udp || last == fl & flags::CLASSIC)
+        });
+        if repeat {
+            Some(Skip::Repeat)
+        } else if self
+            .gate
+            .is_some_and(|g| proto == Proto::Tcp && !g.accepts(fl))
+        {
+            Some(Skip::TcpFlags)
+        } else {
+            None
+        }
+    }
+}
+
 /// What must be unchanged for an event's attempts to survive a reload:
 /// name, steps, timeout and flag gate.
 type Identity<'a> = (&'a str, &'a [Step], u32, Option<FlagSpec>);
@@ -871,35 +898,7 @@ impl Matcher {
                         self.counts[event].1 += 1;
                     }
                     continue;
-                } else if ev.steps.get(step - 1).is_some_and(|p| {
-                    p.proto == proto
-                        && p.port == port
-                        && (proto == Proto::Udp || a.flags() == fl & flags::CLASSIC)
-                }) {
-                    next.push(a); // retransmission
-                    max_step = max_step.max(step);
-                    if out.tracing {
-                        let by = Seen {
-                            proto,
-                            port,
-                            flags: fl,
-                        };
-                        let why = Skip::Repeat;
-                        out.note(Trace::Ignored {
-                            event,
-                            src,
-                            step,
-                            by,
-                            why,
-                        });
-                    }
-                    continue;
-                } else if ev
-                    .gate
-                    .is_some_and(|g| proto == Proto::Tcp && !g.accepts(fl))
-                {
-                    // Only reached when the frame would reset: costs the
-                    // matching path nothing.
+                } else if let Some(why) = ev.keeps(step, a.flags(), proto, port, fl) {
                     next.push(a);
                     max_step = max_step.max(step);
                     if out.tracing {
@@ -908,7 +907,6 @@ impl Matcher {
                             port,
                             flags: fl,
                         };
-                        let why = Skip::TcpFlags;
                         out.note(Trace::Ignored {
                             event,
                             src,
