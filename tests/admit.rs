@@ -26,17 +26,7 @@ fn config(dir: &TempDir) -> String {
 /// The numeric `key=value` pairs of the last stats line after a SIGUSR1
 /// (an event's `started/completed` as `EVENT.started`).
 fn stats(d: &Daemon) -> HashMap<String, u64> {
-    let before = d.log_text().matches("stats: frames=").count();
-    d.proc.signal(libc::SIGUSR1);
-    let text = wait_for(Duration::from_secs(5), || {
-        let t = d.log_text();
-        (t.matches("stats: frames=").count() > before).then_some(t)
-    })
-    .unwrap_or_else(|| panic!("no stats line; log:\n{}", d.log_tail(30)));
-    let line = text
-        .lines()
-        .rfind(|l| l.contains("stats: frames="))
-        .unwrap();
+    let line = d.stats_line();
     let mut out = HashMap::new();
     for (k, v) in line.split_whitespace().filter_map(|w| w.split_once('=')) {
         match v.split_once('/') {

@@ -12,7 +12,7 @@
 mod common;
 use common::daemon::*;
 use common::*;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -94,26 +94,6 @@ fn nft_set(pair: &Pair, set: &str) {
     pair.server.must(&format!(
         "nft add table inet tpk && nft add set inet tpk {set} '{{ type ipv4_addr; }}'"
     ));
-}
-
-/// The `key=value` pairs of the stats line SIGUSR1 asks for.
-fn stats(d: &Daemon) -> HashMap<String, u64> {
-    let count = |t: &str| t.matches("stats: frames=").count();
-    let before = count(&d.log_text());
-    d.proc.signal(libc::SIGUSR1);
-    let text = wait_for(Duration::from_secs(5), || {
-        let t = d.log_text();
-        (count(&t) > before).then_some(t)
-    })
-    .unwrap_or_else(|| panic!("no stats line; log:\n{}", d.log_tail(30)));
-    let line = text
-        .lines()
-        .rfind(|l| l.contains("stats: frames="))
-        .unwrap();
-    line.split_whitespace()
-        .filter_map(|w| w.split_once('='))
-        .filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
-        .collect()
 }
 
 /// Runs the daemon to completion (it is expected to refuse to start);
@@ -509,7 +489,7 @@ fn spoofed_completions_stop_at_the_cap_and_a_real_knock_still_opens() {
         "flood doors: {}",
         set_elements(&pair, "flood")
     );
-    let s = stats(&d);
+    let s = d.stats();
     eprintln!("{FLOOD_COMPLETIONS} spoofed completions in {flood_took:?}; stats {s:?}");
     assert_eq!(s["drops"], 0, "ring drops under the flood: {s:?}");
     assert_eq!(s["doors"], FLOOD_CAP + 1, "{s:?}");
@@ -780,7 +760,7 @@ fn a_stop_that_fails_twice_is_retried_until_it_closes_the_door() {
     d.expect_log("stop failed (attempt 1)", Duration::from_secs(1));
     d.expect_log("stop failed (attempt 2)", Duration::from_secs(1));
     d.expect_log("stop: exited 0", Duration::from_secs(1));
-    let s = stats(&d);
+    let s = d.stats();
     assert_eq!(
         (s["doors"], s["retrying"], s["stop_failures"]),
         (0, 0, 2),

@@ -50,18 +50,7 @@ impl Stats {
 
 /// Asks for a stats line (SIGUSR1) and returns it.
 fn stats(d: &Daemon) -> Stats {
-    let count = |t: &str| t.matches("stats: frames=").count();
-    let before = count(&d.log_tail(40));
-    d.proc.signal(libc::SIGUSR1);
-    let text = wait_for(Duration::from_secs(5), || {
-        let t = d.log_tail(40);
-        (count(&t) > before).then_some(t)
-    })
-    .unwrap_or_else(|| panic!("no stats line after SIGUSR1; log:\n{}", d.log_tail(40)));
-    let line = text
-        .lines()
-        .rfind(|l| l.contains("stats: frames="))
-        .unwrap();
+    let line = d.stats_line();
     Stats(
         line.split_whitespace()
             .filter_map(|w| w.split_once('='))

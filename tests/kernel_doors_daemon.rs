@@ -204,26 +204,6 @@ fn journal_pending(dir: &TempDir) -> BTreeSet<u64> {
     live
 }
 
-/// The `key=value` pairs of the stats line SIGUSR1 asks for.
-fn stats(d: &Daemon) -> std::collections::HashMap<String, u64> {
-    let count = |t: &str| t.matches("stats: frames=").count();
-    let before = count(&d.log_text());
-    d.proc.signal(libc::SIGUSR1);
-    let text = wait_for(Duration::from_secs(5), || {
-        let t = d.log_text();
-        (count(&t) > before).then_some(t)
-    })
-    .unwrap_or_else(|| panic!("no stats line; log:\n{}", d.log_tail(30)));
-    let line = text
-        .lines()
-        .rfind(|l| l.contains("stats: frames="))
-        .unwrap();
-    line.split_whitespace()
-        .filter_map(|w| w.split_once('='))
-        .filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
-        .collect()
-}
-
 /// Knocks from `src` to `dst`; returns the times just before the first
 /// frame was built and just after the last one left (building frames
 /// starts processes: the two can be far apart on a busy machine).
@@ -352,7 +332,7 @@ fn a_knock_opens_nft_and_ipset_doors_and_the_kernel_closes_them_on_time() {
     let log = d.log_text();
     assert!(!log.contains("removed from"), "{log}");
     assert_eq!(log.matches("door closed by the kernel").count(), 2, "{log}");
-    let st = stats(&d);
+    let st = d.stats();
     assert_eq!((st["netlink_errors"], st["kernel_doors"]), (0, 0), "{st:?}");
 }
 
@@ -748,7 +728,7 @@ fn a_set_deleted_under_the_daemon_is_logged_with_its_name_and_counted() {
          no such table, set or element",
         Duration::from_secs(3),
     );
-    let st = stats(&d);
+    let st = d.stats();
     assert_eq!(st["netlink_errors"], 1, "{st:?}");
     // Nothing was added: no door to close, nothing left in the journal.
     assert_eq!(st["kernel_doors"], 0, "{st:?}");

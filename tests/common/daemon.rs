@@ -28,6 +28,31 @@ impl Daemon {
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
+    /// Asks for a stats line (SIGUSR1) and returns the new one; panics with
+    /// the log if none comes within 5 s.
+    pub fn stats_line(&self) -> String {
+        const MARK: &str = "stats: frames=";
+        let before = self.log_text().matches(MARK).count();
+        self.proc.signal(libc::SIGUSR1);
+        let text = wait_for(Duration::from_secs(5), || {
+            let t = self.log_text();
+            (t.matches(MARK).count() > before).then_some(t)
+        })
+        .unwrap_or_else(|| panic!("no stats line after SIGUSR1; log:\n{}", self.log_tail(30)));
+        let line = text.lines().rfind(|l| l.contains(MARK)).unwrap();
+        line.to_owned()
+    }
+
+    /// The numeric `key=value` pairs of a fresh stats line
+    /// ([`Daemon::stats_line`]).
+    pub fn stats(&self) -> std::collections::HashMap<String, u64> {
+        self.stats_line()
+            .split_whitespace()
+            .filter_map(|w| w.split_once('='))
+            .filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
+            .collect()
+    }
+
     /// Waits until the log contains `needle`; panics with the log if not.
     #[track_caller]
     pub fn expect_log(&self, needle: &str, limit: Duration) {
